@@ -1,0 +1,74 @@
+# run: GPT-2 inference in C.  `make run` builds and generates, `make test` tests.
+CC      ?= cc
+PYTHON  ?= python3
+PREFIX  ?= /usr/local
+BINDIR   = $(PREFIX)/bin
+DATADIR  = $(PREFIX)/share/run
+
+# -march=native where the compiler knows it (gcc, clang on x86), -mcpu=native on Apple arm64.
+ARCH    := $(shell $(CC) -march=native -x c -E /dev/null >/dev/null 2>&1 && echo -march=native || echo -mcpu=native)
+OPT     ?= -O2 $(ARCH)
+WARN     = -std=c11 -Wall -Wextra -Wshadow -Wvla
+CFLAGS  ?= $(OPT)
+LDLIBS   = -lm -lpthread
+
+# The model `run` loads when none is given on the command line.
+DEFAULT_MODEL ?= models/model.bin
+MODEL_DEFINE   = -DDEFAULT_MODEL='"$(DEFAULT_MODEL)"'
+
+# make SANITIZE=1 ... : AddressSanitizer + UndefinedBehaviorSanitizer build.
+ifeq ($(SANITIZE),1)
+CFLAGS  = -O1 -g -fno-omit-frame-pointer -fsanitize=address,undefined -fno-sanitize-recover=undefined
+endif
+
+SRC      = run.c tokenizer.c
+HDR      = tokenizer.h
+TESTBIN  = tests/build
+
+.PHONY: all test test-hf bench install uninstall clean
+
+all: run
+
+# `make run` builds the binary and then generates from the default model; as a
+# prerequisite of other targets `run` is just the binary.
+DEMO = $(if $(filter run,$(MAKECMDGOALS)),./run $(DEFAULT_MODEL) -n 120 -v,)
+ifneq ($(filter run,$(MAKECMDGOALS)),)
+.PHONY: run
+endif
+run: $(SRC) $(HDR)
+	$(CC) $(CFLAGS) $(WARN) $(MODEL_DEFINE) -o $@ $(SRC) $(LDLIBS)
+	$(DEMO)
+
+$(TESTBIN)/test_tokenizer: tests/test_tokenizer.c tokenizer.c tokenizer.h
+	@mkdir -p $(TESTBIN)
+	$(CC) $(CFLAGS) $(WARN) -I. -o $@ tests/test_tokenizer.c tokenizer.c $(LDLIBS)
+
+TESTS = tests/test_tokenizer.py tests/test_export.py tests/test_engine.py tests/test_cli.py tests/test_model.py
+
+test: run $(TESTBIN)/test_tokenizer
+	$(PYTHON) tests/run_all.py $(TESTS)
+
+# Reference checks against Hugging Face transformers / tokenizers / tiktoken, in a venv.
+VENV = .venv-hf
+$(VENV)/ok: tests/requirements-hf.txt
+	$(PYTHON) -m venv $(VENV)
+	$(VENV)/bin/pip install -q -r tests/requirements-hf.txt
+	touch $@
+
+HF_TESTS = tests/hf_tokenizer_parity.py tests/hf_engine_parity.py
+
+test-hf: run $(TESTBIN)/test_tokenizer $(VENV)/ok
+	$(VENV)/bin/python tests/run_all.py $(HF_TESTS)
+
+install: run
+	install -d $(DESTDIR)$(BINDIR) $(DESTDIR)$(DATADIR)
+	install -m 644 $(DEFAULT_MODEL) $(DESTDIR)$(DATADIR)/model.bin
+	$(CC) $(CFLAGS) $(WARN) -DDEFAULT_MODEL='"$(DATADIR)/model.bin"' -o $(TESTBIN)-install-run $(SRC) $(LDLIBS)
+	install -m 755 $(TESTBIN)-install-run $(DESTDIR)$(BINDIR)/run
+	rm -f $(TESTBIN)-install-run
+
+uninstall:
+	rm -f $(DESTDIR)$(BINDIR)/run $(DESTDIR)$(DATADIR)/model.bin
+
+clean:
+	rm -rf run $(TESTBIN)

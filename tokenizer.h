@@ -1,0 +1,60 @@
+// tokenizer.h: GPT-2 byte-level BPE (encode, decode, streaming UTF-8 output).
+//
+// The tokenizer reads the tokenizer section of a checkpoint (tests/SPEC.md,
+// section 2) straight from memory; it validates the whole section first.
+#ifndef TOKENIZER_H
+#define TOKENIZER_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+typedef struct Tokenizer Tokenizer;
+
+// A growable list of token ids.
+typedef struct {
+    int *ids;
+    size_t len, cap;
+} TokenList;
+
+// Load from a tokenizer section of `len` bytes at `section`. The memory is
+// referenced, not copied: it must outlive the tokenizer. On failure returns
+// NULL and writes a one-line reason (no trailing newline) into err[errlen].
+Tokenizer *tokenizer_load(const void *section, size_t len, char *err, size_t errlen);
+void tokenizer_free(Tokenizer *t);
+
+// Number of ids in the vocabulary (ids 0 .. n-1).
+int tokenizer_n_tokens(const Tokenizer *t);
+
+// Raw bytes of token `id` (length in *len); NULL when id is out of range.
+// An id absent from the vocabulary gives a zero-length string.
+const unsigned char *tokenizer_token(const Tokenizer *t, int id, size_t *len);
+
+// Id of the special token spelled exactly `text` (e.g. "<|endoftext|>"), or -1.
+int tokenizer_special_id(const Tokenizer *t, const char *text);
+
+// Encode `len` bytes of `text` (any bytes, not necessarily valid UTF-8),
+// appending ids to `out`. With `special` nonzero, special tokens written in
+// the text are recognised (tiktoken's allowed_special="all"); otherwise they
+// are plain text (encode_ordinary). Returns 0, or -1 when out of memory.
+int tokenizer_encode(Tokenizer *t, const unsigned char *text, size_t len,
+                     int special, TokenList *out);
+
+void tokenlist_free(TokenList *l);
+
+// Streaming decoder: feed it token bytes as they come, and it hands back
+// only whole UTF-8 characters, holding an incomplete one until the rest
+// arrives. Bytes that can never become a valid character are passed through
+// as they are, so the concatenated output always equals the input bytes.
+typedef struct {
+    unsigned char held[4];
+    int n_held;
+} Utf8Stream;
+
+// Append `len` bytes to the stream. Writes the bytes that are ready into
+// `out` (which must hold len + 4 bytes) and returns how many were written.
+size_t utf8_stream_push(Utf8Stream *s, const unsigned char *bytes, size_t len,
+                        unsigned char *out);
+// End of stream: writes any held bytes into `out` (4 bytes) and returns how many.
+size_t utf8_stream_flush(Utf8Stream *s, unsigned char *out);
+
+#endif

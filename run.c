@@ -1,0 +1,1292 @@
+// run.c: GPT-2 inference in one file of C.
+//
+// Read it top to bottom, like a lecture:
+//   1. errors and exit codes
+//   2. the checkpoint and its Config
+//   3. Weights and RunState
+//   4. math kernels (each with the shapes it works on)
+//   5. the worker pool that spreads a kernel over threads
+//   6. the forward pass: embeddings, attention, MLP, logits
+//   7. sampling
+//   8. tokenizer glue and streaming output
+//   9. the generation loop, scoring, tokenizing
+//  10. the command line
+//
+// The checkpoint is made by export.py from a Hugging Face GPT-2 directory;
+// its layout is described in README.md. It is memory-mapped read-only, so
+// several processes on one checkpoint share its pages.
+#define _POSIX_C_SOURCE 200809L
+#define _DEFAULT_SOURCE
+
+#include <errno.h>
+#include <fcntl.h>
+#include <getopt.h>
+#include <math.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "tokenizer.h"
+
+#ifndef DEFAULT_MODEL
+#define DEFAULT_MODEL "models/model.bin"
+#endif
+#define RUN_VERSION "0.1.0"
+
+// ----------------------------------------------------------------------------
+// 1. Errors and exit codes
+
+enum {
+    EXIT_OK = 0,
+    EXIT_RUNTIME = 1,  // I/O error, out of memory, write error
+    EXIT_USAGE = 2,    // bad flag or value
+    EXIT_MODEL = 3,    // bad model or tokenizer file
+    EXIT_INPUT = 4,    // text or ids that cannot be processed
+};
+
+static void die(int code, const char *fmt, ...) {
+    va_list ap;
+    va_start(ap, fmt);
+    fputs("run: ", stderr);
+    vfprintf(stderr, fmt, ap);
+    fputc('\n', stderr);
+    va_end(ap);
+    exit(code);
+}
+
+static void *xmalloc(size_t n) {
+    void *p = malloc(n ? n : 1);
+    if (!p) die(EXIT_RUNTIME, "out of memory (asked for %zu bytes)", n);
+    return p;
+}
+
+static void *xcalloc(size_t n, size_t size) {
+    void *p = calloc(n ? n : 1, size ? size : 1);
+    if (!p) die(EXIT_RUNTIME, "out of memory (asked for %zu x %zu bytes)", n, size);
+    return p;
+}
+
+static double now_seconds(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return ts.tv_sec + ts.tv_nsec * 1e-9;
+}
+
+// ----------------------------------------------------------------------------
+// 2. The checkpoint and its Config
+//
+// A 256-byte header, the tokenizer section, then float32 weights, each tensor
+// 64-byte aligned. All numbers little-endian.
+
+#define HEADER_BYTES 256
+#define WEIGHT_ALIGN 64
+
+enum { ACT_GELU_TANH = 0, ACT_GELU_ERF = 1, ACT_RELU = 2, ACT_SILU = 3 };
+enum {
+    FLAG_UNTIED_LM_HEAD = 1u << 0,
+    FLAG_SCALE_ATTN = 1u << 1,        // scores / sqrt(head_dim)
+    FLAG_SCALE_BY_LAYER = 1u << 2,    // scores / (layer + 1) as well
+};
+
+typedef struct {
+    int n_layer;     // transformer blocks
+    int n_head;      // attention heads per block
+    int n_embd;      // C: width of the residual stream
+    int n_inner;     // F: width of the MLP's hidden layer
+    int n_ctx;       // longest sequence (learned positions)
+    int vocab_size;  // V: rows of the token embedding
+    float ln_eps;    // LayerNorm epsilon
+    int activation;  // ACT_*
+    uint32_t flags;  // FLAG_*
+    int eos_id, bos_id;  // -1 when the model has none
+    uint64_t tok_offset, tok_bytes, weights_offset, weights_bytes, file_bytes;
+} Config;
+
+static uint32_t read_u32(const unsigned char *p) {
+    return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 24;
+}
+static uint64_t read_u64(const unsigned char *p) {
+    return (uint64_t)read_u32(p) | (uint64_t)read_u32(p + 4) << 32;
+}
+static float read_f32(const unsigned char *p) {
+    uint32_t u = read_u32(p);
+    float f;
+    memcpy(&f, &u, 4);
+    return f;
+}
+
+// A memory-mapped file.
+typedef struct {
+    const char *path;
+    unsigned char *data;
+    size_t size;
+} Mapping;
+
+static void map_file(Mapping *m, const char *path) {
+    m->path = path;
+    int fd = open(path, O_RDONLY);
+    if (fd < 0) die(EXIT_MODEL, "cannot open model '%s': %s", path, strerror(errno));
+    struct stat st;
+    if (fstat(fd, &st) != 0) die(EXIT_MODEL, "cannot stat model '%s': %s", path, strerror(errno));
+    if (!S_ISREG(st.st_mode)) die(EXIT_MODEL, "model '%s' is not a regular file", path);
+    if (st.st_size < 16) die(EXIT_MODEL, "model '%s' is too short (%lld bytes) to be a checkpoint", path, (long long)st.st_size);
+    if ((uint64_t)st.st_size > (uint64_t)SIZE_MAX) die(EXIT_MODEL, "model '%s' is too large to map", path);
+    m->size = (size_t)st.st_size;
+    void *p = mmap(NULL, m->size, PROT_READ, MAP_SHARED, fd, 0);
+    if (p == MAP_FAILED) die(EXIT_MODEL, "cannot map model '%s': %s", path, strerror(errno));
+    close(fd);
+    m->data = p;
+}
+
+// Bytes of one tensor padded to the alignment; 0 on overflow.
+static uint64_t aligned_tensor_bytes(uint64_t n_floats) {
+    if (n_floats > (UINT64_MAX / 8)) return 0;
+    uint64_t b = n_floats * 4;
+    return (b + WEIGHT_ALIGN - 1) / WEIGHT_ALIGN * WEIGHT_ALIGN;
+}
+
+// The number of weight bytes a Config implies (every tensor padded to 64).
+static uint64_t expected_weight_bytes(const Config *c) {
+    uint64_t C = c->n_embd, F = c->n_inner, V = c->vocab_size, P = c->n_ctx;
+    uint64_t layer = 0;
+    layer += 2 * aligned_tensor_bytes(C);                                  // ln_1
+    layer += aligned_tensor_bytes(3 * C * C) + aligned_tensor_bytes(3 * C);// c_attn
+    layer += aligned_tensor_bytes(C * C) + aligned_tensor_bytes(C);        // attn c_proj
+    layer += 2 * aligned_tensor_bytes(C);                                  // ln_2
+    layer += aligned_tensor_bytes(F * C) + aligned_tensor_bytes(F);        // c_fc
+    layer += aligned_tensor_bytes(C * F) + aligned_tensor_bytes(C);        // mlp c_proj
+    uint64_t total = aligned_tensor_bytes(V * C) + aligned_tensor_bytes(P * C);
+    total += layer * (uint64_t)c->n_layer;
+    total += 2 * aligned_tensor_bytes(C);                                  // ln_f
+    if (c->flags & FLAG_UNTIED_LM_HEAD) total += aligned_tensor_bytes(V * C);
+    return total;
+}
+
+// Parse and check the header against the file; every field is validated
+// before any weight is touched. Dimensions are bounded so that all size
+// arithmetic below fits comfortably in 64 bits.
+static void read_config(Config *c, const Mapping *m) {
+    const unsigned char *h = m->data;
+    const char *path = m->path;
+    if (m->size < HEADER_BYTES) die(EXIT_MODEL, "model '%s': file is %zu bytes, shorter than the %d-byte header", path, m->size, HEADER_BYTES);
+    uint32_t version = read_u32(h + 8), header_bytes = read_u32(h + 12);
+    if (version != 1) die(EXIT_MODEL, "model '%s': format version %u, this run reads version 1", path, version);
+    if (header_bytes != HEADER_BYTES) die(EXIT_MODEL, "model '%s': header size %u, expected %d", path, header_bytes, HEADER_BYTES);
+    uint32_t raw[6];
+    const char *names[6] = {"n_layer", "n_head", "n_embd", "n_inner", "n_ctx", "vocab_size"};
+    const uint32_t limits[6] = {4096, 4096, 1u << 16, 1u << 20, 1u << 20, 1u << 24};
+    for (int i = 0; i < 6; i++) {
+        raw[i] = read_u32(h + 16 + 4 * i);
+        if (raw[i] == 0 || raw[i] > limits[i])
+            die(EXIT_MODEL, "model '%s': %s = %u is out of range (1..%u)", path, names[i], raw[i], limits[i]);
+    }
+    c->n_layer = raw[0]; c->n_head = raw[1]; c->n_embd = raw[2];
+    c->n_inner = raw[3]; c->n_ctx = raw[4]; c->vocab_size = raw[5];
+    if (c->n_embd % c->n_head != 0)
+        die(EXIT_MODEL, "model '%s': n_embd %d is not a multiple of n_head %d", path, c->n_embd, c->n_head);
+    c->ln_eps = read_f32(h + 40);
+    if (!(c->ln_eps > 0 && c->ln_eps < 1)) die(EXIT_MODEL, "model '%s': layer_norm_epsilon %g is out of range (0..1)", path, c->ln_eps);
+    c->activation = (int)read_u32(h + 44);
+    if (c->activation < 0 || c->activation > ACT_SILU) die(EXIT_MODEL, "model '%s': unknown activation code %u", path, read_u32(h + 44));
+    c->flags = read_u32(h + 48);
+    if (c->flags & ~7u) die(EXIT_MODEL, "model '%s': unknown flag bits 0x%x", path, c->flags);
+    c->eos_id = (int32_t)read_u32(h + 52);
+    c->bos_id = (int32_t)read_u32(h + 96);
+    if (c->eos_id < -1 || c->eos_id >= c->vocab_size) die(EXIT_MODEL, "model '%s': eos_token_id %d is not a token id", path, c->eos_id);
+    if (c->bos_id < -1 || c->bos_id >= c->vocab_size) die(EXIT_MODEL, "model '%s': bos_token_id %d is not a token id", path, c->bos_id);
+    c->tok_offset = read_u64(h + 56);
+    c->tok_bytes = read_u64(h + 64);
+    c->weights_offset = read_u64(h + 72);
+    c->weights_bytes = read_u64(h + 80);
+    c->file_bytes = read_u64(h + 88);
+    if (c->file_bytes != m->size)
+        die(EXIT_MODEL, "model '%s': header says %llu bytes but the file has %zu (truncated or damaged?)", path, (unsigned long long)c->file_bytes, m->size);
+    if (c->tok_offset != HEADER_BYTES || c->tok_bytes > m->size - HEADER_BYTES)
+        die(EXIT_MODEL, "model '%s': tokenizer section (offset %llu, %llu bytes) lies outside the file", path,
+            (unsigned long long)c->tok_offset, (unsigned long long)c->tok_bytes);
+    if (c->weights_offset % WEIGHT_ALIGN || c->weights_offset < c->tok_offset + c->tok_bytes || c->weights_offset > m->size)
+        die(EXIT_MODEL, "model '%s': weights offset %llu is misplaced", path, (unsigned long long)c->weights_offset);
+    uint64_t want = expected_weight_bytes(c);
+    if (c->weights_bytes != want)
+        die(EXIT_MODEL, "model '%s': weights section is %llu bytes, but the config implies %llu", path,
+            (unsigned long long)c->weights_bytes, (unsigned long long)want);
+    if (c->weights_bytes != m->size - c->weights_offset)
+        die(EXIT_MODEL, "model '%s': weights section (%llu bytes at %llu) does not end at the end of the file (%zu)", path,
+            (unsigned long long)c->weights_bytes, (unsigned long long)c->weights_offset, m->size);
+}
+
+// ----------------------------------------------------------------------------
+// 3. Weights and RunState
+
+typedef struct {
+    const float *ln1_w, *ln1_b;      // (C)
+    const float *qkv_w, *qkv_b;      // (3C, C), (3C)
+    const float *proj_w, *proj_b;    // (C, C), (C)
+    const float *ln2_w, *ln2_b;      // (C)
+    const float *fc_w, *fc_b;        // (F, C), (F)
+    const float *fc_proj_w, *fc_proj_b;  // (C, F), (C)
+} LayerWeights;
+
+typedef struct {
+    const float *wte;    // (V, C) token embeddings
+    const float *wpe;    // (n_ctx, C) position embeddings
+    LayerWeights *layers;
+    const float *lnf_w, *lnf_b;  // (C)
+    const float *lm_head;        // (V, C): wte when tied
+} Weights;
+
+// Point each tensor into the mapping, in the order export.py wrote them.
+static void map_weights(Weights *w, const Config *c, const unsigned char *base) {
+    const unsigned char *p = base + c->weights_offset;
+    size_t C = c->n_embd, F = c->n_inner, V = c->vocab_size;
+#define NEXT(n) ((const float *)(p += aligned_tensor_bytes(n), p - aligned_tensor_bytes(n)))
+    w->wte = NEXT(V * C);
+    w->wpe = NEXT((size_t)c->n_ctx * C);
+    w->layers = xcalloc(c->n_layer, sizeof(LayerWeights));
+    for (int l = 0; l < c->n_layer; l++) {
+        LayerWeights *L = &w->layers[l];
+        L->ln1_w = NEXT(C);          L->ln1_b = NEXT(C);
+        L->qkv_w = NEXT(3 * C * C);  L->qkv_b = NEXT(3 * C);
+        L->proj_w = NEXT(C * C);     L->proj_b = NEXT(C);
+        L->ln2_w = NEXT(C);          L->ln2_b = NEXT(C);
+        L->fc_w = NEXT(F * C);       L->fc_b = NEXT(F);
+        L->fc_proj_w = NEXT(C * F);  L->fc_proj_b = NEXT(C);
+    }
+    w->lnf_w = NEXT(C);
+    w->lnf_b = NEXT(C);
+    w->lm_head = (c->flags & FLAG_UNTIED_LM_HEAD) ? NEXT(V * C) : w->wte;
+#undef NEXT
+}
+
+// Activations for a tile of up to max_T positions, and the KV cache.
+typedef struct {
+    int max_T;      // positions processed together (1 when decoding)
+    int seq_len;    // positions the KV cache holds (<= n_ctx)
+    float *x;       // (T, C) residual stream
+    float *xn;      // (T, C) LayerNorm output
+    float *qkv;     // (T, 3C) queries, keys, values
+    float *att_out; // (T, C) attention output, heads side by side
+    float *att;     // (H, T, seq_len) attention weights of the last layer run
+    float *hidden;  // (T, F) MLP hidden layer
+    float *logits;  // (T, V)
+    float *k_cache; // (L, H, seq_len, hd)
+    float *v_cache; // (L, H, seq_len, hd)
+} RunState;
+
+#define PREFILL_TILE 64  // prompt positions that go through the layers together
+
+static void runstate_init(RunState *s, const Config *c, int seq_len) {
+    int max_T = seq_len < PREFILL_TILE ? seq_len : PREFILL_TILE;
+    size_t C = c->n_embd, F = c->n_inner, V = c->vocab_size, T = max_T;
+    s->max_T = max_T;
+    s->seq_len = seq_len;
+    s->x = xcalloc(T * C, sizeof(float));
+    s->xn = xcalloc(T * C, sizeof(float));
+    s->qkv = xcalloc(T * 3 * C, sizeof(float));
+    s->att_out = xcalloc(T * C, sizeof(float));
+    s->att = xcalloc((size_t)c->n_head * T * seq_len, sizeof(float));
+    s->hidden = xcalloc(T * F, sizeof(float));
+    s->logits = xcalloc(T * V, sizeof(float));
+    size_t cache = (size_t)c->n_layer * seq_len * C;
+    s->k_cache = xcalloc(cache, sizeof(float));
+    s->v_cache = xcalloc(cache, sizeof(float));
+}
+
+static void runstate_free(RunState *s) {
+    free(s->x); free(s->xn); free(s->qkv); free(s->att_out); free(s->att);
+    free(s->hidden); free(s->logits); free(s->k_cache); free(s->v_cache);
+}
+
+// ----------------------------------------------------------------------------
+// 4. Math kernels
+
+// s = a . b, over n floats. Sixteen running sums in a fixed order: the
+// compiler turns them into vector registers, and the result does not depend
+// on how work is split between threads.
+static float dot(const float *a, const float *b, int n) {
+    float acc[16] = {0};
+    int i = 0;
+    for (; i + 16 <= n; i += 16)
+        for (int j = 0; j < 16; j++) acc[j] += a[i + j] * b[i + j];
+    float s = 0.0f;
+    for (int j = 0; j < 16; j++) s += acc[j];
+    for (; i < n; i++) s += a[i] * b[i];
+    return s;
+}
+
+// out (C) = (x (C) - mean) / sqrt(var + eps) * w (C) + b (C)
+static void layernorm(float *out, const float *x, const float *w, const float *b, int C, float eps) {
+    float mean = 0.0f;
+    for (int i = 0; i < C; i++) mean += x[i];
+    mean /= C;
+    float var = 0.0f;
+    for (int i = 0; i < C; i++) var += (x[i] - mean) * (x[i] - mean);
+    var /= C;
+    float rstd = 1.0f / sqrtf(var + eps);
+    for (int i = 0; i < C; i++) out[i] = (x[i] - mean) * rstd * w[i] + b[i];
+}
+
+// GELU, tanh approximation (GPT-2's "gelu_new"):
+// 0.5 x (1 + tanh(sqrt(2/pi) (x + 0.044715 x^3)))
+static float gelu_tanh(float x) {
+    const float k = 0.7978845608028654f;  // sqrt(2/pi)
+    return 0.5f * x * (1.0f + tanhf(k * (x + 0.044715f * x * x * x)));
+}
+
+// x (n) = act(x), in place
+static void activate(float *x, size_t n, int activation) {
+    for (size_t i = 0; i < n; i++) {
+        float v = x[i];
+        switch (activation) {
+        case ACT_GELU_TANH: x[i] = gelu_tanh(v); break;
+        case ACT_GELU_ERF: x[i] = 0.5f * v * (1.0f + erff(v * 0.70710678118654752f)); break;
+        case ACT_RELU: x[i] = v > 0 ? v : 0; break;
+        default: x[i] = v / (1.0f + expf(-v)); break;  // SiLU
+        }
+    }
+}
+
+// x (n) = softmax(x): exp(x - max) / sum
+static void softmax(float *x, int n) {
+    float max = x[0];
+    for (int i = 1; i < n; i++) if (x[i] > max) max = x[i];
+    float sum = 0.0f;
+    for (int i = 0; i < n; i++) { x[i] = expf(x[i] - max); sum += x[i]; }
+    for (int i = 0; i < n; i++) x[i] /= sum;
+}
+
+// x (C) += y (C)
+static void residual_add(float *x, const float *y, size_t n) {
+    for (size_t i = 0; i < n; i++) x[i] += y[i];
+}
+
+// ----------------------------------------------------------------------------
+// 5. The worker pool
+//
+// Threads are started once and wait for work. parallel_for(n, fn, ctx)
+// splits the range [0, n) into one contiguous slice per thread; each kernel
+// below splits by its outputs (rows, heads), never inside a sum, so results
+// are bit-identical for any number of threads.
+
+typedef void (*RangeFn)(void *ctx, int start, int end);
+
+typedef struct {
+    int n_threads;
+    pthread_t *threads;
+    pthread_mutex_t lock;
+    pthread_cond_t work_ready, work_done;
+    RangeFn fn;
+    void *ctx;
+    int n;             // size of the current range
+    long generation;   // bumps each time work is posted
+    int busy;          // workers still running the current job
+    int quit;
+} Pool;
+
+static Pool pool;
+
+typedef struct { int index; } WorkerArg;
+
+static void slice(int n, int parts, int i, int *start, int *end) {
+    *start = (int)((long long)n * i / parts);
+    *end = (int)((long long)n * (i + 1) / parts);
+}
+
+static void *worker_main(void *arg) {
+    int index = ((WorkerArg *)arg)->index;
+    free(arg);
+    long seen = 0;
+    for (;;) {
+        pthread_mutex_lock(&pool.lock);
+        while (pool.generation == seen && !pool.quit) pthread_cond_wait(&pool.work_ready, &pool.lock);
+        if (pool.quit) { pthread_mutex_unlock(&pool.lock); return NULL; }
+        seen = pool.generation;
+        RangeFn fn = pool.fn;
+        void *ctx = pool.ctx;
+        int n = pool.n;
+        pthread_mutex_unlock(&pool.lock);
+        int start, end;
+        slice(n, pool.n_threads, index, &start, &end);
+        if (start < end) fn(ctx, start, end);
+        pthread_mutex_lock(&pool.lock);
+        if (--pool.busy == 0) pthread_cond_signal(&pool.work_done);
+        pthread_mutex_unlock(&pool.lock);
+    }
+}
+
+static void pool_start(int n_threads) {
+    pool.n_threads = n_threads;
+    pthread_mutex_init(&pool.lock, NULL);
+    pthread_cond_init(&pool.work_ready, NULL);
+    pthread_cond_init(&pool.work_done, NULL);
+    pool.threads = xcalloc(n_threads, sizeof(pthread_t));
+    for (int i = 1; i < n_threads; i++) {  // thread 0 is the caller
+        WorkerArg *a = xmalloc(sizeof *a);
+        a->index = i;
+        if (pthread_create(&pool.threads[i], NULL, worker_main, a) != 0)
+            die(EXIT_RUNTIME, "cannot start worker thread %d of %d", i, n_threads);
+    }
+}
+
+static void pool_stop(void) {
+    if (pool.n_threads <= 1) return;
+    pthread_mutex_lock(&pool.lock);
+    pool.quit = 1;
+    pthread_cond_broadcast(&pool.work_ready);
+    pthread_mutex_unlock(&pool.lock);
+    for (int i = 1; i < pool.n_threads; i++) pthread_join(pool.threads[i], NULL);
+}
+
+static void parallel_for(int n, RangeFn fn, void *ctx) {
+    if (pool.n_threads <= 1 || n < 2) { fn(ctx, 0, n); return; }
+    pthread_mutex_lock(&pool.lock);
+    pool.fn = fn; pool.ctx = ctx; pool.n = n;
+    pool.busy = pool.n_threads - 1;
+    pool.generation++;
+    pthread_cond_broadcast(&pool.work_ready);
+    pthread_mutex_unlock(&pool.lock);
+    int start, end;
+    slice(n, pool.n_threads, 0, &start, &end);
+    if (start < end) fn(ctx, start, end);
+    pthread_mutex_lock(&pool.lock);
+    while (pool.busy > 0) pthread_cond_wait(&pool.work_done, &pool.lock);
+    pthread_mutex_unlock(&pool.lock);
+}
+
+// out (T,OC) = inp (T,C) @ W^T (OC,C) + b (OC)
+// The plain loop; matmul() below runs the same loop over row slices.
+typedef struct {
+    float *out; const float *inp, *W, *b;
+    int T, C, OC;
+} MatmulArgs;
+
+static void matmul_rows(void *ctx, int o_start, int o_end) {
+    MatmulArgs *a = ctx;
+    for (int o = o_start; o < o_end; o++) {       // each weight row is read once
+        const float *w = a->W + (size_t)o * a->C;  // and used for every position
+        float bias = a->b ? a->b[o] : 0.0f;
+        for (int t = 0; t < a->T; t++)
+            a->out[(size_t)t * a->OC + o] = dot(a->inp + (size_t)t * a->C, w, a->C) + bias;
+    }
+}
+
+static void matmul(float *out, const float *inp, const float *W, const float *b, int T, int C, int OC) {
+    MatmulArgs a = {out, inp, W, b, T, C, OC};
+    parallel_for(OC, matmul_rows, &a);
+}
+
+// ----------------------------------------------------------------------------
+// 6. The forward pass
+//
+// forward() runs T new tokens at positions pos0 .. pos0+T-1 through the model,
+// with the keys and values of all earlier positions already in the cache.
+// Decoding calls it with T = 1; a prompt goes through in tiles of T tokens.
+
+typedef struct {
+    Config config;
+    Weights weights;
+    RunState state;
+    Mapping file;
+    Tokenizer *tokenizer;
+} Model;
+
+// Causal self-attention for one layer, one head at a time.
+// q (T,C) holds the queries of the new positions, head h in columns h*hd ..;
+// the cache holds keys and values of positions 0 .. pos0+T-1 as (H, S, hd);
+// out (T,C) gets each head's weighted sum of values; att (H,T,S) keeps the
+// weights, so they can be shown.
+typedef struct {
+    float *out, *att;
+    const float *qkv, *k_cache, *v_cache;
+    int T, pos0, C, n_head, S;
+    float scale;
+} AttentionArgs;
+
+static void attention_heads(void *ctx, int h_start, int h_end) {
+    AttentionArgs *a = ctx;
+    int hd = a->C / a->n_head;
+    for (int h = h_start; h < h_end; h++) {
+        const float *K = a->k_cache + (size_t)h * a->S * hd;  // (S, hd)
+        const float *Vv = a->v_cache + (size_t)h * a->S * hd; // (S, hd)
+        for (int t = 0; t < a->T; t++) {
+            int pos = a->pos0 + t;
+            const float *q = a->qkv + (size_t)t * 3 * a->C + h * hd;
+            float *scores = a->att + ((size_t)h * a->T + t) * a->S;
+            // scores[j] = q . k_j * scale, for keys j <= pos only: the causal mask
+            for (int j = 0; j <= pos; j++) scores[j] = dot(q, K + (size_t)j * hd, hd) * a->scale;
+            softmax(scores, pos + 1);
+            for (int j = pos + 1; j < a->S; j++) scores[j] = 0.0f;
+            // out = sum_j scores[j] * v_j
+            float *o = a->out + (size_t)t * a->C + h * hd;
+            for (int i = 0; i < hd; i++) o[i] = 0.0f;
+            for (int j = 0; j <= pos; j++) {
+                const float *v = Vv + (size_t)j * hd;
+                for (int i = 0; i < hd; i++) o[i] += scores[j] * v[i];
+            }
+        }
+    }
+}
+
+// out (T,C): multi-head causal attention of the new positions over the cache
+static void attention(Model *m, int layer, int T, int pos0) {
+    Config *c = &m->config;
+    RunState *s = &m->state;
+    int C = c->n_embd, H = c->n_head, hd = C / H, S = s->seq_len;
+    float *k_cache = s->k_cache + (size_t)layer * S * C;
+    float *v_cache = s->v_cache + (size_t)layer * S * C;
+    // store this tile's keys and values in the cache, head-major: (H, S, hd)
+    for (int t = 0; t < T; t++) {
+        const float *k = s->qkv + (size_t)t * 3 * C + C;
+        const float *v = s->qkv + (size_t)t * 3 * C + 2 * C;
+        for (int h = 0; h < H; h++) {
+            memcpy(k_cache + ((size_t)h * S + pos0 + t) * hd, k + h * hd, hd * sizeof(float));
+            memcpy(v_cache + ((size_t)h * S + pos0 + t) * hd, v + h * hd, hd * sizeof(float));
+        }
+    }
+    float scale = (c->flags & FLAG_SCALE_ATTN) ? 1.0f / sqrtf((float)hd) : 1.0f;
+    if (c->flags & FLAG_SCALE_BY_LAYER) scale /= (float)(layer + 1);
+    AttentionArgs a = {s->att_out, s->att, s->qkv, k_cache, v_cache, T, pos0, C, H, S, scale};
+    parallel_for(H, attention_heads, &a);
+}
+
+// Run tokens[0..T) at positions pos0.. through the model. Logits are written
+// for every position when all_logits is set, else only for the last one
+// (at row 0 of s->logits).
+static void forward(Model *m, const int *tokens, int T, int pos0, int all_logits) {
+    Config *c = &m->config;
+    Weights *w = &m->weights;
+    RunState *s = &m->state;
+    int C = c->n_embd, F = c->n_inner, V = c->vocab_size;
+
+    // token embedding + position embedding: x (T,C)
+    for (int t = 0; t < T; t++) {
+        const float *te = w->wte + (size_t)tokens[t] * C;
+        const float *pe = w->wpe + (size_t)(pos0 + t) * C;
+        for (int i = 0; i < C; i++) s->x[(size_t)t * C + i] = te[i] + pe[i];
+    }
+
+    for (int l = 0; l < c->n_layer; l++) {
+        const LayerWeights *L = &w->layers[l];
+        // attention block: x = x + proj(attention(ln_1(x)))
+        for (int t = 0; t < T; t++)
+            layernorm(s->xn + (size_t)t * C, s->x + (size_t)t * C, L->ln1_w, L->ln1_b, C, c->ln_eps);
+        matmul(s->qkv, s->xn, L->qkv_w, L->qkv_b, T, C, 3 * C);     // qkv (T,3C)
+        attention(m, l, T, pos0);                                    // att_out (T,C)
+        matmul(s->xn, s->att_out, L->proj_w, L->proj_b, T, C, C);   // xn (T,C)
+        residual_add(s->x, s->xn, (size_t)T * C);
+        // MLP block: x = x + fc_proj(act(fc(ln_2(x))))
+        for (int t = 0; t < T; t++)
+            layernorm(s->xn + (size_t)t * C, s->x + (size_t)t * C, L->ln2_w, L->ln2_b, C, c->ln_eps);
+        matmul(s->hidden, s->xn, L->fc_w, L->fc_b, T, C, F);        // hidden (T,F)
+        activate(s->hidden, (size_t)T * F, c->activation);
+        matmul(s->xn, s->hidden, L->fc_proj_w, L->fc_proj_b, T, F, C);  // xn (T,C)
+        residual_add(s->x, s->xn, (size_t)T * C);
+    }
+
+    // final LayerNorm, then logits (T,V) = xn (T,C) @ wte^T (V,C)
+    int first = all_logits ? 0 : T - 1;
+    for (int t = first; t < T; t++)
+        layernorm(s->xn + (size_t)(t - first) * C, s->x + (size_t)t * C, w->lnf_w, w->lnf_b, C, c->ln_eps);
+    matmul(s->logits, s->xn, w->lm_head, NULL, T - first, C, V);
+}
+
+// Feed a whole sequence, in tiles, starting at position pos0. With
+// all_logits, the caller's callback sees the logits of each tile.
+typedef void (*TileFn)(void *ctx, const float *logits, int pos0, int T);
+
+static void prefill(Model *m, const int *tokens, int n, int pos0, int all_logits, TileFn on_tile, void *ctx) {
+    for (int done = 0; done < n;) {
+        int T = n - done < m->state.max_T ? n - done : m->state.max_T;
+        forward(m, tokens + done, T, pos0 + done, all_logits);
+        if (on_tile) on_tile(ctx, m->state.logits, pos0 + done, all_logits ? T : 1);
+        done += T;
+    }
+}
+
+// ----------------------------------------------------------------------------
+// 7. Sampling
+
+typedef struct {
+    float temperature;  // 0: greedy
+    int top_k;          // 0: off
+    float top_p;        // 1: off
+    uint64_t rng;       // xorshift64* state
+    int *order;         // (V) candidate ids, scratch
+    float *probs;       // (V) scratch
+} Sampler;
+
+static uint64_t rng_next(uint64_t *s) {
+    *s ^= *s >> 12;
+    *s ^= *s << 25;
+    *s ^= *s >> 27;
+    return *s * 0x2545F4914F6CDD1DULL;
+}
+
+// A uniform float in [0, 1).
+static float rng_float(uint64_t *s) {
+    return (rng_next(s) >> 40) * (1.0f / 16777216.0f);
+}
+
+static int argmax(const float *x, int n) {
+    int best = 0;
+    for (int i = 1; i < n; i++) if (x[i] > x[best]) best = i;
+    return best;
+}
+
+static const float *cmp_probs;
+static int by_prob_desc(const void *a, const void *b) {
+    float pa = cmp_probs[*(const int *)a], pb = cmp_probs[*(const int *)b];
+    if (pa != pb) return pa < pb ? 1 : -1;
+    return *(const int *)a - *(const int *)b;
+}
+
+// Move the k most likely of order[0..n) to order[0..k), in no particular
+// order (quickselect: linear time on average).
+static void select_top(int *order, int n, int k, const float *p) {
+    int lo = 0, hi = n - 1;
+    cmp_probs = p;
+    while (lo < hi) {
+        int pivot = order[lo + (hi - lo) / 2], i = lo, j = hi;
+        while (i <= j) {
+            while (by_prob_desc(&order[i], &pivot) < 0) i++;
+            while (by_prob_desc(&order[j], &pivot) > 0) j--;
+            if (i <= j) { int t = order[i]; order[i] = order[j]; order[j] = t; i++; j--; }
+        }
+        if (k - 1 <= j) hi = j;
+        else if (k - 1 >= i) lo = i;
+        else break;
+    }
+}
+
+// Pick the next token from logits (V): greedy at temperature 0; otherwise
+// softmax(logits / T), keep the top_k most likely, then the smallest set
+// whose probability reaches top_p, renormalise and draw.
+static int sample(Sampler *sp, const float *logits, int V) {
+    if (sp->temperature == 0.0f) return argmax(logits, V);
+    float *p = sp->probs;
+    for (int i = 0; i < V; i++) p[i] = logits[i] / sp->temperature;
+    softmax(p, V);
+    int n = V;
+    int *order = sp->order;
+    for (int i = 0; i < V; i++) order[i] = i;
+    if ((sp->top_k > 0 && sp->top_k < V) || sp->top_p < 1.0f) {
+        // Only candidates that can survive the cut need sorting: with top_p,
+        // a token below (1 - top_p) / (V - 1) can never be in the kept set
+        // (all such tokens together hold less than 1 - top_p).
+        int m = 0;
+        float floor_p = sp->top_p < 1.0f ? (1.0f - sp->top_p) / (V - 1) : 0.0f;
+        for (int i = 0; i < V; i++) if (p[i] >= floor_p) order[m++] = i;
+        if (sp->top_k > 0 && sp->top_k < m) {
+            select_top(order, m, sp->top_k, p);
+            m = sp->top_k;
+        }
+        cmp_probs = p;
+        qsort(order, m, sizeof(int), by_prob_desc);
+        n = m;
+        if (sp->top_p < 1.0f) {
+            float cum = 0.0f;
+            for (int i = 0; i < n; i++) {
+                cum += p[order[i]];
+                if (cum >= sp->top_p) { n = i + 1; break; }
+            }
+        }
+    }
+    float total = 0.0f;
+    for (int i = 0; i < n; i++) total += p[order[i]];
+    float r = rng_float(&sp->rng) * total, cum = 0.0f;
+    for (int i = 0; i < n; i++) {
+        cum += p[order[i]];
+        if (r < cum) return order[i];
+    }
+    return order[n - 1];
+}
+
+// ----------------------------------------------------------------------------
+// 8. Tokenizer glue and streaming output
+
+// Everything printed on stdout goes through here; a reader that went away
+// (| head) ends the program quietly, any other write error loudly.
+static void write_out(const void *buf, size_t n) {
+    if (n && fwrite(buf, 1, n, stdout) != n) {
+        if (errno == EPIPE) exit(EXIT_OK);
+        die(EXIT_RUNTIME, "cannot write to standard output: %s", strerror(errno));
+    }
+}
+
+static void flush_out(void) {
+    if (fflush(stdout) != 0) {
+        if (errno == EPIPE) exit(EXIT_OK);
+        die(EXIT_RUNTIME, "cannot write to standard output: %s", strerror(errno));
+    }
+}
+
+// Generated text passes through a hold-back buffer (so that a --stop string
+// is never printed, even in part) and then the UTF-8 stream (so that only
+// whole characters reach the terminal).
+typedef struct {
+    char **stops;
+    int n_stops;
+    unsigned char *held;  // bytes that may be the start of a stop string
+    size_t n_held, cap;
+    Utf8Stream utf8;
+    int stopped;          // a stop string was seen
+} TextOut;
+
+static void emit_text(TextOut *o, const unsigned char *b, size_t n) {
+    unsigned char *buf = xmalloc(n + 4);
+    size_t k = utf8_stream_push(&o->utf8, b, n, buf);
+    write_out(buf, k);
+    free(buf);
+}
+
+// Does some stop string start with the last `n` bytes of held?
+static int partial_stop(TextOut *o, size_t n) {
+    for (int i = 0; i < o->n_stops; i++) {
+        size_t len = strlen(o->stops[i]);
+        if (n < len && memcmp(o->held + o->n_held - n, o->stops[i], n) == 0) return 1;
+    }
+    return 0;
+}
+
+static void text_push(TextOut *o, const unsigned char *b, size_t n) {
+    if (o->stopped) return;
+    if (o->n_held + n > o->cap) {
+        o->cap = (o->n_held + n) * 2 + 64;
+        unsigned char *p = realloc(o->held, o->cap);
+        if (!p) die(EXIT_RUNTIME, "out of memory");
+        o->held = p;
+    }
+    memcpy(o->held + o->n_held, b, n);
+    o->n_held += n;
+    // the earliest complete stop string ends generation; print what precedes it
+    size_t cut = o->n_held;
+    for (int i = 0; i < o->n_stops; i++) {
+        size_t len = strlen(o->stops[i]);
+        for (size_t at = 0; len && at + len <= o->n_held && at < cut; at++)
+            if (memcmp(o->held + at, o->stops[i], len) == 0) { cut = at; o->stopped = 1; break; }
+    }
+    if (o->stopped) {
+        emit_text(o, o->held, cut);
+        o->n_held = 0;
+        return;
+    }
+    // keep back the longest tail that could still grow into a stop string
+    size_t keep = 0;
+    for (size_t k = o->n_held < 256 ? o->n_held : 256; k > 0; k--)
+        if (partial_stop(o, k)) { keep = k; break; }
+    emit_text(o, o->held, o->n_held - keep);
+    memmove(o->held, o->held + o->n_held - keep, keep);
+    o->n_held = keep;
+}
+
+static void text_finish(TextOut *o) {
+    if (!o->stopped) emit_text(o, o->held, o->n_held);
+    o->n_held = 0;
+    unsigned char tail[4];
+    write_out(tail, utf8_stream_flush(&o->utf8, tail));
+    flush_out();
+}
+
+// The bytes of a token, or none for an id outside the tokenizer's vocabulary
+// (a model's embedding may have more rows than the tokenizer has tokens).
+static const unsigned char *token_bytes(Tokenizer *t, int id, size_t *len) {
+    const unsigned char *b = tokenizer_token(t, id, len);
+    if (!b) { *len = 0; return (const unsigned char *)""; }
+    return b;
+}
+
+// ----------------------------------------------------------------------------
+// 9. The generation loop, scoring, tokenizing
+
+typedef struct {
+    const char *model_path;
+    const char *prompt;       // -p
+    const char *prompt_file;  // -f
+    int steps;
+    float temperature, top_p;
+    int top_k;
+    uint64_t seed;
+    int seed_given;
+    int threads;
+    char **stops;
+    int n_stops;
+    int echo, verbose, ids, special;
+    enum { MODE_GENERATE, MODE_TOKENIZE, MODE_DETOKENIZE, MODE_SCORE } mode;
+    const char *dump_logits;
+} Options;
+
+// Read all of a file, or of stdin for "-", into a NUL-terminated buffer.
+static char *read_all(const char *path, size_t *len) {
+    FILE *f = strcmp(path, "-") == 0 ? stdin : fopen(path, "rb");
+    if (!f) die(EXIT_INPUT, "cannot open prompt file '%s': %s", path, strerror(errno));
+    size_t cap = 1 << 16, n = 0;
+    char *buf = xmalloc(cap);
+    for (;;) {
+        if (n + 1 >= cap) {
+            cap *= 2;
+            char *p = realloc(buf, cap);
+            if (!p) die(EXIT_RUNTIME, "out of memory reading '%s'", path);
+            buf = p;
+        }
+        size_t k = fread(buf + n, 1, cap - n - 1, f);
+        n += k;
+        if (k == 0) break;
+    }
+    if (ferror(f)) die(EXIT_INPUT, "cannot read '%s': %s", strcmp(path, "-") == 0 ? "standard input" : path, strerror(errno));
+    if (f != stdin) fclose(f);
+    buf[n] = '\0';
+    *len = n;
+    return buf;
+}
+
+// The input text: -p, -f, or stdin when it is not a terminal.
+static char *read_input(const Options *o, size_t *len) {
+    if (o->prompt) {
+        *len = strlen(o->prompt);
+        char *s = xmalloc(*len + 1);
+        memcpy(s, o->prompt, *len + 1);
+        return s;
+    }
+    if (o->prompt_file) return read_all(o->prompt_file, len);
+    if (!isatty(STDIN_FILENO)) return read_all("-", len);
+    *len = 0;
+    char *s = xmalloc(1);
+    s[0] = '\0';
+    return s;
+}
+
+// Whitespace-separated decimal ids, each checked against the vocabulary.
+static void parse_ids(const char *text, size_t len, int vocab_size, TokenList *out) {
+    if (memchr(text, '\0', len)) die(EXIT_INPUT, "--ids: the input contains a NUL byte");
+    size_t i = 0;
+    while (i < len) {
+        while (i < len && strchr(" \t\r\n\v\f", text[i])) i++;
+        if (i >= len) break;
+        size_t j = i;
+        while (j < len && !strchr(" \t\r\n\v\f", text[j])) j++;
+        char word[32];
+        size_t wl = j - i;
+        int ok = wl > 0 && wl < sizeof word;
+        long v = -1;
+        if (ok) {
+            memcpy(word, text + i, wl);
+            word[wl] = '\0';
+            char *end;
+            errno = 0;
+            v = strtol(word, &end, 10);
+            ok = *end == '\0' && errno == 0 && word[0] != '+' && word[0] != '-';
+        }
+        if (!ok) die(EXIT_INPUT, "--ids: '%.*s' is not a token id", (int)(wl > 40 ? 40 : wl), text + i);
+        if (v >= vocab_size) die(EXIT_INPUT, "--ids: token id %ld is out of range (vocabulary has %d ids)", v, vocab_size);
+        if (out->len == out->cap) {
+            out->cap = out->cap * 2 + 64;
+            int *p = realloc(out->ids, out->cap * sizeof(int));
+            if (!p) die(EXIT_RUNTIME, "out of memory");
+            out->ids = p;
+        }
+        out->ids[out->len++] = (int)v;
+        i = j;
+    }
+}
+
+// The prompt as token ids, from text or (--ids) from numbers.
+static void input_tokens(const Options *o, Tokenizer *tok, int vocab_size, TokenList *out) {
+    size_t len;
+    char *text = read_input(o, &len);
+    if (o->ids) parse_ids(text, len, vocab_size, out);
+    else if (tokenizer_encode(tok, (const unsigned char *)text, len, o->special, out) != 0)
+        die(EXIT_RUNTIME, "out of memory while tokenizing");
+    free(text);
+}
+
+static void print_ids(const int *ids, size_t n) {
+    char buf[16];
+    for (size_t i = 0; i < n; i++) {
+        int k = snprintf(buf, sizeof buf, i ? " %d" : "%d", ids[i]);
+        write_out(buf, (size_t)k);
+    }
+    write_out("\n", 1);
+    flush_out();
+}
+
+static void run_tokenize(const Options *o, Tokenizer *tok) {
+    TokenList ids = {0};
+    size_t len;
+    char *text = read_input(o, &len);
+    if (tokenizer_encode(tok, (const unsigned char *)text, len, o->special, &ids) != 0)
+        die(EXIT_RUNTIME, "out of memory while tokenizing");
+    free(text);
+    print_ids(ids.ids, ids.len);
+    tokenlist_free(&ids);
+}
+
+static void run_detokenize(const Options *o, Tokenizer *tok) {
+    TokenList ids = {0};
+    size_t len;
+    char *text = read_input(o, &len);
+    parse_ids(text, len, tokenizer_n_tokens(tok), &ids);
+    free(text);
+    for (size_t i = 0; i < ids.len; i++) {
+        size_t n;
+        const unsigned char *b = token_bytes(tok, ids.ids[i], &n);
+        write_out(b, n);
+    }
+    flush_out();
+    tokenlist_free(&ids);
+}
+
+// --score: the log-probability of each token given the ones before it.
+typedef struct {
+    const int *tokens;   // the whole input
+    int chunk_start;     // index in tokens of the chunk's first token
+    int chunk_len;
+    int V;
+    double nll;          // running sum of -logprob
+    long count;
+    FILE *dump;
+} ScoreState;
+
+// ln softmax(logits)[id], in double precision
+static double log_prob(const float *logits, int V, int id) {
+    float max = logits[0];
+    for (int i = 1; i < V; i++) if (logits[i] > max) max = logits[i];
+    double sum = 0.0;
+    for (int i = 0; i < V; i++) sum += exp((double)logits[i] - max);
+    return (double)logits[id] - max - log(sum);
+}
+
+static void score_tile(void *ctx, const float *logits, int pos0, int T) {
+    ScoreState *sc = ctx;
+    if (sc->dump && fwrite(logits, sizeof(float), (size_t)T * sc->V, sc->dump) != (size_t)T * sc->V)
+        die(EXIT_RUNTIME, "cannot write --dump-logits file: %s", strerror(errno));
+    for (int t = 0; t < T; t++) {
+        int pos = pos0 + t;               // position within the chunk
+        if (pos + 1 >= sc->chunk_len) break;
+        int index = sc->chunk_start + pos + 1;  // the token being predicted
+        int id = sc->tokens[index];
+        double lp = log_prob(logits + (size_t)t * sc->V, sc->V, id);
+        sc->nll -= lp;
+        sc->count++;
+        char line[64];
+        int k = snprintf(line, sizeof line, "%d\t%d\t%.6f\n", index, id, lp);
+        write_out(line, (size_t)k);
+    }
+}
+
+static void run_score(const Options *o, Model *m) {
+    Config *c = &m->config;
+    TokenList ids = {0};
+    input_tokens(o, m->tokenizer, c->vocab_size, &ids);
+    if (ids.len < 2)
+        die(EXIT_INPUT, "--score: the input has %zu token(s); scoring needs at least 2", ids.len);
+    runstate_init(&m->state, c, (int)(ids.len < (size_t)c->n_ctx ? ids.len : (size_t)c->n_ctx));
+    ScoreState sc = {ids.ids, 0, 0, c->vocab_size, 0.0, 0, NULL};
+    if (o->dump_logits) {
+        sc.dump = fopen(o->dump_logits, "wb");
+        if (!sc.dump) die(EXIT_RUNTIME, "cannot create --dump-logits file '%s': %s", o->dump_logits, strerror(errno));
+    }
+    double t0 = now_seconds();
+    // consecutive independent chunks of at most n_ctx tokens
+    for (size_t start = 0; start < ids.len; start += c->n_ctx) {
+        sc.chunk_start = (int)start;
+        sc.chunk_len = (int)(ids.len - start < (size_t)c->n_ctx ? ids.len - start : (size_t)c->n_ctx);
+        prefill(m, ids.ids + start, sc.chunk_len, 0, 1, score_tile, &sc);
+    }
+    flush_out();
+    if (sc.dump && fclose(sc.dump) != 0) die(EXIT_RUNTIME, "cannot write --dump-logits file '%s': %s", o->dump_logits, strerror(errno));
+    double dt = now_seconds() - t0;
+    if (o->verbose) fprintf(stderr, "scored %zu tokens in %.2f s (%.1f tokens/s)\n", ids.len, dt, ids.len / dt);
+    double mean = sc.nll / sc.count;
+    fprintf(stderr, "score: tokens=%ld mean_nll=%.6f perplexity=%.6f\n", sc.count, mean, exp(mean));
+    tokenlist_free(&ids);
+}
+
+static void run_generate(const Options *o, Model *m, Sampler *sp) {
+    Config *c = &m->config;
+    TokenList prompt = {0};
+    input_tokens(o, m->tokenizer, c->vocab_size, &prompt);
+    int n_prompt = (int)prompt.len;
+    if (n_prompt == 0) {
+        // an empty prompt starts from the beginning-of-text token, as GPT-2 does
+        int start = c->bos_id >= 0 ? c->bos_id : c->eos_id;
+        if (start < 0) die(EXIT_INPUT, "empty prompt, and the model has no bos/eos token to start from");
+        if (!prompt.cap) { prompt.ids = xmalloc(sizeof(int)); prompt.cap = 1; }
+        prompt.ids[prompt.len++] = start;
+        n_prompt = 1;
+    } else if (o->echo) {
+        TextOut echo_out = {0};
+        for (int i = 0; i < n_prompt; i++) {
+            size_t n;
+            const unsigned char *b = token_bytes(m->tokenizer, prompt.ids[i], &n);
+            if (o->ids) { char buf[16]; write_out(buf, snprintf(buf, sizeof buf, "%s%d", i ? " " : "", prompt.ids[i])); }
+            else text_push(&echo_out, b, n);
+        }
+        if (!o->ids) text_finish(&echo_out);
+        flush_out();
+    }
+    if (n_prompt > c->n_ctx)
+        die(EXIT_INPUT, "the prompt has %d tokens, more than the model's context of %d", n_prompt, c->n_ctx);
+    // the cache needs room for the prompt and what follows it, not always n_ctx
+    long need = (long)n_prompt + o->steps;
+    runstate_init(&m->state, c, (int)(need < c->n_ctx ? need : c->n_ctx));
+
+    double t0 = now_seconds();
+    prefill(m, prompt.ids, n_prompt, 0, 0, NULL, NULL);
+    double t1 = now_seconds();
+    if (o->verbose)
+        fprintf(stderr, "prompt: %d tokens in %.3f s (%.1f tokens/s)\n", n_prompt, t1 - t0, n_prompt / (t1 - t0));
+
+    TextOut out = {0};
+    out.stops = o->stops;
+    out.n_stops = o->n_stops;
+    int pos = n_prompt, generated = 0;
+    int printed_ids = o->echo && o->ids ? n_prompt : 0;
+    const char *why = "step limit";
+    while (generated < o->steps) {
+        int next = sample(sp, m->state.logits, c->vocab_size);
+        if (next == c->eos_id) { why = "end of text"; break; }
+        generated++;
+        if (o->ids) {
+            char buf[16];
+            write_out(buf, snprintf(buf, sizeof buf, printed_ids++ ? " %d" : "%d", next));
+            flush_out();
+        } else {
+            size_t n;
+            const unsigned char *b = token_bytes(m->tokenizer, next, &n);
+            text_push(&out, b, n);
+            flush_out();
+            if (out.stopped) { why = "stop string"; break; }
+        }
+        if (generated == o->steps) break;
+        if (pos >= c->n_ctx) {
+            why = "context full";
+            fprintf(stderr, "run: stopping: the context window of %d tokens is full\n", c->n_ctx);
+            break;
+        }
+        forward(m, &next, 1, pos, 0);
+        pos++;
+    }
+    if (o->ids) { write_out("\n", 1); flush_out(); }
+    else text_finish(&out);
+    double t2 = now_seconds();
+    if (o->verbose) {
+        fprintf(stderr, "generated %d tokens in %.3f s (%.1f tokens/s), stopped by %s\n",
+                generated, t2 - t1, generated / (t2 - t1), why);
+    }
+    free(out.held);
+    tokenlist_free(&prompt);
+}
+
+// ----------------------------------------------------------------------------
+// 10. The command line
+
+static void usage(FILE *f) {
+    fprintf(f,
+        "usage: run [MODEL] [options]\n"
+        "\n"
+        "Generate text with a GPT-2 checkpoint made by export.py.\n"
+        "MODEL defaults to %s.\n"
+        "\n"
+        "Input (the prompt):\n"
+        "  -p, --prompt TEXT      the prompt text\n"
+        "  -f, --file PATH        read the prompt from PATH ('-' for stdin)\n"
+        "                         (with neither, stdin is read when it is not a terminal)\n"
+        "      --ids              the input is whitespace-separated token ids, and\n"
+        "                         generated tokens are printed as ids\n"
+        "      --special          recognise special tokens such as <|endoftext|> in text\n"
+        "\n"
+        "Generation:\n"
+        "  -n, --steps N          tokens to generate (default 256)\n"
+        "  -t, --temperature T    0 is greedy (default 1.0)\n"
+        "  -k, --top-k K          sample from the K most likely tokens (0 = off, default)\n"
+        "      --top-p P          sample from the smallest set with probability P (default 1 = off)\n"
+        "  -s, --seed N           random seed (default: from the clock; shown with -v)\n"
+        "      --stop STR         stop before STR appears in the output (repeatable)\n"
+        "      --echo             print the prompt before the generated text\n"
+        "      --threads N        worker threads (default: online CPUs)\n"
+        "\n"
+        "Other modes:\n"
+        "      --tokenize         print the input's token ids on one line\n"
+        "      --detokenize       print the text of the input ids\n"
+        "      --score            print 'pos<TAB>id<TAB>logprob' for each predicted token;\n"
+        "                         mean NLL and perplexity on stderr\n"
+        "      --dump-logits PATH with --score: write every position's float32 logits to PATH\n"
+        "\n"
+        "  -v, --verbose          timings, seed and tokens/s on stderr\n"
+        "  -h, --help             this help\n"
+        "  -V, --version          the version\n"
+        "\n"
+        "Exit status: 0 success, 1 runtime error, 2 usage error, 3 bad model file,\n"
+        "4 bad input.\n",
+        DEFAULT_MODEL);
+}
+
+static long parse_long(const char *flag, const char *s, long lo, long hi) {
+    char *end;
+    errno = 0;
+    long v = strtol(s, &end, 10);
+    if (*s == '\0' || *end != '\0' || errno) die(EXIT_USAGE, "%s: '%s' is not a whole number", flag, s);
+    if (v < lo || v > hi) die(EXIT_USAGE, "%s: %ld is out of range (%ld..%ld)", flag, v, lo, hi);
+    return v;
+}
+
+static float parse_float(const char *flag, const char *s) {
+    char *end;
+    errno = 0;
+    double v = strtod(s, &end);
+    if (*s == '\0' || *end != '\0' || errno || !isfinite(v)) die(EXIT_USAGE, "%s: '%s' is not a number", flag, s);
+    return (float)v;
+}
+
+static uint64_t parse_seed(const char *s) {
+    char *end;
+    errno = 0;
+    unsigned long long v = strtoull(s, &end, 10);
+    if (*s == '\0' || *s == '-' || *end != '\0' || errno) die(EXIT_USAGE, "--seed: '%s' is not a non-negative whole number", s);
+    return v;
+}
+
+enum { OPT_TOP_P = 256, OPT_THREADS, OPT_STOP, OPT_ECHO, OPT_IDS, OPT_SPECIAL, OPT_TOKENIZE,
+       OPT_DETOKENIZE, OPT_SCORE, OPT_DUMP_LOGITS };
+
+static void parse_args(Options *o, int argc, char **argv) {
+    static const struct option longopts[] = {
+        {"prompt", required_argument, 0, 'p'},      {"file", required_argument, 0, 'f'},
+        {"steps", required_argument, 0, 'n'},       {"temperature", required_argument, 0, 't'},
+        {"top-k", required_argument, 0, 'k'},       {"top-p", required_argument, 0, OPT_TOP_P},
+        {"seed", required_argument, 0, 's'},        {"threads", required_argument, 0, OPT_THREADS},
+        {"stop", required_argument, 0, OPT_STOP},   {"echo", no_argument, 0, OPT_ECHO},
+        {"verbose", no_argument, 0, 'v'},           {"ids", no_argument, 0, OPT_IDS},
+        {"special", no_argument, 0, OPT_SPECIAL},   {"tokenize", no_argument, 0, OPT_TOKENIZE},
+        {"detokenize", no_argument, 0, OPT_DETOKENIZE}, {"score", no_argument, 0, OPT_SCORE},
+        {"dump-logits", required_argument, 0, OPT_DUMP_LOGITS},
+        {"help", no_argument, 0, 'h'},              {"version", no_argument, 0, 'V'},
+        {0, 0, 0, 0},
+    };
+    memset(o, 0, sizeof *o);
+    o->steps = 256;
+    o->temperature = 1.0f;
+    o->top_p = 1.0f;
+    long cpus = sysconf(_SC_NPROCESSORS_ONLN);
+    o->threads = cpus > 0 ? (int)(cpus < 256 ? cpus : 256) : 1;
+    o->stops = xcalloc(argc, sizeof(char *));
+    int modes = 0;
+    opterr = 0;
+    int ch;
+    while ((ch = getopt_long(argc, argv, ":p:f:n:t:k:s:vhV", longopts, NULL)) != -1) {
+        switch (ch) {
+        case 'p': o->prompt = optarg; break;
+        case 'f': o->prompt_file = optarg; break;
+        case 'n': o->steps = (int)parse_long("--steps", optarg, 0, 1L << 30); break;
+        case 't':
+            o->temperature = parse_float("--temperature", optarg);
+            if (o->temperature < 0) die(EXIT_USAGE, "--temperature: %s is negative (0 means greedy)", optarg);
+            break;
+        case 'k': o->top_k = (int)parse_long("--top-k", optarg, 0, 1L << 30); break;
+        case OPT_TOP_P:
+            o->top_p = parse_float("--top-p", optarg);
+            if (!(o->top_p > 0.0f && o->top_p <= 1.0f)) die(EXIT_USAGE, "--top-p: %s is outside (0, 1]", optarg);
+            break;
+        case 's': o->seed = parse_seed(optarg); o->seed_given = 1; break;
+        case OPT_THREADS: o->threads = (int)parse_long("--threads", optarg, 1, 256); break;
+        case OPT_STOP:
+            if (!optarg[0]) die(EXIT_USAGE, "--stop: the stop string is empty");
+            o->stops[o->n_stops++] = optarg;
+            break;
+        case OPT_ECHO: o->echo = 1; break;
+        case 'v': o->verbose = 1; break;
+        case OPT_IDS: o->ids = 1; break;
+        case OPT_SPECIAL: o->special = 1; break;
+        case OPT_TOKENIZE: o->mode = MODE_TOKENIZE; modes++; break;
+        case OPT_DETOKENIZE: o->mode = MODE_DETOKENIZE; modes++; break;
+        case OPT_SCORE: o->mode = MODE_SCORE; modes++; break;
+        case OPT_DUMP_LOGITS: o->dump_logits = optarg; break;
+        case 'h': usage(stdout); exit(EXIT_OK);
+        case 'V': printf("run %s\n", RUN_VERSION); exit(EXIT_OK);
+        case ':': die(EXIT_USAGE, "option '%s' needs a value (see run --help)", argv[optind - 1]);
+        default:
+            if (optopt) die(EXIT_USAGE, "unknown option '-%c' (see run --help)", optopt);
+            die(EXIT_USAGE, "unknown option '%s' (see run --help)", argv[optind - 1]);
+        }
+    }
+    if (modes > 1) die(EXIT_USAGE, "--tokenize, --detokenize and --score exclude each other");
+    if (o->prompt && o->prompt_file) die(EXIT_USAGE, "give the prompt with -p or -f, not both");
+    if (o->dump_logits && o->mode != MODE_SCORE) die(EXIT_USAGE, "--dump-logits works with --score only");
+    if (o->ids && (o->mode == MODE_TOKENIZE || o->mode == MODE_DETOKENIZE))
+        die(EXIT_USAGE, "--ids does not apply to --tokenize/--detokenize");
+    if (optind < argc) o->model_path = argv[optind++];
+    if (optind < argc) die(EXIT_USAGE, "unexpected argument '%s' (one MODEL at most; quote the prompt and pass it with -p)", argv[optind]);
+    if (!o->model_path) o->model_path = DEFAULT_MODEL;
+}
+
+static Tokenizer *load_tokenizer(const char *path, const void *section, size_t len) {
+    char err[256] = "";
+    Tokenizer *t = tokenizer_load(section, len, err, sizeof err);
+    if (!t) die(EXIT_MODEL, "model '%s': bad tokenizer section: %s", path, err);
+    return t;
+}
+
+int main(int argc, char **argv) {
+    Options o;
+    parse_args(&o, argc, argv);
+    signal(SIGPIPE, SIG_IGN);  // a closed pipe shows up as EPIPE in write_out
+
+    double t0 = now_seconds();
+    Model m;
+    memset(&m, 0, sizeof m);
+    map_file(&m.file, o.model_path);
+    if (memcmp(m.file.data, "GPT2TOK_", 8) == 0) {
+        // a standalone tokenizer file: enough for --tokenize / --detokenize
+        if (o.mode != MODE_TOKENIZE && o.mode != MODE_DETOKENIZE)
+            die(EXIT_USAGE, "'%s' is a tokenizer file, not a model: it serves --tokenize and --detokenize only", o.model_path);
+        m.tokenizer = load_tokenizer(o.model_path, m.file.data, m.file.size);
+    } else {
+        if (memcmp(m.file.data, "GPT2CKPT", 8) != 0)
+            die(EXIT_MODEL, "model '%s' is not a checkpoint from export.py (wrong magic)", o.model_path);
+        read_config(&m.config, &m.file);
+        m.tokenizer = load_tokenizer(o.model_path, m.file.data + m.config.tok_offset, m.config.tok_bytes);
+        if (tokenizer_n_tokens(m.tokenizer) > m.config.vocab_size)
+            die(EXIT_MODEL, "model '%s': the tokenizer has %d tokens but the model only %d", o.model_path,
+                tokenizer_n_tokens(m.tokenizer), m.config.vocab_size);
+        map_weights(&m.weights, &m.config, m.file.data);
+    }
+    if (o.mode == MODE_TOKENIZE) { run_tokenize(&o, m.tokenizer); return EXIT_OK; }
+    if (o.mode == MODE_DETOKENIZE) { run_detokenize(&o, m.tokenizer); return EXIT_OK; }
+
+    Config *c = &m.config;
+    madvise(m.file.data, m.file.size, MADV_WILLNEED);
+    pool_start(o.threads);
+    if (o.verbose)
+        fprintf(stderr, "model %s: %d layers, %d heads, %d wide, context %d, vocabulary %d; loaded in %.3f s; %d threads\n",
+                o.model_path, c->n_layer, c->n_head, c->n_embd, c->n_ctx, c->vocab_size, now_seconds() - t0, o.threads);
+
+    if (o.mode == MODE_SCORE) {
+        run_score(&o, &m);
+    } else {
+        Sampler sp = {o.temperature, o.top_k, o.top_p, 0, NULL, NULL};
+        uint64_t seed = o.seed_given ? o.seed : ((uint64_t)time(NULL) ^ ((uint64_t)getpid() << 32));
+        if (o.verbose && o.temperature > 0) fprintf(stderr, "seed %llu\n", (unsigned long long)seed);
+        sp.rng = seed * 0x9E3779B97F4A7C15ULL + 1;  // never zero for the xorshift
+        if (sp.rng == 0) sp.rng = 1;
+        sp.order = xcalloc(c->vocab_size, sizeof(int));
+        sp.probs = xcalloc(c->vocab_size, sizeof(float));
+        run_generate(&o, &m, &sp);
+        free(sp.order);
+        free(sp.probs);
+    }
+    pool_stop();
+    runstate_free(&m.state);
+    free(m.weights.layers);
+    tokenizer_free(m.tokenizer);
+    free(o.stops);
+    munmap(m.file.data, m.file.size);
+    return EXIT_OK;
+}

@@ -52,7 +52,7 @@ enum {
     EXIT_INPUT = 4,    // text or ids that cannot be processed
 };
 
-static void die(int code, const char *fmt, ...) {
+_Noreturn static void die(int code, const char *fmt, ...) {
     va_list ap;
     va_start(ap, fmt);
     fputs("run: ", stderr);

@@ -8,10 +8,19 @@ Python 3 standard library only (no torch, no numpy).  Exit status: 0 ok,
 1 error (one line on stderr naming the file and the problem), 2 usage error.
 """
 import argparse
+import array
+import hashlib
+import io
+import itertools
 import json
 import os
+import pickle
+import re
 import struct
 import sys
+import time
+import zipfile
+import zlib
 
 USAGE_EXIT = 2
 
@@ -350,6 +359,737 @@ def export_tokenizer_only(hf_dir, out):
 
 
 # ----------------------------------------------------------------------------
+# Tensor data: conversion of float32 / float16 / bfloat16 / float64 to float32
+# ----------------------------------------------------------------------------
+
+NATIVE_LITTLE = sys.byteorder == "little"
+FLOAT_DTYPES = ("F32", "F16", "BF16", "F64")
+F16_CHUNK = 1 << 16
+
+
+def to_f32(raw, dtype, little=True, where=""):
+    """Raw element bytes of `dtype` (byte order `little`) -> native array('f')."""
+    if dtype not in FLOAT_DTYPES:
+        raise ExportError(f"{where}: dtype {dtype} is not supported for weights "
+                          f"(float32, float16, bfloat16, float64 are)")
+    swap = little != NATIVE_LITTLE
+    if dtype == "F32":
+        a = array.array("f")
+        a.frombytes(raw)
+        if swap:
+            a.byteswap()
+        return a
+    if dtype == "F64":
+        d = array.array("d")
+        d.frombytes(raw)
+        if swap:
+            d.byteswap()
+        try:
+            return array.array("f", d)
+        except OverflowError:
+            raise ExportError(f"{where}: a float64 value does not fit in float32")
+    if swap:  # make the 16-bit words native first
+        h = array.array("H")
+        h.frombytes(raw)
+        h.byteswap()
+        raw = h.tobytes()
+    if dtype == "BF16":
+        # bfloat16 is the upper half of a float32: place each 2-byte word in
+        # the high half of a zeroed 4-byte slot (byte order aware).
+        n = len(raw) // 2
+        buf = bytearray(4 * n)
+        if NATIVE_LITTLE:
+            buf[2::4] = raw[0::2]
+            buf[3::4] = raw[1::2]
+        else:
+            buf[0::4] = raw[0::2]
+            buf[1::4] = raw[1::2]
+        a = array.array("f")
+        a.frombytes(buf)
+        return a
+    # F16: struct's 'e' format, in chunks to bound the temporary tuples.
+    n = len(raw) // 2
+    a = array.array("f")
+    mv = memoryview(raw)
+    for i in range(0, n, F16_CHUNK):
+        k = min(F16_CHUNK, n - i)
+        a.extend(struct.unpack_from(f"={k}e", mv, 2 * i))
+    return a
+
+
+def transpose(a, rows, cols):
+    """Row-major [rows, cols] -> row-major [cols, rows] (extended slices run at C speed)."""
+    if rows <= 1 or cols <= 1:
+        return a
+    out = array.array("f", bytes(4 * rows * cols))
+    if rows <= cols:
+        for i in range(rows):          # input row i becomes output column i
+            out[i::rows] = a[i * cols:(i + 1) * cols]
+    else:
+        for j in range(cols):          # input column j becomes output row j
+            out[j * rows:(j + 1) * rows] = a[j::cols]
+    return out
+
+
+def prod(shape):
+    n = 1
+    for s in shape:
+        n *= s
+    return n
+
+
+class TensorRef:
+    """A tensor in some file, read only when load() is called."""
+    __slots__ = ("name", "dtype", "shape", "path", "_load")
+
+    def __init__(self, name, dtype, shape, path, load):
+        self.name, self.dtype, self.shape, self.path, self._load = name, dtype, tuple(shape), path, load
+
+    def load(self):
+        return self._load(self)
+
+
+# ----------------------------------------------------------------------------
+# safetensors
+# ----------------------------------------------------------------------------
+
+ST_DTYPE_SIZE = {"BOOL": 1, "U8": 1, "I8": 1, "F8_E5M2": 1, "F8_E4M3": 1, "I16": 2, "U16": 2,
+                 "F16": 2, "BF16": 2, "I32": 4, "U32": 4, "F32": 4, "I64": 8, "U64": 8, "F64": 8}
+ST_MAX_HEADER = 100 << 20
+
+
+def open_safetensors(path):
+    """Parse and validate a safetensors header; returns {name: TensorRef}."""
+    try:
+        size = os.path.getsize(path)
+        with open(path, "rb") as f:
+            head = f.read(8)
+            if len(head) < 8:
+                raise ExportError(f"{path}: not a safetensors file: only {size} bytes")
+            (hlen,) = struct.unpack("<Q", head)
+            if hlen > size - 8:
+                raise ExportError(f"{path}: not a safetensors file: header length {hlen} "
+                                  f"runs past the end of the file ({size} bytes)")
+            if hlen > ST_MAX_HEADER:
+                raise ExportError(f"{path}: safetensors header of {hlen} bytes is implausibly large")
+            hbytes = f.read(hlen)
+    except OSError as e:
+        raise ExportError(f"{path}: cannot read: {e.strerror or e}")
+    try:
+        header = json.loads(hbytes.decode("utf-8"))
+    except (UnicodeDecodeError, ValueError) as e:
+        raise ExportError(f"{path}: safetensors header is not valid JSON: {e}")
+    if not isinstance(header, dict):
+        raise ExportError(f"{path}: safetensors header is not a JSON object")
+    data_start = 8 + hlen
+    data_size = size - data_start
+    tensors = {}
+    spans = []
+    for name, info in header.items():
+        if name == "__metadata__":
+            if info is not None and not isinstance(info, dict):
+                raise ExportError(f"{path}: __metadata__ is not an object")
+            continue
+        if not isinstance(info, dict):
+            raise ExportError(f"{path}: tensor {name!r}: entry is not an object")
+        dtype, shape, offs = info.get("dtype"), info.get("shape"), info.get("data_offsets")
+        if dtype not in ST_DTYPE_SIZE:
+            raise ExportError(f"{path}: tensor {name!r}: unknown dtype {dtype!r}")
+        if (not isinstance(shape, list)
+                or not all(type(s) is int and 0 <= s < 1 << 40 for s in shape)):
+            raise ExportError(f"{path}: tensor {name!r}: invalid shape {shape!r}")
+        if (not isinstance(offs, list) or len(offs) != 2
+                or not all(type(o) is int for o in offs)):
+            raise ExportError(f"{path}: tensor {name!r}: invalid data_offsets {offs!r}")
+        b, e = offs
+        if not 0 <= b <= e <= data_size:
+            raise ExportError(f"{path}: tensor {name!r}: data_offsets [{b}, {e}] lie outside "
+                              f"the data area of {data_size} bytes")
+        nbytes = prod(shape) * ST_DTYPE_SIZE[dtype]
+        if e - b != nbytes:
+            raise ExportError(f"{path}: tensor {name!r}: shape {shape} of {dtype} needs {nbytes} "
+                              f"bytes but data_offsets [{b}, {e}] hold {e - b}")
+        spans.append((b, e, name))
+        tensors[name] = TensorRef(name, dtype, shape, path, _st_loader(path, data_start + b, nbytes))
+    spans.sort()
+    for (b0, e0, n0), (b1, e1, n1) in zip(spans, spans[1:]):
+        if b1 < e0:
+            raise ExportError(f"{path}: tensors {n0!r} [{b0}, {e0}] and {n1!r} [{b1}, {e1}] overlap")
+    return tensors
+
+
+def _st_loader(path, pos, nbytes):
+    def load(t):
+        try:
+            with open(path, "rb") as f:
+                f.seek(pos)
+                raw = f.read(nbytes)
+        except OSError as e:
+            raise ExportError(f"{path}: cannot read tensor {t.name}: {e.strerror or e}")
+        if len(raw) != nbytes:
+            raise ExportError(f"{path}: tensor {t.name}: file is truncated")
+        return to_f32(raw, t.dtype, True, f"{path}: tensor {t.name}")
+    return load
+
+
+# ----------------------------------------------------------------------------
+# PyTorch zip + pickle (torch.save), read with a restricted unpickler
+# ----------------------------------------------------------------------------
+
+TORCH_STORAGES = {"FloatStorage": ("F32", 4), "HalfStorage": ("F16", 2),
+                  "BFloat16Storage": ("BF16", 2), "DoubleStorage": ("F64", 8),
+                  "LongStorage": ("I64", 8), "IntStorage": ("I32", 4), "ShortStorage": ("I16", 2),
+                  "CharStorage": ("I8", 1), "ByteStorage": ("U8", 1), "BoolStorage": ("BOOL", 1)}
+
+
+class RefusedGlobal(Exception):
+    pass
+
+
+class StorageType:
+    """Stand-in for torch.<X>Storage: carries the dtype; not callable."""
+    __slots__ = ("name", "dtype", "itemsize")
+
+    def __init__(self, name):
+        self.name = name
+        self.dtype, self.itemsize = TORCH_STORAGES[name]
+
+
+class StorageRef:
+    __slots__ = ("key", "stype", "numel")
+
+    def __init__(self, key, stype, numel):
+        self.key, self.stype, self.numel = key, stype, numel
+
+
+class PickledTensor:
+    __slots__ = ("storage", "offset", "size", "stride")
+
+    def __init__(self, storage, offset, size, stride):
+        self.storage, self.offset, self.size, self.stride = storage, offset, size, stride
+
+
+class PickledDict(dict):
+    """Stand-in for collections.OrderedDict (dicts keep insertion order)."""
+
+
+def _int_tuple(x, what):
+    if not isinstance(x, (tuple, list)) or not all(type(v) is int for v in x):
+        raise ValueError(f"{what} is not a tuple of integers: {x!r}")
+    return tuple(x)
+
+
+def _rebuild_tensor(storage, storage_offset, size, stride, *rest):
+    if not isinstance(storage, StorageRef):
+        raise ValueError("tensor storage is not a persistent storage reference")
+    if type(storage_offset) is not int or storage_offset < 0:
+        raise ValueError(f"invalid storage offset {storage_offset!r}")
+    size = _int_tuple(size, "tensor size")
+    stride = _int_tuple(stride, "tensor stride")
+    if len(size) != len(stride) or any(s < 0 for s in size) or any(s < 0 for s in stride):
+        raise ValueError(f"invalid size {size} / stride {stride}")
+    if rest[1:2] and rest[1]:
+        raise ValueError("tensor has backward hooks")
+    return PickledTensor(storage, storage_offset, size, stride)
+
+
+def _rebuild_parameter(data, requires_grad=False, backward_hooks=None, *state):
+    if not isinstance(data, PickledTensor):
+        raise ValueError("parameter data is not a tensor")
+    if backward_hooks:
+        raise ValueError("parameter has backward hooks")
+    return data
+
+
+ALLOWED_GLOBALS = {
+    ("collections", "OrderedDict"): PickledDict,
+    ("torch._utils", "_rebuild_tensor"): _rebuild_tensor,
+    ("torch._utils", "_rebuild_tensor_v2"): _rebuild_tensor,
+    ("torch._utils", "_rebuild_parameter"): _rebuild_parameter,
+    ("torch._utils", "_rebuild_parameter_with_state"): _rebuild_parameter,
+}
+for _name in TORCH_STORAGES:
+    ALLOWED_GLOBALS[("torch", _name)] = StorageType(_name)
+
+
+class RestrictedUnpickler(pickle.Unpickler):
+    """Resolves only ALLOWED_GLOBALS (to local stand-ins, never to the real
+    objects) and refuses every other global, so loading executes no code from
+    the file.  Storages become StorageRefs; their bytes are read later."""
+
+    def __init__(self, fileobj, path):
+        super().__init__(fileobj)
+        self.path = path
+        self.storages = {}
+
+    def find_class(self, module, name):
+        obj = ALLOWED_GLOBALS.get((module, name))
+        if obj is None:
+            raise RefusedGlobal(f"{module}.{name}")
+        return obj
+
+    def persistent_load(self, pid):
+        if (not isinstance(pid, tuple) or len(pid) != 5 or pid[0] != "storage"
+                or not isinstance(pid[1], StorageType) or not isinstance(pid[2], str)
+                or type(pid[4]) is not int or pid[4] < 0):
+            raise ValueError(f"unsupported persistent id {pid!r}")
+        _, stype, key, _location, numel = pid
+        if not key or "/" in key or "\\" in key or key.startswith("."):
+            raise ValueError(f"invalid storage key {key!r}")
+        old = self.storages.get(key)
+        if old is not None:
+            if old.stype is not stype or old.numel != numel:
+                raise ValueError(f"storage {key!r} is declared twice with different types/sizes")
+            return old
+        ref = StorageRef(key, stype, numel)
+        self.storages[key] = ref
+        return ref
+
+
+def open_torch_bin(path):
+    """Read the tensor table of a torch.save zip archive; returns {name: TensorRef}."""
+    try:
+        with open(path, "rb") as f:
+            magic = f.read(4)
+    except OSError as e:
+        raise ExportError(f"{path}: cannot read: {e.strerror or e}")
+    if not zipfile.is_zipfile(path):
+        if magic[:1] == b"\x80":
+            raise ExportError(f"{path}: legacy (pre-1.6, non-zip) torch.save format is not "
+                              f"supported; re-save it with a recent torch or use safetensors")
+        raise ExportError(f"{path}: not a PyTorch checkpoint (not a zip archive, or truncated)")
+    try:
+        zf = zipfile.ZipFile(path)
+        names = zf.namelist()
+    except (zipfile.BadZipFile, OSError, ValueError) as e:
+        raise ExportError(f"{path}: corrupt zip archive: {e}")
+    pkls = [n for n in names if n == "data.pkl" or (n.endswith("/data.pkl") and n.count("/") == 1)]
+    if len(pkls) != 1:
+        raise ExportError(f"{path}: not a torch.save archive (expected one <name>/data.pkl, "
+                          f"found {len(pkls)})")
+    prefix = pkls[0][:-len("data.pkl")]
+    little = True
+    if prefix + "byteorder" in names:
+        bo = zf.read(prefix + "byteorder").strip()
+        if bo not in (b"little", b"big"):
+            raise ExportError(f"{path}: unknown byteorder {bo!r}")
+        little = bo == b"little"
+    try:
+        info = zf.getinfo(pkls[0])
+        if info.file_size > 1 << 30:
+            raise ExportError(f"{path}: data.pkl is implausibly large ({info.file_size} bytes)")
+        data = zf.read(pkls[0])
+    except (zipfile.BadZipFile, OSError, ValueError, EOFError) as e:
+        raise ExportError(f"{path}: corrupt zip archive: {e}")
+    up = RestrictedUnpickler(io.BytesIO(data), path)
+    try:
+        obj = up.load()
+    except RefusedGlobal as e:
+        raise ExportError(f"{path}: refusing to load: the pickle references {e}, which is not "
+                          f"one of the tensor-rebuilding functions allowed "
+                          f"(torch._utils._rebuild_tensor_v2, _rebuild_parameter, "
+                          f"collections.OrderedDict, torch.*Storage); nothing was executed")
+    except RecursionError:
+        raise ExportError(f"{path}: malformed pickle in {pkls[0]}: nested too deeply")
+    except Exception as e:  # any malformed pickle: never a traceback
+        raise ExportError(f"{path}: malformed pickle in {pkls[0]}: {type(e).__name__}: {e}")
+    if not isinstance(obj, dict):
+        raise ExportError(f"{path}: expected a state dict (name -> tensor), got {type(obj).__name__}")
+    tensors = {}
+    for name, t in obj.items():
+        if not isinstance(name, str) or not isinstance(t, PickledTensor):
+            raise ExportError(f"{path}: expected a state dict (name -> tensor), but entry "
+                              f"{name!r} is a {type(t).__name__}")
+        entry = prefix + "data/" + t.storage.key
+        if entry not in names:
+            raise ExportError(f"{path}: tensor {name}: storage {entry} is missing from the archive")
+        ent = zf.getinfo(entry)
+        isz = t.storage.stype.itemsize
+        if ent.file_size != t.storage.numel * isz:
+            raise ExportError(f"{path}: tensor {name}: storage {entry} holds {ent.file_size} bytes, "
+                              f"expected {t.storage.numel} x {isz}")
+        numel = prod(t.size)
+        if numel:
+            last = t.offset + sum((s - 1) * st for s, st in zip(t.size, t.stride))
+            if last >= t.storage.numel:
+                raise ExportError(f"{path}: tensor {name}: size {list(t.size)} / stride "
+                                  f"{list(t.stride)} at offset {t.offset} run past its storage "
+                                  f"of {t.storage.numel} elements")
+        tensors[name] = TensorRef(name, t.storage.stype.dtype, t.size, path,
+                                  _torch_loader(path, zf, ent, t, little))
+    return tensors
+
+
+def _zip_data_offset(path, info):
+    """File offset of a stored (uncompressed) member's bytes."""
+    with open(path, "rb") as f:
+        f.seek(info.header_offset)
+        h = f.read(30)
+    if len(h) != 30 or h[:4] != b"PK\x03\x04":
+        raise ExportError(f"{path}: corrupt zip archive: bad local header for {info.filename}")
+    nlen, xlen = struct.unpack("<HH", h[26:30])
+    return info.header_offset + 30 + nlen + xlen
+
+
+def _torch_loader(path, zf, ent, t, little):
+    def load(ref):
+        where = f"{path}: tensor {ref.name}"
+        isz = t.storage.stype.itemsize
+        numel = prod(t.size)
+        if numel == 0:
+            return array.array("f")
+        lo = t.offset
+        hi = t.offset + 1 + sum((s - 1) * st for s, st in zip(t.size, t.stride))
+        try:
+            if ent.compress_type == zipfile.ZIP_STORED:
+                start = _zip_data_offset(path, ent)
+                with open(path, "rb") as f:
+                    f.seek(start + lo * isz)
+                    raw = f.read((hi - lo) * isz)
+                if len(raw) != (hi - lo) * isz:
+                    raise ExportError(f"{where}: file is truncated")
+                if lo == 0 and (hi - lo) * isz == ent.file_size:
+                    if zlib.crc32(raw) != ent.CRC:
+                        raise ExportError(f"{where}: CRC mismatch in {ent.filename} (corrupt file)")
+            else:
+                raw = zf.read(ent.filename)[lo * isz:hi * isz]
+        except (zipfile.BadZipFile, OSError, EOFError, zlib.error) as e:
+            raise ExportError(f"{where}: cannot read {ent.filename}: {e}")
+        a = to_f32(raw, t.storage.stype.dtype, little, where)
+        return gather_strided(a, t.size, t.stride)
+    return load
+
+
+def gather_strided(a, size, stride):
+    """Row-major copy of the view (size, stride) of `a` starting at a[0]."""
+    numel = prod(size)
+    want, acc = [], 1
+    for s in reversed(size):
+        want.append(acc)
+        acc *= s
+    want.reverse()
+    if all(st == w or s == 1 for s, st, w in zip(size, stride, want)) and len(a) == numel:
+        return a
+    if not size:
+        return a[:1]
+    out = array.array("f")
+    n_last, st_last = size[-1], stride[-1]
+    for idx in itertools.product(*(range(s) for s in size[:-1])):
+        base = sum(i * st for i, st in zip(idx, stride))
+        if st_last == 0:
+            out.extend(array.array("f", [a[base]]) * n_last)
+        else:
+            out.extend(a[base:base + (n_last - 1) * st_last + 1:st_last])
+    return out
+
+
+# ----------------------------------------------------------------------------
+# The model directory: config.json, weights in any of the hub's layouts
+# ----------------------------------------------------------------------------
+
+ACTIVATIONS = {"gelu_new": 0, "gelu_pytorch_tanh": 0, "gelu": 1, "relu": 2, "silu": 3, "swish": 3}
+ARCHITECTURES = ("GPT2LMHeadModel", "GPT2Model")
+# GPT2Config's defaults: save_pretrained may leave out keys equal to them.
+CONFIG_DEFAULTS = {"vocab_size": 50257, "n_positions": 1024, "n_embd": 768, "n_layer": 12,
+                   "n_head": 12, "n_inner": None, "activation_function": "gelu_new",
+                   "layer_norm_epsilon": 1e-5, "scale_attn_weights": True,
+                   "scale_attn_by_inverse_layer_idx": False, "reorder_and_upcast_attn": False,
+                   "add_cross_attention": False, "tie_word_embeddings": True,
+                   "bos_token_id": 50256, "eos_token_id": 50256}
+CONFIG_ALIASES = {"hidden_size": "n_embd", "max_position_embeddings": "n_positions",
+                  "num_attention_heads": "n_head", "num_hidden_layers": "n_layer"}
+
+
+def read_config(hf_dir):
+    path = os.path.join(hf_dir, "config.json")
+    if not os.path.isfile(path):
+        raise ExportError(f"{path}: missing (every Hugging Face model directory has one)")
+    raw = read_json(path, "model config")
+    if not isinstance(raw, dict):
+        raise ExportError(f"{path}: expected a JSON object")
+    cfg = dict(CONFIG_DEFAULTS)
+    for k, v in raw.items():
+        cfg[CONFIG_ALIASES.get(k, k)] = v
+    if "n_positions" not in raw and "max_position_embeddings" not in raw and "n_ctx" in raw:
+        cfg["n_positions"] = raw["n_ctx"]
+
+    mt = raw.get("model_type")
+    if mt != "gpt2":
+        raise ExportError(f"{path}: model_type {mt!r} is not supported: only GPT-2 "
+                          f"(model_type \"gpt2\", architectures {', '.join(ARCHITECTURES)})")
+    archs = raw.get("architectures") or []
+    if not isinstance(archs, list):
+        raise ExportError(f"{path}: architectures is not a list")
+    bad = [a for a in archs if a not in ARCHITECTURES]
+    if bad:
+        raise ExportError(f"{path}: architecture {bad[0]!r} is not supported "
+                          f"(supported: {', '.join(ARCHITECTURES)})")
+
+    def pos_int(key, limit=1 << 24):
+        v = cfg[key]
+        if type(v) is not int or not 0 < v <= limit:
+            raise ExportError(f"{path}: {key} must be a positive integer (<= {limit}), got {v!r}")
+        return v
+
+    C, L, H = pos_int("n_embd"), pos_int("n_layer", 4096), pos_int("n_head", 4096)
+    P, V = pos_int("n_positions"), pos_int("vocab_size", 1 << 24)
+    F = 4 * C if cfg["n_inner"] is None else pos_int("n_inner")
+    if C % H:
+        raise ExportError(f"{path}: n_embd {C} is not divisible by n_head {H}")
+    eps = cfg["layer_norm_epsilon"]
+    if type(eps) not in (int, float) or not 0 <= eps < 1:
+        raise ExportError(f"{path}: layer_norm_epsilon must be a small non-negative number, got {eps!r}")
+    act = cfg["activation_function"]
+    if act not in ACTIVATIONS:
+        raise ExportError(f"{path}: activation_function {act!r} is not supported "
+                          f"(supported: {', '.join(ACTIVATIONS)})")
+    if cfg["add_cross_attention"]:
+        raise ExportError(f"{path}: add_cross_attention (encoder-decoder GPT-2) is not supported")
+    # reorder_and_upcast_attn only changes how transformers computes attention
+    # in half precision (upcast to float32, scale before the matmul); `run`
+    # computes in float32 throughout, so the result is the same: accepted.
+    flags = 0
+    if cfg["scale_attn_weights"]:
+        flags |= 2
+    if cfg["scale_attn_by_inverse_layer_idx"]:
+        flags |= 4
+
+    def token_id(key):
+        v = cfg[key]
+        if isinstance(v, list):   # several ids: the first is the one `run` stops at
+            v = v[0] if v else None
+        if v is None:
+            return -1
+        if type(v) is not int:
+            raise ExportError(f"{path}: {key} must be an integer token id or null, got {v!r}")
+        if not 0 <= v < V:
+            # e.g. a small test model that kept GPT-2's default 50256: the
+            # model can never produce it, so there is no such token.
+            note(f"warning: {path}: {key} {v} is not below vocab_size {V}; recorded as none (-1)")
+            return -1
+        return v
+
+    return {"path": path, "n_layer": L, "n_head": H, "n_embd": C, "n_inner": F, "n_ctx": P,
+            "vocab_size": V, "eps": float(eps), "activation": ACTIVATIONS[act], "flags": flags,
+            "eos": token_id("eos_token_id"), "bos": token_id("bos_token_id"),
+            "tie": bool(cfg["tie_word_embeddings"])}
+
+
+def _safe_shard_name(name, index_path):
+    if (not isinstance(name, str) or not name or "/" in name or "\\" in name
+            or name in (".", "..")):
+        raise ExportError(f"{index_path}: invalid shard file name {name!r}")
+    return name
+
+
+def open_weights(hf_dir):
+    """Find the weights in hf_dir (the hub's layouts); returns (description, {name: TensorRef})."""
+    layouts = [("model.safetensors", None, open_safetensors),
+               ("model.safetensors.index.json", True, open_safetensors),
+               ("pytorch_model.bin", None, open_torch_bin),
+               ("pytorch_model.bin.index.json", True, open_torch_bin)]
+    for fname, sharded, opener in layouts:
+        path = os.path.join(hf_dir, fname)
+        if not os.path.isfile(path):
+            continue
+        if not sharded:
+            return path, opener(path)
+        index = read_json(path, "shard index")
+        wmap = index.get("weight_map") if isinstance(index, dict) else None
+        if not isinstance(wmap, dict) or not wmap:
+            raise ExportError(f"{path}: no weight_map object")
+        shards = sorted({_safe_shard_name(v, path) for v in wmap.values()})
+        tensors = {}
+        where = {}
+        for s in shards:
+            sp = os.path.join(hf_dir, s)
+            if not os.path.isfile(sp):
+                raise ExportError(f"{sp}: missing (listed in {path})")
+            for name, t in opener(sp).items():
+                if name in tensors:
+                    raise ExportError(f"{sp}: tensor {name} is also in {where[name]}")
+                tensors[name] = t
+                where[name] = sp
+        for name, s in wmap.items():
+            if name not in tensors:
+                raise ExportError(f"{path}: tensor {name} is listed for {s} but is not in it")
+            if where[name] != os.path.join(hf_dir, s):
+                raise ExportError(f"{path}: tensor {name} is listed for {s} but is in {where[name]}")
+        for name in tensors:
+            if name not in wmap:
+                raise ExportError(f"{where[name]}: tensor {name} is not listed in {path}")
+        return f"{path} ({len(shards)} shards)", tensors
+    raise ExportError(f"{hf_dir}: no weights found (looked for model.safetensors, "
+                      f"model.safetensors.index.json, pytorch_model.bin, pytorch_model.bin.index.json)")
+
+
+def expected_tensors(c):
+    """[(name, HF shape, transpose?)] in checkpoint order, without lm_head."""
+    C, F, V, P = c["n_embd"], c["n_inner"], c["vocab_size"], c["n_ctx"]
+    out = [("wte.weight", (V, C), False), ("wpe.weight", (P, C), False)]
+    for l in range(c["n_layer"]):
+        h = f"h.{l}."
+        out += [(h + "ln_1.weight", (C,), False), (h + "ln_1.bias", (C,), False),
+                (h + "attn.c_attn.weight", (C, 3 * C), True), (h + "attn.c_attn.bias", (3 * C,), False),
+                (h + "attn.c_proj.weight", (C, C), True), (h + "attn.c_proj.bias", (C,), False),
+                (h + "ln_2.weight", (C,), False), (h + "ln_2.bias", (C,), False),
+                (h + "mlp.c_fc.weight", (C, F), True), (h + "mlp.c_fc.bias", (F,), False),
+                (h + "mlp.c_proj.weight", (F, C), True), (h + "mlp.c_proj.bias", (C,), False)]
+    out.append(("ln_f.weight", (C,), False))
+    out.append(("ln_f.bias", (C,), False))
+    return out
+
+
+IGNORED_BUFFERS = re.compile(r"h\.\d+\.attn\.(bias|masked_bias)$")
+
+
+def match_tensors(c, tensors, source):
+    """Map checkpoint names to TensorRefs (either key prefix), check shapes, missing, extra."""
+    named = {}
+    for key, t in tensors.items():
+        name = key[len("transformer."):] if key.startswith("transformer.") else key
+        if IGNORED_BUFFERS.match(name):
+            continue
+        if name in named:
+            raise ExportError(f"{t.path}: tensor {name} appears both with and without "
+                              f"the 'transformer.' prefix")
+        named[name] = t
+    plan = expected_tensors(c)
+    want = {n for n, _s, _t in plan} | {"lm_head.weight"}
+    missing = [n for n, _s, _t in plan if n not in named]
+    if missing:
+        more = f" and {len(missing) - 3} more" if len(missing) > 3 else ""
+        raise ExportError(f"{source}: missing tensor(s) {', '.join(missing[:3])}{more} "
+                          f"(config.json has n_layer={c['n_layer']})")
+    extra = sorted(n for n in named if n not in want)
+    if extra:
+        more = f" and {len(extra) - 3} more" if len(extra) > 3 else ""
+        raise ExportError(f"{named[extra[0]].path}: unexpected tensor(s) {', '.join(extra[:3])}{more} "
+                          f"(not part of a GPT-2 model with n_layer={c['n_layer']})")
+    lm = named.get("lm_head.weight")
+    full = plan + ([("lm_head.weight", (c["vocab_size"], c["n_embd"]), False)] if lm else [])
+    for name, shape, _tr in full:
+        t = named[name]
+        if t.shape != shape:
+            raise ExportError(f"{t.path}: tensor {name} has shape {list(t.shape)} but config.json "
+                              f"(n_embd={c['n_embd']}, n_inner={c['n_inner']}, n_positions={c['n_ctx']}, "
+                              f"vocab_size={c['vocab_size']}) implies {list(shape)}")
+        if t.dtype not in FLOAT_DTYPES:
+            raise ExportError(f"{t.path}: tensor {name} has dtype {t.dtype}; weights must be "
+                              f"float32, float16, bfloat16 or float64")
+    return plan, named
+
+
+# ----------------------------------------------------------------------------
+# The checkpoint (SPEC section 1)
+# ----------------------------------------------------------------------------
+
+CKPT_MAGIC = b"GPT2CKPT"
+CKPT_VERSION = 1
+HEADER_BYTES = 256
+ALIGN = 64
+
+
+def align(n):
+    return (n + ALIGN - 1) // ALIGN * ALIGN
+
+
+def pack_header(c, flags, tok_bytes, weights_offset, weights_bytes):
+    h = bytearray(HEADER_BYTES)
+    h[0:8] = CKPT_MAGIC
+    struct.pack_into("<8I", h, 8, CKPT_VERSION, HEADER_BYTES, c["n_layer"], c["n_head"],
+                     c["n_embd"], c["n_inner"], c["n_ctx"], c["vocab_size"])
+    struct.pack_into("<fIIi", h, 40, c["eps"], c["activation"], flags, c["eos"])
+    struct.pack_into("<QQQQQ", h, 56, HEADER_BYTES, tok_bytes, weights_offset, weights_bytes,
+                     weights_offset + weights_bytes)
+    struct.pack_into("<i", h, 96, c["bos"])
+    return bytes(h)
+
+
+def export_model(hf_dir, out, quiet=False):
+    t0 = time.time()
+    if not os.path.isdir(hf_dir):
+        raise ExportError(f"{hf_dir}: not a directory")
+    check_output_path(out)
+    c = read_config(hf_dir)
+    source, tensors = open_weights(hf_dir)
+    plan, named = match_tensors(c, tensors, source)
+    token_bytes, merges, specials = load_tokenizer(hf_dir)
+    if len(token_bytes) > c["vocab_size"]:
+        raise ExportError(f"{hf_dir}: the tokenizer has {len(token_bytes)} tokens but config.json "
+                          f"vocab_size is {c['vocab_size']}")
+    tok = tokenizer_section(token_bytes, merges, specials)
+    woff = align(HEADER_BYTES + len(tok))
+
+    lm = named.get("lm_head.weight")
+    total = sum(4 * prod(s) for _n, s, _t in plan) + (4 * prod(lm.shape) if lm else 0)
+    if not quiet:
+        note(f"{source}: {len(plan) + (1 if lm else 0)} tensors, "
+             f"{total / 1e6:.1f} MB as float32; n_layer={c['n_layer']} n_head={c['n_head']} "
+             f"n_embd={c['n_embd']} n_inner={c['n_inner']} n_ctx={c['n_ctx']} vocab={c['vocab_size']}")
+    flags = c["flags"]
+    with AtomicOutput(out) as o:
+        f = o.f
+        write_checked(f, bytes(HEADER_BYTES), out)
+        write_checked(f, tok, out)
+        write_checked(f, bytes(woff - HEADER_BYTES - len(tok)), out)
+        pos = woff
+        done = 0
+        wte_hash = None
+        last_layer = -1
+        for name, _shape, tr in plan + ([("lm_head.weight", lm.shape, False)] if lm else []):
+            t = named[name]
+            a = t.load()
+            if len(a) != prod(t.shape):
+                raise ExportError(f"{t.path}: tensor {name}: read {len(a)} values, expected {prod(t.shape)}")
+            if tr:
+                a = transpose(a, t.shape[0], t.shape[1])
+            if not NATIVE_LITTLE:
+                a.byteswap()
+            data = a.tobytes()
+            del a
+            if name == "wte.weight":
+                wte_hash = hashlib.sha256(data).digest()
+            if name == "lm_head.weight":
+                same = hashlib.sha256(data).digest() == wte_hash
+                if same or c["tie"]:
+                    if not same:
+                        note(f"warning: {t.path}: lm_head.weight differs from wte.weight but "
+                             f"config.json has tie_word_embeddings true, so (like transformers) "
+                             f"wte.weight is used as the output embedding")
+                    continue
+                flags |= 1
+            write_checked(f, data, out)
+            pos += len(data)
+            pad = align(pos) - pos
+            write_checked(f, bytes(pad), out)
+            pos += pad
+            done += len(data)
+            del data
+            m = re.match(r"h\.(\d+)\.", name)
+            layer = int(m.group(1)) if m else -1
+            if not quiet and layer != last_layer and layer >= 0:
+                last_layer = layer
+                el = max(time.time() - t0, 1e-9)
+                note(f"layer {layer + 1}/{c['n_layer']}: {done / 1e6:.1f} MB written, "
+                     f"{done / 1e6 / el:.1f} MB/s")
+        if lm is None and not c["tie"]:
+            raise ExportError(f"{source}: config.json has tie_word_embeddings false but there is "
+                              f"no lm_head.weight")
+        wbytes = pos - woff
+        try:
+            f.seek(0)
+        except OSError as e:
+            raise ExportError(f"{out}: cannot seek: {e.strerror or e}")
+        write_checked(f, pack_header(c, flags, len(tok), woff, wbytes), out)
+        o.commit()
+    el = time.time() - t0
+    if not quiet:
+        note(f"wrote {out}: {woff + wbytes} bytes ({'untied' if flags & 1 else 'tied'} lm_head, "
+             f"{len(token_bytes)} tokens) in {el:.1f} s, {done / 1e6 / max(el, 1e-9):.1f} MB/s")
+
+
+# ----------------------------------------------------------------------------
 # Command line
 # ----------------------------------------------------------------------------
 
@@ -382,10 +1122,6 @@ def main(argv=None):
         note("error: out of memory")
         return 1
     return 0
-
-
-def export_model(hf_dir, out, quiet=False):
-    raise ExportError("full export not implemented yet")
 
 
 if __name__ == "__main__":

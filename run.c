@@ -307,19 +307,32 @@ static void runstate_free(RunState *s) {
 
 // ----------------------------------------------------------------------------
 // 4. Math kernels
+//
+// Each kernel is first written as the plain loop that says what it computes.
+// Where the machine has vector instructions (AVX2+FMA on x86-64, NEON on
+// arm64), a fast version sits right below it and the plain one stays as the
+// reference that tests/test_kernels.c compares it against.
 
-// s = a . b, over n floats. Sixteen running sums in a fixed order: the
-// compiler turns them into vector registers, and the result does not depend
-// on how work is split between threads.
-static float dot(const float *a, const float *b, int n) {
-    float acc[16] = {0};
-    int i = 0;
-    for (; i + 16 <= n; i += 16)
-        for (int j = 0; j < 16; j++) acc[j] += a[i + j] * b[i + j];
+#if defined(__AVX2__) && defined(__FMA__)
+#include <immintrin.h>
+#define SIMD_AVX2 1
+#elif defined(__ARM_NEON) && defined(__aarch64__)
+#include <arm_neon.h>
+#define SIMD_NEON 1
+#endif
+
+// s = a (n) . b (n)
+static float dot_plain(const float *a, const float *b, int n) {
     float s = 0.0f;
-    for (int j = 0; j < 16; j++) s += acc[j];
-    for (; i < n; i++) s += a[i] * b[i];
+    for (int i = 0; i < n; i++) s += a[i] * b[i];
     return s;
+}
+
+// out (T,OC) = inp (T,C) @ W^T (OC,C) + b (OC)
+static void matmul_plain(float *out, const float *inp, const float *W, const float *b, int T, int C, int OC) {
+    for (int t = 0; t < T; t++)
+        for (int o = 0; o < OC; o++)
+            out[(size_t)t * OC + o] = dot_plain(inp + (size_t)t * C, W + (size_t)o * C, C) + (b ? b[o] : 0.0f);
 }
 
 // out (C) = (x (C) - mean) / sqrt(var + eps) * w (C) + b (C)
@@ -342,7 +355,7 @@ static float gelu_tanh(float x) {
 }
 
 // x (n) = act(x), in place
-static void activate(float *x, size_t n, int activation) {
+static void activate_plain(float *x, size_t n, int activation) {
     for (size_t i = 0; i < n; i++) {
         float v = x[i];
         switch (activation) {
@@ -354,8 +367,8 @@ static void activate(float *x, size_t n, int activation) {
     }
 }
 
-// x (n) = softmax(x): exp(x - max) / sum
-static void softmax(float *x, int n) {
+// x (n) = softmax(x) = exp(x - max) / sum exp(x - max)
+static void softmax_plain(float *x, int n) {
     float max = x[0];
     for (int i = 1; i < n; i++) if (x[i] > max) max = x[i];
     float sum = 0.0f;
@@ -363,18 +376,231 @@ static void softmax(float *x, int n) {
     for (int i = 0; i < n; i++) x[i] /= sum;
 }
 
-// x (C) += y (C)
+// x (n) += y (n)
 static void residual_add(float *x, const float *y, size_t n) {
     for (size_t i = 0; i < n; i++) x[i] += y[i];
 }
+
+#if SIMD_AVX2
+// --- fast paths, x86-64 AVX2 + FMA ---
+
+// Sum of the 8 lanes, always in the same order.
+static inline float hsum8(__m256 v) {
+    __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+    s = _mm_add_ps(s, _mm_movehl_ps(s, s));
+    s = _mm_add_ss(s, _mm_movehdup_ps(s));
+    return _mm_cvtss_f32(s);
+}
+
+// exp(x) for 8 floats: x = n ln2 + r with |r| <= ln2/2, exp(r) by its
+// degree-6 Taylor polynomial (relative error ~1e-7), times 2^n.
+static inline __m256 exp8(__m256 x) {
+    x = _mm256_max_ps(_mm256_min_ps(x, _mm256_set1_ps(88.0f)), _mm256_set1_ps(-87.0f));
+    __m256 n = _mm256_round_ps(_mm256_mul_ps(x, _mm256_set1_ps(1.44269504088896341f)),
+                               _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+    __m256 r = _mm256_fnmadd_ps(n, _mm256_set1_ps(0.693359375f), x);  // ln2, high part
+    r = _mm256_fnmadd_ps(n, _mm256_set1_ps(-2.12194440e-4f), r);      // ln2, low part
+    __m256 p = _mm256_set1_ps(1.0f / 720);
+    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.0f / 120));
+    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.0f / 24));
+    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.0f / 6));
+    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(0.5f));
+    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.0f));
+    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.0f));
+    __m256i e = _mm256_slli_epi32(_mm256_add_epi32(_mm256_cvtps_epi32(n), _mm256_set1_epi32(127)), 23);
+    return _mm256_mul_ps(p, _mm256_castsi256_ps(e));
+}
+
+// One output: 8-lane FMA over the vector part, the lanes summed, the scalar
+// tail added. Every path in matmul_rows_fast reduces each output exactly so,
+// so a value never depends on how rows and positions were blocked (nor on
+// the thread count, nor on prefill vs decode).
+static inline float finish_dot(__m256 acc, const float *x, const float *w, int C8, int C) {
+    float s = hsum8(acc);
+    for (int i = C8; i < C; i++) s += x[i] * w[i];
+    return s;
+}
+
+// out rows [o0, o1) of out (T,OC) = inp (T,C) @ W^T (OC,C) + b, in blocks of
+// 4 weight rows x 3 positions: 12 accumulators, each loaded weight used 3 times.
+static void matmul_rows_fast(float *out, const float *inp, const float *W, const float *b,
+                             int T, int C, int OC, int o0, int o1) {
+    int C8 = C & ~7;
+    int o = o0;
+    for (; o + 4 <= o1; o += 4) {
+        const float *w0 = W + (size_t)o * C, *w1 = w0 + C, *w2 = w1 + C, *w3 = w2 + C;
+        int t = 0;
+        for (; t + 3 <= T; t += 3) {
+            const float *x0 = inp + (size_t)t * C, *x1 = x0 + C, *x2 = x1 + C;
+            __m256 a00 = _mm256_setzero_ps(), a01 = a00, a02 = a00, a03 = a00;
+            __m256 a10 = a00, a11 = a00, a12 = a00, a13 = a00;
+            __m256 a20 = a00, a21 = a00, a22 = a00, a23 = a00;
+            for (int i = 0; i < C8; i += 8) {
+                __m256 v0 = _mm256_loadu_ps(w0 + i), v1 = _mm256_loadu_ps(w1 + i);
+                __m256 v2 = _mm256_loadu_ps(w2 + i), v3 = _mm256_loadu_ps(w3 + i);
+                __m256 x = _mm256_loadu_ps(x0 + i);
+                a00 = _mm256_fmadd_ps(x, v0, a00); a01 = _mm256_fmadd_ps(x, v1, a01);
+                a02 = _mm256_fmadd_ps(x, v2, a02); a03 = _mm256_fmadd_ps(x, v3, a03);
+                x = _mm256_loadu_ps(x1 + i);
+                a10 = _mm256_fmadd_ps(x, v0, a10); a11 = _mm256_fmadd_ps(x, v1, a11);
+                a12 = _mm256_fmadd_ps(x, v2, a12); a13 = _mm256_fmadd_ps(x, v3, a13);
+                x = _mm256_loadu_ps(x2 + i);
+                a20 = _mm256_fmadd_ps(x, v0, a20); a21 = _mm256_fmadd_ps(x, v1, a21);
+                a22 = _mm256_fmadd_ps(x, v2, a22); a23 = _mm256_fmadd_ps(x, v3, a23);
+            }
+            __m256 acc[3][4] = {{a00, a01, a02, a03}, {a10, a11, a12, a13}, {a20, a21, a22, a23}};
+            const float *xs[3] = {x0, x1, x2}, *ws[4] = {w0, w1, w2, w3};
+            for (int r = 0; r < 3; r++)
+                for (int k = 0; k < 4; k++)
+                    out[(size_t)(t + r) * OC + o + k] = finish_dot(acc[r][k], xs[r], ws[k], C8, C) + (b ? b[o + k] : 0.0f);
+        }
+        for (; t < T; t++) {  // leftover positions (and decoding, T = 1)
+            const float *x0 = inp + (size_t)t * C;
+            __m256 a0 = _mm256_setzero_ps(), a1 = a0, a2 = a0, a3 = a0;
+            for (int i = 0; i < C8; i += 8) {
+                __m256 x = _mm256_loadu_ps(x0 + i);
+                a0 = _mm256_fmadd_ps(x, _mm256_loadu_ps(w0 + i), a0);
+                a1 = _mm256_fmadd_ps(x, _mm256_loadu_ps(w1 + i), a1);
+                a2 = _mm256_fmadd_ps(x, _mm256_loadu_ps(w2 + i), a2);
+                a3 = _mm256_fmadd_ps(x, _mm256_loadu_ps(w3 + i), a3);
+            }
+            __m256 acc[4] = {a0, a1, a2, a3};
+            const float *ws[4] = {w0, w1, w2, w3};
+            for (int k = 0; k < 4; k++)
+                out[(size_t)t * OC + o + k] = finish_dot(acc[k], x0, ws[k], C8, C) + (b ? b[o + k] : 0.0f);
+        }
+    }
+    for (; o < o1; o++) {  // leftover rows
+        const float *w0 = W + (size_t)o * C;
+        for (int t = 0; t < T; t++) {
+            const float *x0 = inp + (size_t)t * C;
+            __m256 a0 = _mm256_setzero_ps();
+            for (int i = 0; i < C8; i += 8) a0 = _mm256_fmadd_ps(_mm256_loadu_ps(x0 + i), _mm256_loadu_ps(w0 + i), a0);
+            out[(size_t)t * OC + o] = finish_dot(a0, x0, w0, C8, C) + (b ? b[o] : 0.0f);
+        }
+    }
+}
+
+// s = a (n) . b (n)
+static float dot_fast(const float *a, const float *b, int n) {
+    int n8 = n & ~7;
+    __m256 acc = _mm256_setzero_ps();
+    for (int i = 0; i < n8; i += 8) acc = _mm256_fmadd_ps(_mm256_loadu_ps(a + i), _mm256_loadu_ps(b + i), acc);
+    return finish_dot(acc, a, b, n8, n);
+}
+
+// x (n) = softmax(x), with exp8
+static void softmax_fast(float *x, int n) {
+    int n8 = n & ~7, i;
+    float max = x[0];
+    for (i = 1; i < n; i++) if (x[i] > max) max = x[i];
+    __m256 vmax = _mm256_set1_ps(max), vsum = _mm256_setzero_ps();
+    for (i = 0; i < n8; i += 8) {
+        __m256 e = exp8(_mm256_sub_ps(_mm256_loadu_ps(x + i), vmax));
+        _mm256_storeu_ps(x + i, e);
+        vsum = _mm256_add_ps(vsum, e);
+    }
+    float sum = hsum8(vsum);
+    for (; i < n; i++) { x[i] = expf(x[i] - max); sum += x[i]; }
+    __m256 inv = _mm256_set1_ps(1.0f / sum);
+    for (i = 0; i < n8; i += 8) _mm256_storeu_ps(x + i, _mm256_mul_ps(_mm256_loadu_ps(x + i), inv));
+    for (; i < n; i++) x[i] *= 1.0f / sum;
+}
+
+// x (n) = gelu_tanh(x), with tanh(u) = 1 - 2 / (1 + exp(2u)); other
+// activations take the plain loop.
+static void activate_fast(float *x, size_t n, int activation) {
+    if (activation != ACT_GELU_TANH) { activate_plain(x, n, activation); return; }
+    size_t n8 = n & ~(size_t)7, i;
+    const __m256 k = _mm256_set1_ps(0.7978845608028654f), c = _mm256_set1_ps(0.044715f);
+    const __m256 one = _mm256_set1_ps(1.0f), two = _mm256_set1_ps(2.0f), half = _mm256_set1_ps(0.5f);
+    for (i = 0; i < n8; i += 8) {
+        __m256 v = _mm256_loadu_ps(x + i);
+        __m256 u = _mm256_mul_ps(k, _mm256_fmadd_ps(_mm256_mul_ps(c, v), _mm256_mul_ps(v, v), v));
+        __m256 th = _mm256_sub_ps(one, _mm256_div_ps(two, _mm256_add_ps(one, exp8(_mm256_add_ps(u, u)))));
+        _mm256_storeu_ps(x + i, _mm256_mul_ps(_mm256_mul_ps(half, v), _mm256_add_ps(one, th)));
+    }
+    for (; i < n; i++) x[i] = gelu_tanh(x[i]);
+}
+
+#elif SIMD_NEON
+// --- fast paths, arm64 NEON ---
+
+static inline float finish_dot4(float32x4_t acc, const float *x, const float *w, int C4, int C) {
+    float s = vaddvq_f32(acc);
+    for (int i = C4; i < C; i++) s += x[i] * w[i];
+    return s;
+}
+
+// out rows [o0, o1) of out (T,OC) = inp (T,C) @ W^T (OC,C) + b, 4 weight rows at a time
+static void matmul_rows_fast(float *out, const float *inp, const float *W, const float *b,
+                             int T, int C, int OC, int o0, int o1) {
+    int C4 = C & ~3;
+    int o = o0;
+    for (; o + 4 <= o1; o += 4) {
+        const float *ws[4] = {W + (size_t)o * C, W + (size_t)(o + 1) * C, W + (size_t)(o + 2) * C, W + (size_t)(o + 3) * C};
+        for (int t = 0; t < T; t++) {
+            const float *x0 = inp + (size_t)t * C;
+            float32x4_t a0 = vdupq_n_f32(0), a1 = a0, a2 = a0, a3 = a0;
+            for (int i = 0; i < C4; i += 4) {
+                float32x4_t x = vld1q_f32(x0 + i);
+                a0 = vfmaq_f32(a0, x, vld1q_f32(ws[0] + i));
+                a1 = vfmaq_f32(a1, x, vld1q_f32(ws[1] + i));
+                a2 = vfmaq_f32(a2, x, vld1q_f32(ws[2] + i));
+                a3 = vfmaq_f32(a3, x, vld1q_f32(ws[3] + i));
+            }
+            float32x4_t acc[4] = {a0, a1, a2, a3};
+            for (int k = 0; k < 4; k++)
+                out[(size_t)t * OC + o + k] = finish_dot4(acc[k], x0, ws[k], C4, C) + (b ? b[o + k] : 0.0f);
+        }
+    }
+    for (; o < o1; o++) {
+        const float *w0 = W + (size_t)o * C;
+        for (int t = 0; t < T; t++) {
+            const float *x0 = inp + (size_t)t * C;
+            float32x4_t a0 = vdupq_n_f32(0);
+            for (int i = 0; i < C4; i += 4) a0 = vfmaq_f32(a0, vld1q_f32(x0 + i), vld1q_f32(w0 + i));
+            out[(size_t)t * OC + o] = finish_dot4(a0, x0, w0, C4, C) + (b ? b[o] : 0.0f);
+        }
+    }
+}
+
+static float dot_fast(const float *a, const float *b, int n) {
+    int n4 = n & ~3;
+    float32x4_t acc = vdupq_n_f32(0);
+    for (int i = 0; i < n4; i += 4) acc = vfmaq_f32(acc, vld1q_f32(a + i), vld1q_f32(b + i));
+    return finish_dot4(acc, a, b, n4, n);
+}
+
+static void softmax_fast(float *x, int n) { softmax_plain(x, n); }
+static void activate_fast(float *x, size_t n, int activation) { activate_plain(x, n, activation); }
+
+#else
+// --- no vector unit known: the plain loops are the fast paths ---
+static void matmul_rows_fast(float *out, const float *inp, const float *W, const float *b,
+                             int T, int C, int OC, int o0, int o1) {
+    for (int t = 0; t < T; t++)
+        for (int o = o0; o < o1; o++)
+            out[(size_t)t * OC + o] = dot_plain(inp + (size_t)t * C, W + (size_t)o * C, C) + (b ? b[o] : 0.0f);
+}
+static float dot_fast(const float *a, const float *b, int n) { return dot_plain(a, b, n); }
+static void softmax_fast(float *x, int n) { softmax_plain(x, n); }
+static void activate_fast(float *x, size_t n, int activation) { activate_plain(x, n, activation); }
+#endif
 
 // ----------------------------------------------------------------------------
 // 5. The worker pool
 //
 // Threads are started once and wait for work. parallel_for(n, fn, ctx)
-// splits the range [0, n) into one contiguous slice per thread; each kernel
-// below splits by its outputs (rows, heads), never inside a sum, so results
-// are bit-identical for any number of threads.
+// splits the range [0, n) into one contiguous slice per thread and runs
+// fn(ctx, start, end) on each, the calling thread taking the first slice.
+// Kernels split by their outputs (rows, heads), never inside a sum, so the
+// results are bit-identical for any number of threads.
+//
+// Between jobs a worker spins briefly (a decode step posts a job every few
+// tens of microseconds), then sleeps on a condition variable.
+
+#include <stdatomic.h>
 
 typedef void (*RangeFn)(void *ctx, int start, int end);
 
@@ -382,18 +608,26 @@ typedef struct {
     int n_threads;
     pthread_t *threads;
     pthread_mutex_t lock;
-    pthread_cond_t work_ready, work_done;
-    RangeFn fn;
+    pthread_cond_t wake, done;
+    RangeFn fn;                 // the current job, published by `generation`
     void *ctx;
-    int n;             // size of the current range
-    long generation;   // bumps each time work is posted
-    int busy;          // workers still running the current job
-    int quit;
+    int n;
+    atomic_long generation;     // bumped for each job
+    atomic_int pending;         // workers still on the current job
+    atomic_int quit;
 } Pool;
 
 static Pool pool;
 
-typedef struct { int index; } WorkerArg;
+#define SPIN_LIMIT 4000  // about a few microseconds of pause instructions
+
+static inline void cpu_relax(void) {
+#if defined(__x86_64__) || defined(__i386__)
+    __builtin_ia32_pause();
+#elif defined(__aarch64__)
+    __asm__ __volatile__("yield");
+#endif
+}
 
 static void slice(int n, int parts, int i, int *start, int *end) {
     *start = (int)((long long)n * i / parts);
@@ -401,86 +635,102 @@ static void slice(int n, int parts, int i, int *start, int *end) {
 }
 
 static void *worker_main(void *arg) {
-    int index = ((WorkerArg *)arg)->index;
-    free(arg);
+    int index = (int)(intptr_t)arg;
     long seen = 0;
     for (;;) {
-        pthread_mutex_lock(&pool.lock);
-        while (pool.generation == seen && !pool.quit) pthread_cond_wait(&pool.work_ready, &pool.lock);
-        if (pool.quit) { pthread_mutex_unlock(&pool.lock); return NULL; }
-        seen = pool.generation;
-        RangeFn fn = pool.fn;
-        void *ctx = pool.ctx;
-        int n = pool.n;
-        pthread_mutex_unlock(&pool.lock);
+        long g;
+        int spins = 0;
+        while ((g = atomic_load_explicit(&pool.generation, memory_order_acquire)) == seen) {
+            if (atomic_load(&pool.quit)) return NULL;
+            if (++spins < SPIN_LIMIT) { cpu_relax(); continue; }
+            pthread_mutex_lock(&pool.lock);
+            while (atomic_load(&pool.generation) == seen && !atomic_load(&pool.quit))
+                pthread_cond_wait(&pool.wake, &pool.lock);
+            pthread_mutex_unlock(&pool.lock);
+        }
+        seen = g;
         int start, end;
-        slice(n, pool.n_threads, index, &start, &end);
-        if (start < end) fn(ctx, start, end);
-        pthread_mutex_lock(&pool.lock);
-        if (--pool.busy == 0) pthread_cond_signal(&pool.work_done);
-        pthread_mutex_unlock(&pool.lock);
+        slice(pool.n, pool.n_threads, index, &start, &end);
+        if (start < end) pool.fn(pool.ctx, start, end);
+        if (atomic_fetch_sub_explicit(&pool.pending, 1, memory_order_acq_rel) == 1) {
+            pthread_mutex_lock(&pool.lock);  // the last one out wakes the caller
+            pthread_cond_signal(&pool.done);
+            pthread_mutex_unlock(&pool.lock);
+        }
     }
 }
 
 static void pool_start(int n_threads) {
     pool.n_threads = n_threads;
     pthread_mutex_init(&pool.lock, NULL);
-    pthread_cond_init(&pool.work_ready, NULL);
-    pthread_cond_init(&pool.work_done, NULL);
+    pthread_cond_init(&pool.wake, NULL);
+    pthread_cond_init(&pool.done, NULL);
     pool.threads = xcalloc(n_threads, sizeof(pthread_t));
-    for (int i = 1; i < n_threads; i++) {  // thread 0 is the caller
-        WorkerArg *a = xmalloc(sizeof *a);
-        a->index = i;
-        if (pthread_create(&pool.threads[i], NULL, worker_main, a) != 0)
+    for (int i = 1; i < n_threads; i++)  // thread 0 is the caller
+        if (pthread_create(&pool.threads[i], NULL, worker_main, (void *)(intptr_t)i) != 0)
             die(EXIT_RUNTIME, "cannot start worker thread %d of %d", i, n_threads);
-    }
 }
 
 static void pool_stop(void) {
-    if (pool.n_threads <= 1) return;
     pthread_mutex_lock(&pool.lock);
-    pool.quit = 1;
-    pthread_cond_broadcast(&pool.work_ready);
+    atomic_store(&pool.quit, 1);
+    pthread_cond_broadcast(&pool.wake);
     pthread_mutex_unlock(&pool.lock);
     for (int i = 1; i < pool.n_threads; i++) pthread_join(pool.threads[i], NULL);
+    free(pool.threads);
 }
 
 static void parallel_for(int n, RangeFn fn, void *ctx) {
     if (pool.n_threads <= 1 || n < 2) { fn(ctx, 0, n); return; }
-    pthread_mutex_lock(&pool.lock);
-    pool.fn = fn; pool.ctx = ctx; pool.n = n;
-    pool.busy = pool.n_threads - 1;
-    pool.generation++;
-    pthread_cond_broadcast(&pool.work_ready);
+    pool.fn = fn;
+    pool.ctx = ctx;
+    pool.n = n;
+    atomic_store(&pool.pending, pool.n_threads - 1);
+    atomic_fetch_add_explicit(&pool.generation, 1, memory_order_release);
+    pthread_mutex_lock(&pool.lock);  // wake the workers that went to sleep
+    pthread_cond_broadcast(&pool.wake);
     pthread_mutex_unlock(&pool.lock);
     int start, end;
     slice(n, pool.n_threads, 0, &start, &end);
     if (start < end) fn(ctx, start, end);
+    for (int spins = 0; spins < SPIN_LIMIT; spins++) {
+        if (atomic_load_explicit(&pool.pending, memory_order_acquire) == 0) return;
+        cpu_relax();
+    }
     pthread_mutex_lock(&pool.lock);
-    while (pool.busy > 0) pthread_cond_wait(&pool.work_done, &pool.lock);
+    while (atomic_load(&pool.pending) > 0) pthread_cond_wait(&pool.done, &pool.lock);
     pthread_mutex_unlock(&pool.lock);
 }
 
-// out (T,OC) = inp (T,C) @ W^T (OC,C) + b (OC)
-// The plain loop; matmul() below runs the same loop over row slices.
+// The kernels the forward pass calls: the fast paths, spread over the pool.
+
 typedef struct {
     float *out; const float *inp, *W, *b;
     int T, C, OC;
 } MatmulArgs;
 
-static void matmul_rows(void *ctx, int o_start, int o_end) {
+static void matmul_slice(void *ctx, int o0, int o1) {
     MatmulArgs *a = ctx;
-    for (int o = o_start; o < o_end; o++) {       // each weight row is read once
-        const float *w = a->W + (size_t)o * a->C;  // and used for every position
-        float bias = a->b ? a->b[o] : 0.0f;
-        for (int t = 0; t < a->T; t++)
-            a->out[(size_t)t * a->OC + o] = dot(a->inp + (size_t)t * a->C, w, a->C) + bias;
-    }
+    matmul_rows_fast(a->out, a->inp, a->W, a->b, a->T, a->C, a->OC, o0, o1);
 }
 
+// out (T,OC) = inp (T,C) @ W^T (OC,C) + b (OC); see matmul_plain for the maths
 static void matmul(float *out, const float *inp, const float *W, const float *b, int T, int C, int OC) {
     MatmulArgs a = {out, inp, W, b, T, C, OC};
-    parallel_for(OC, matmul_rows, &a);
+    parallel_for(OC, matmul_slice, &a);
+}
+
+typedef struct { float *x; size_t per_row; int activation; } ActivateArgs;
+
+static void activate_slice(void *ctx, int r0, int r1) {
+    ActivateArgs *a = ctx;
+    activate_fast(a->x + (size_t)r0 * a->per_row, (size_t)(r1 - r0) * a->per_row, a->activation);
+}
+
+// x (T,F) = act(x); see activate_plain
+static void activate(float *x, int T, int F, int activation) {
+    ActivateArgs a = {x, (size_t)F, activation};
+    parallel_for(T, activate_slice, &a);
 }
 
 // ----------------------------------------------------------------------------
@@ -521,8 +771,8 @@ static void attention_heads(void *ctx, int h_start, int h_end) {
             const float *q = a->qkv + (size_t)t * 3 * a->C + h * hd;
             float *scores = a->att + ((size_t)h * a->T + t) * a->S;
             // scores[j] = q . k_j * scale, for keys j <= pos only: the causal mask
-            for (int j = 0; j <= pos; j++) scores[j] = dot(q, K + (size_t)j * hd, hd) * a->scale;
-            softmax(scores, pos + 1);
+            for (int j = 0; j <= pos; j++) scores[j] = dot_fast(q, K + (size_t)j * hd, hd) * a->scale;
+            softmax_fast(scores, pos + 1);
             for (int j = pos + 1; j < a->S; j++) scores[j] = 0.0f;
             // out = sum_j scores[j] * v_j
             float *o = a->out + (size_t)t * a->C + h * hd;
@@ -586,7 +836,7 @@ static void forward(Model *m, const int *tokens, int T, int pos0, int all_logits
         for (int t = 0; t < T; t++)
             layernorm(s->xn + (size_t)t * C, s->x + (size_t)t * C, L->ln2_w, L->ln2_b, C, c->ln_eps);
         matmul(s->hidden, s->xn, L->fc_w, L->fc_b, T, C, F);        // hidden (T,F)
-        activate(s->hidden, (size_t)T * F, c->activation);
+        activate(s->hidden, T, F, c->activation);
         matmul(s->xn, s->hidden, L->fc_proj_w, L->fc_proj_b, T, F, C);  // xn (T,C)
         residual_add(s->x, s->xn, (size_t)T * C);
     }
@@ -673,7 +923,7 @@ static int sample(Sampler *sp, const float *logits, int V) {
     if (sp->temperature == 0.0f) return argmax(logits, V);
     float *p = sp->probs;
     for (int i = 0; i < V; i++) p[i] = logits[i] / sp->temperature;
-    softmax(p, V);
+    softmax_plain(p, V);
     int n = V;
     int *order = sp->order;
     for (int i = 0; i < V; i++) order[i] = i;
@@ -1234,6 +1484,7 @@ static Tokenizer *load_tokenizer(const char *path, const void *section, size_t l
     return t;
 }
 
+#ifndef RUN_NO_MAIN  // tests/test_kernels.c includes this file without main()
 int main(int argc, char **argv) {
     Options o;
     parse_args(&o, argc, argv);
@@ -1290,3 +1541,4 @@ int main(int argc, char **argv) {
     munmap(m.file.data, m.file.size);
     return EXIT_OK;
 }
+#endif

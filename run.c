@@ -702,7 +702,11 @@ static void parallel_for(int n, RangeFn fn, void *ctx) {
     pthread_mutex_unlock(&pool.lock);
 }
 
-// The kernels the forward pass calls: the fast paths, spread over the pool.
+// The kernels the forward pass calls: the fast paths, spread over the pool,
+// or with --plain-kernels the plain loops on one thread (slow; for checking
+// and for reading along).
+
+static int plain_kernels;
 
 typedef struct {
     float *out; const float *inp, *W, *b;
@@ -716,6 +720,7 @@ static void matmul_slice(void *ctx, int o0, int o1) {
 
 // out (T,OC) = inp (T,C) @ W^T (OC,C) + b (OC); see matmul_plain for the maths
 static void matmul(float *out, const float *inp, const float *W, const float *b, int T, int C, int OC) {
+    if (plain_kernels) { matmul_plain(out, inp, W, b, T, C, OC); return; }
     MatmulArgs a = {out, inp, W, b, T, C, OC};
     parallel_for(OC, matmul_slice, &a);
 }
@@ -729,6 +734,7 @@ static void activate_slice(void *ctx, int r0, int r1) {
 
 // x (T,F) = act(x); see activate_plain
 static void activate(float *x, int T, int F, int activation) {
+    if (plain_kernels) { activate_plain(x, (size_t)T * F, activation); return; }
     ActivateArgs a = {x, (size_t)F, activation};
     parallel_for(T, activate_slice, &a);
 }
@@ -771,8 +777,9 @@ static void attention_heads(void *ctx, int h_start, int h_end) {
             const float *q = a->qkv + (size_t)t * 3 * a->C + h * hd;
             float *scores = a->att + ((size_t)h * a->T + t) * a->S;
             // scores[j] = q . k_j * scale, for keys j <= pos only: the causal mask
-            for (int j = 0; j <= pos; j++) scores[j] = dot_fast(q, K + (size_t)j * hd, hd) * a->scale;
-            softmax_fast(scores, pos + 1);
+            for (int j = 0; j <= pos; j++)
+                scores[j] = (plain_kernels ? dot_plain : dot_fast)(q, K + (size_t)j * hd, hd) * a->scale;
+            (plain_kernels ? softmax_plain : softmax_fast)(scores, pos + 1);
             for (int j = pos + 1; j < a->S; j++) scores[j] = 0.0f;
             // out = sum_j scores[j] * v_j
             float *o = a->out + (size_t)t * a->C + h * hd;
@@ -804,7 +811,8 @@ static void attention(Model *m, int layer, int T, int pos0) {
     float scale = (c->flags & FLAG_SCALE_ATTN) ? 1.0f / sqrtf((float)hd) : 1.0f;
     if (c->flags & FLAG_SCALE_BY_LAYER) scale /= (float)(layer + 1);
     AttentionArgs a = {s->att_out, s->att, s->qkv, k_cache, v_cache, T, pos0, C, H, S, scale};
-    parallel_for(H, attention_heads, &a);
+    if (plain_kernels) attention_heads(&a, 0, H);
+    else parallel_for(H, attention_heads, &a);
 }
 
 // Run tokens[0..T) at positions pos0.. through the model. Logits are written
@@ -1370,6 +1378,7 @@ static void usage(FILE *f) {
         "                         mean NLL and perplexity on stderr\n"
         "      --dump-logits PATH with --score: write every position's float32 logits to PATH\n"
         "\n"
+        "      --plain-kernels    use the plain reference loops, one thread (slow)\n"
         "  -v, --verbose          timings, seed and tokens/s on stderr\n"
         "  -h, --help             this help\n"
         "  -V, --version          the version\n"
@@ -1405,7 +1414,7 @@ static uint64_t parse_seed(const char *s) {
 }
 
 enum { OPT_TOP_P = 256, OPT_THREADS, OPT_STOP, OPT_ECHO, OPT_IDS, OPT_SPECIAL, OPT_TOKENIZE,
-       OPT_DETOKENIZE, OPT_SCORE, OPT_DUMP_LOGITS };
+       OPT_DETOKENIZE, OPT_SCORE, OPT_DUMP_LOGITS, OPT_PLAIN };
 
 static void parse_args(Options *o, int argc, char **argv) {
     static const struct option longopts[] = {
@@ -1418,6 +1427,7 @@ static void parse_args(Options *o, int argc, char **argv) {
         {"special", no_argument, 0, OPT_SPECIAL},   {"tokenize", no_argument, 0, OPT_TOKENIZE},
         {"detokenize", no_argument, 0, OPT_DETOKENIZE}, {"score", no_argument, 0, OPT_SCORE},
         {"dump-logits", required_argument, 0, OPT_DUMP_LOGITS},
+        {"plain-kernels", no_argument, 0, OPT_PLAIN},
         {"help", no_argument, 0, 'h'},              {"version", no_argument, 0, 'V'},
         {0, 0, 0, 0},
     };
@@ -1459,6 +1469,7 @@ static void parse_args(Options *o, int argc, char **argv) {
         case OPT_DETOKENIZE: o->mode = MODE_DETOKENIZE; modes++; break;
         case OPT_SCORE: o->mode = MODE_SCORE; modes++; break;
         case OPT_DUMP_LOGITS: o->dump_logits = optarg; break;
+        case OPT_PLAIN: plain_kernels = 1; break;
         case 'h': usage(stdout); exit(EXIT_OK);
         case 'V': printf("run %s\n", RUN_VERSION); exit(EXIT_OK);
         case ':': die(EXIT_USAGE, "option '%s' needs a value (see run --help)", argv[optind - 1]);

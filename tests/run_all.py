@@ -17,7 +17,8 @@ def main(scripts):
             print(f"  FAIL {script} does not exist")
             failed += 1
             continue
-        proc = subprocess.Popen([sys.executable, script], stdout=subprocess.PIPE,
+        cmd = [sys.executable, script] if script.endswith(".py") else [os.path.abspath(script)]
+        proc = subprocess.Popen(cmd, stdout=subprocess.PIPE,
                                 stderr=subprocess.STDOUT, text=True,
                                 errors="replace", cwd=os.path.dirname(here))
         last = None

@@ -57,4 +57,23 @@ size_t utf8_stream_push(Utf8Stream *s, const unsigned char *bytes, size_t len,
 // End of stream: writes any held bytes into `out` (4 bytes) and returns how many.
 size_t utf8_stream_flush(Utf8Stream *s, unsigned char *out);
 
+// ---------------------------------------------------------------------------
+// Additions (tests and tools; the engine needs none of these).
+
+// End of the pre-token (GPT-2 regex piece) that starts at text[pos]; pos < len.
+size_t tokenizer_next_piece(const Tokenizer *t, const unsigned char *text, size_t len,
+                            size_t pos);
+
+// Pre-tokenizer class of a code point: 'L' letter, 'N' number, 'S' White_Space,
+// 'O' anything else (surrogates and values above U+10FFFF included).
+int tokenizer_char_class(const Tokenizer *t, uint32_t cp);
+
+// Tuning knobs for tests and benchmarks: pieces of up to `small_piece` bytes
+// use the direct BPE scan, longer ones the heap (default 48); `use_cache` 0
+// turns the word cache off (default 1). Results never depend on either.
+void tokenizer_set_options(Tokenizer *t, size_t small_piece, int use_cache);
+
+// Unicode version of the class table, e.g. "16.0.0".
+const char *tokenizer_unicode_version(void);
+
 #endif

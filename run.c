@@ -170,57 +170,66 @@ static uint64_t expected_weight_bytes(const Config *c) {
     return total;
 }
 
-// Parse and check the header against the file; every field is validated
-// before any weight is touched. Dimensions are bounded so that all size
-// arithmetic below fits comfortably in 64 bits.
-static void read_config(Config *c, const Mapping *m) {
-    const unsigned char *h = m->data;
-    const char *path = m->path;
-    if (m->size < HEADER_BYTES) die(EXIT_MODEL, "model '%s': file is %zu bytes, shorter than the %d-byte header", path, m->size, HEADER_BYTES);
+// Write a message into err and return -1.
+static int fail(char *err, size_t errlen, const char *fmt, ...) {
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(err, errlen, fmt, ap);
+    va_end(ap);
+    return -1;
+}
+
+// Parse and check the header against the file's size; every field is
+// validated before any weight is touched. Returns 0, or -1 with a reason in
+// err. Dimensions are bounded so that all size arithmetic fits comfortably
+// in 64 bits.
+static int read_config(Config *c, const unsigned char *h, size_t size, char *err, size_t errlen) {
+    if (size < HEADER_BYTES) return fail(err, errlen, "file is %zu bytes, shorter than the %d-byte header", size, HEADER_BYTES);
     uint32_t version = read_u32(h + 8), header_bytes = read_u32(h + 12);
-    if (version != 1) die(EXIT_MODEL, "model '%s': format version %u, this run reads version 1", path, version);
-    if (header_bytes != HEADER_BYTES) die(EXIT_MODEL, "model '%s': header size %u, expected %d", path, header_bytes, HEADER_BYTES);
+    if (version != 1) return fail(err, errlen, "format version %u, this run reads version 1", version);
+    if (header_bytes != HEADER_BYTES) return fail(err, errlen, "header size %u, expected %d", header_bytes, HEADER_BYTES);
     uint32_t raw[6];
     const char *names[6] = {"n_layer", "n_head", "n_embd", "n_inner", "n_ctx", "vocab_size"};
     const uint32_t limits[6] = {4096, 4096, 1u << 16, 1u << 20, 1u << 20, 1u << 24};
     for (int i = 0; i < 6; i++) {
         raw[i] = read_u32(h + 16 + 4 * i);
         if (raw[i] == 0 || raw[i] > limits[i])
-            die(EXIT_MODEL, "model '%s': %s = %u is out of range (1..%u)", path, names[i], raw[i], limits[i]);
+            return fail(err, errlen, "%s = %u is out of range (1..%u)", names[i], raw[i], limits[i]);
     }
     c->n_layer = raw[0]; c->n_head = raw[1]; c->n_embd = raw[2];
     c->n_inner = raw[3]; c->n_ctx = raw[4]; c->vocab_size = raw[5];
     if (c->n_embd % c->n_head != 0)
-        die(EXIT_MODEL, "model '%s': n_embd %d is not a multiple of n_head %d", path, c->n_embd, c->n_head);
+        return fail(err, errlen, "n_embd %d is not a multiple of n_head %d", c->n_embd, c->n_head);
     c->ln_eps = read_f32(h + 40);
-    if (!(c->ln_eps > 0 && c->ln_eps < 1)) die(EXIT_MODEL, "model '%s': layer_norm_epsilon %g is out of range (0..1)", path, c->ln_eps);
+    if (!(c->ln_eps > 0 && c->ln_eps < 1)) return fail(err, errlen, "layer_norm_epsilon %g is out of range (0..1)", c->ln_eps);
     c->activation = (int)read_u32(h + 44);
-    if (c->activation < 0 || c->activation > ACT_SILU) die(EXIT_MODEL, "model '%s': unknown activation code %u", path, read_u32(h + 44));
+    if (c->activation < 0 || c->activation > ACT_SILU) return fail(err, errlen, "unknown activation code %u", read_u32(h + 44));
     c->flags = read_u32(h + 48);
-    if (c->flags & ~7u) die(EXIT_MODEL, "model '%s': unknown flag bits 0x%x", path, c->flags);
+    if (c->flags & ~7u) return fail(err, errlen, "unknown flag bits 0x%x", c->flags);
     c->eos_id = (int32_t)read_u32(h + 52);
     c->bos_id = (int32_t)read_u32(h + 96);
-    if (c->eos_id < -1 || c->eos_id >= c->vocab_size) die(EXIT_MODEL, "model '%s': eos_token_id %d is not a token id", path, c->eos_id);
-    if (c->bos_id < -1 || c->bos_id >= c->vocab_size) die(EXIT_MODEL, "model '%s': bos_token_id %d is not a token id", path, c->bos_id);
+    if (c->eos_id < -1 || c->eos_id >= c->vocab_size) return fail(err, errlen, "eos_token_id %d is not a token id", c->eos_id);
+    if (c->bos_id < -1 || c->bos_id >= c->vocab_size) return fail(err, errlen, "bos_token_id %d is not a token id", c->bos_id);
     c->tok_offset = read_u64(h + 56);
     c->tok_bytes = read_u64(h + 64);
     c->weights_offset = read_u64(h + 72);
     c->weights_bytes = read_u64(h + 80);
     c->file_bytes = read_u64(h + 88);
-    if (c->file_bytes != m->size)
-        die(EXIT_MODEL, "model '%s': header says %llu bytes but the file has %zu (truncated or damaged?)", path, (unsigned long long)c->file_bytes, m->size);
-    if (c->tok_offset != HEADER_BYTES || c->tok_bytes > m->size - HEADER_BYTES)
-        die(EXIT_MODEL, "model '%s': tokenizer section (offset %llu, %llu bytes) lies outside the file", path,
+    if (c->file_bytes != size)
+        return fail(err, errlen, "header says %llu bytes but the file has %zu (truncated or damaged?)", (unsigned long long)c->file_bytes, size);
+    if (c->tok_offset != HEADER_BYTES || c->tok_bytes > size - HEADER_BYTES)
+        return fail(err, errlen, "tokenizer section (offset %llu, %llu bytes) lies outside the file",
             (unsigned long long)c->tok_offset, (unsigned long long)c->tok_bytes);
-    if (c->weights_offset % WEIGHT_ALIGN || c->weights_offset < c->tok_offset + c->tok_bytes || c->weights_offset > m->size)
-        die(EXIT_MODEL, "model '%s': weights offset %llu is misplaced", path, (unsigned long long)c->weights_offset);
+    if (c->weights_offset % WEIGHT_ALIGN || c->weights_offset < c->tok_offset + c->tok_bytes || c->weights_offset > size)
+        return fail(err, errlen, "weights offset %llu is misplaced", (unsigned long long)c->weights_offset);
     uint64_t want = expected_weight_bytes(c);
     if (c->weights_bytes != want)
-        die(EXIT_MODEL, "model '%s': weights section is %llu bytes, but the config implies %llu", path,
+        return fail(err, errlen, "weights section is %llu bytes, but the config implies %llu",
             (unsigned long long)c->weights_bytes, (unsigned long long)want);
-    if (c->weights_bytes != m->size - c->weights_offset)
-        die(EXIT_MODEL, "model '%s': weights section (%llu bytes at %llu) does not end at the end of the file (%zu)", path,
-            (unsigned long long)c->weights_bytes, (unsigned long long)c->weights_offset, m->size);
+    if (c->weights_bytes != size - c->weights_offset)
+        return fail(err, errlen, "weights section (%llu bytes at %llu) does not end at the end of the file (%zu)",
+            (unsigned long long)c->weights_bytes, (unsigned long long)c->weights_offset, size);
+    return 0;
 }
 
 // ----------------------------------------------------------------------------
@@ -1513,7 +1522,9 @@ int main(int argc, char **argv) {
     } else {
         if (memcmp(m.file.data, "GPT2CKPT", 8) != 0)
             die(EXIT_MODEL, "model '%s' is not a checkpoint from export.py (wrong magic)", o.model_path);
-        read_config(&m.config, &m.file);
+        char err[256];
+        if (read_config(&m.config, m.file.data, m.file.size, err, sizeof err) != 0)
+            die(EXIT_MODEL, "model '%s': %s", o.model_path, err);
         m.tokenizer = load_tokenizer(o.model_path, m.file.data + m.config.tok_offset, m.config.tok_bytes);
         if (tokenizer_n_tokens(m.tokenizer) > m.config.vocab_size)
             die(EXIT_MODEL, "model '%s': the tokenizer has %d tokens but the model only %d", o.model_path,

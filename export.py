@@ -1051,13 +1051,15 @@ def export_model(hf_dir, out, quiet=False):
             if name == "wte.weight":
                 wte_hash = hashlib.sha256(data).digest()
             if name == "lm_head.weight":
-                same = hashlib.sha256(data).digest() == wte_hash
-                if same or c["tie"]:
-                    if not same:
-                        note(f"warning: {t.path}: lm_head.weight differs from wte.weight but "
-                             f"config.json has tie_word_embeddings true, so (like transformers) "
-                             f"wte.weight is used as the output embedding")
+                # Equal to wte: tied (nothing to write).  Different: untied,
+                # even when config.json says tie_word_embeddings (transformers
+                # 5 then keeps both, with a warning: do the same).
+                if hashlib.sha256(data).digest() == wte_hash:
                     continue
+                if c["tie"]:
+                    note(f"warning: {t.path}: lm_head.weight differs from wte.weight although "
+                         f"config.json has tie_word_embeddings true; like transformers, "
+                         f"keeping it as a separate (untied) output embedding")
                 flags |= 1
             write_checked(f, data, out)
             pos += len(data)

@@ -283,6 +283,27 @@ def codepoint_sweeps():
     return cases
 
 
+def write_cases(path, cases):
+    """Write cases for `test_tokenizer cases`: "<special> <nbytes>\\n" + UTF-8 text each."""
+    with open(path, "wb") as f:
+        for _name, text, special in cases:
+            b = text.encode("utf-8") if isinstance(text, str) else text
+            f.write(b"%d %d\n" % (1 if special else 0, len(b)))
+            f.write(b)
+
+
+def run_cases(driver, tok, cases, path, split=False):
+    """Run the C driver over cases; returns one list of ints per case."""
+    write_cases(path, cases)
+    args = [driver, "cases", tok, path] + (["--split"] if split else [])
+    proc = subprocess.run(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, timeout=900)
+    if proc.returncode != 0:
+        raise RuntimeError(f"{' '.join(args)} exited {proc.returncode}: "
+                           f"{proc.stderr.decode(errors='replace')[:500]}")
+    lines = proc.stdout.decode().split("\n")
+    return [[int(x) for x in line.split()] for line in lines[:len(cases)]]
+
+
 def corpus():
     """The full parity corpus."""
     return (fortunes(max_per_file=60) + bible(max_chapters=250) + source_code(max_bytes=800_000)

@@ -9,8 +9,9 @@
 //   6. the forward pass: embeddings, attention, MLP, logits
 //   7. sampling
 //   8. tokenizer glue and streaming output
-//   9. the generation loop, scoring, tokenizing
-//  10. the command line
+//   9. looking inside: attention maps, sampling explained
+//  10. the generation loop, scoring, tokenizing
+//  11. the command line
 //
 // The checkpoint is made by export.py from a Hugging Face GPT-2 directory;
 // its layout is described in README.md. It is memory-mapped read-only, so
@@ -289,6 +290,15 @@ typedef struct {
     float *k_cache; // (L, H, seq_len, hd)
     float *v_cache; // (L, H, seq_len, hd)
 } RunState;
+
+// With --attention and friends, the attention weights of every layer and
+// head are kept: for each, a lower-triangular matrix whose row i holds the
+// weights of query i over keys 0..i (section 9 shows them).
+typedef struct AttentionLog {
+    int n_layer, n_head, cap;  // cap: positions (rows) there is room for
+    size_t tri;                // floats per (layer, head): cap (cap + 1) / 2
+    float *w;                  // (L, H, tri)
+} AttentionLog;
 
 #define PREFILL_TILE 64  // prompt positions that go through the layers together
 
@@ -761,6 +771,7 @@ typedef struct {
     RunState state;
     Mapping file;
     Tokenizer *tokenizer;
+    AttentionLog *att_log;  // kept attention weights, NULL unless asked for
 } Model;
 
 // Causal self-attention for one layer, one head at a time.
@@ -773,6 +784,8 @@ typedef struct {
     const float *qkv, *k_cache, *v_cache;
     int T, pos0, C, n_head, S;
     float scale;
+    float *log;      // NULL, or where to keep this layer's weights: (H, tri)
+    size_t log_tri;  // floats per head in the log
 } AttentionArgs;
 
 static void attention_heads(void *ctx, int h_start, int h_end) {
@@ -789,6 +802,8 @@ static void attention_heads(void *ctx, int h_start, int h_end) {
             for (int j = 0; j <= pos; j++)
                 scores[j] = (plain_kernels ? dot_plain : dot_fast)(q, K + (size_t)j * hd, hd) * a->scale;
             (plain_kernels ? softmax_plain : softmax_fast)(scores, pos + 1);
+            if (a->log)  // --attention: keep row `pos` of this head's matrix
+                memcpy(a->log + h * a->log_tri + (size_t)pos * (pos + 1) / 2, scores, (pos + 1) * sizeof(float));
             for (int j = pos + 1; j < a->S; j++) scores[j] = 0.0f;
             // out = sum_j scores[j] * v_j
             float *o = a->out + (size_t)t * a->C + h * hd;
@@ -819,7 +834,11 @@ static void attention(Model *m, int layer, int T, int pos0) {
     }
     float scale = (c->flags & FLAG_SCALE_ATTN) ? 1.0f / sqrtf((float)hd) : 1.0f;
     if (c->flags & FLAG_SCALE_BY_LAYER) scale /= (float)(layer + 1);
-    AttentionArgs a = {s->att_out, s->att, s->qkv, k_cache, v_cache, T, pos0, C, H, S, scale};
+    AttentionArgs a = {s->att_out, s->att, s->qkv, k_cache, v_cache, T, pos0, C, H, S, scale, NULL, 0};
+    if (m->att_log) {
+        a.log = m->att_log->w + (size_t)layer * H * m->att_log->tri;
+        a.log_tri = m->att_log->tri;
+    }
     if (plain_kernels) attention_heads(&a, 0, H);
     else parallel_for(H, attention_heads, &a);
 }
@@ -933,11 +952,10 @@ static void select_top(int *order, int n, int k, const float *p) {
     }
 }
 
-// Pick the next token from logits (V): greedy at temperature 0; otherwise
-// softmax(logits / T), keep the top_k most likely, then the smallest set
-// whose probability reaches top_p, renormalise and draw.
-static int sample(Sampler *sp, const float *logits, int V) {
-    if (sp->temperature == 0.0f) return argmax(logits, V);
+// The tokens sampling may draw from: sp->probs = softmax(logits / T) (V),
+// then the top_k most likely are kept, then the smallest set whose
+// probability reaches top_p. The kept ids go to sp->order[0..n); returns n.
+static int sample_candidates(Sampler *sp, const float *logits, int V) {
     float *p = sp->probs;
     for (int i = 0; i < V; i++) p[i] = logits[i] / sp->temperature;
     softmax_plain(p, V);
@@ -966,6 +984,16 @@ static int sample(Sampler *sp, const float *logits, int V) {
             }
         }
     }
+    return n;
+}
+
+// Pick the next token from logits (V): greedy (argmax) at temperature 0;
+// otherwise draw from the candidates in proportion to their probability.
+static int sample(Sampler *sp, const float *logits, int V) {
+    if (sp->temperature == 0.0f) return argmax(logits, V);
+    int n = sample_candidates(sp, logits, V);
+    const float *p = sp->probs;
+    const int *order = sp->order;
     float total = 0.0f;
     for (int i = 0; i < n; i++) total += p[order[i]];
     float r = rng_float(&sp->rng) * total, cum = 0.0f;
@@ -1071,7 +1099,415 @@ static const unsigned char *token_bytes(Tokenizer *t, int id, size_t *len) {
 }
 
 // ----------------------------------------------------------------------------
-// 9. The generation loop, scoring, tokenizing
+// 9. Looking inside: attention maps and sampling explained
+//
+// With --attention, --attention-overview or --attention-html, forward()
+// keeps every attention weight it computes in an AttentionLog (section 3):
+// row i of each head's matrix is softmax(q_i . k_j) over the keys j <= i.
+// Without those flags the log is NULL and nothing is kept.
+
+
+static AttentionLog *attention_log_new(const Config *c, int cap) {
+    AttentionLog *g = xcalloc(1, sizeof *g);
+    g->n_layer = c->n_layer;
+    g->n_head = c->n_head;
+    g->cap = cap;
+    g->tri = (size_t)cap * (cap + 1) / 2;
+    g->w = xcalloc((size_t)c->n_layer * c->n_head * g->tri, sizeof(float));
+    return g;
+}
+
+// Row i of the matrix for (layer, head): weights over keys 0..i.
+static float *attention_row(const AttentionLog *g, int layer, int head, int i) {
+    return g->w + ((size_t)layer * g->n_head + head) * g->tri + (size_t)i * (i + 1) / 2;
+}
+
+// A token as printable UTF-8: valid characters as they are, control and
+// invalid bytes as \n, \t, \xNN. Returns out.
+static char *token_label(Tokenizer *tok, int id, char *out, size_t cap) {
+    size_t n, k = 0;
+    const unsigned char *b = token_bytes(tok, id, &n);
+    for (size_t i = 0; i < n && k + 8 < cap;) {
+        unsigned char c = b[i];
+        int len = c < 0x80 ? 1 : (c >> 5) == 6 ? 2 : (c >> 4) == 14 ? 3 : (c >> 3) == 30 ? 4 : 0;
+        int ok = len > 0 && i + len <= n;
+        for (int j = 1; ok && j < len; j++) ok = (b[i + j] & 0xC0) == 0x80;
+        if (ok && len == 1 && (c < 0x20 || c == 0x7f)) ok = 0;
+        if (ok) { memcpy(out + k, b + i, len); k += len; i += len; continue; }
+        if (c == '\n') k += snprintf(out + k, cap - k, "\\n");
+        else if (c == '\t') k += snprintf(out + k, cap - k, "\\t");
+        else k += snprintf(out + k, cap - k, "\\x%02X", c);
+        i++;
+    }
+    out[k] = '\0';
+    return out;
+}
+
+// Print a label padded or cut to `width` columns.
+static void put_label(FILE *f, const char *s, int width) {
+    int cols = 0;
+    for (const char *p = s; *p; p++) {
+        if (((unsigned char)*p & 0xC0) != 0x80) { if (cols == width) break; cols++; }
+        fputc(*p, f);
+    }
+    for (; cols < width; cols++) fputc(' ', f);
+}
+
+static const char *SHADES[] = {" ", "\u2591", "\u2592", "\u2593", "\u2588"};
+
+// One heatmap cell: a 256-colour grey (colour) or a shade block (no colour).
+static void put_cell(FILE *f, float w, int colour) {
+    if (colour) {
+        int grey = 232 + (int)lroundf(w * 23.0f);
+        fprintf(f, "\033[48;5;%dm  \033[0m", grey);
+    } else {
+        const char *s = SHADES[w <= 0.02f ? 0 : w < 0.15f ? 1 : w < 0.4f ? 2 : w < 0.7f ? 3 : 4];
+        fprintf(f, "%s%s", s, s);
+    }
+}
+
+#define MAP_WINDOW 40  // the terminal map shows at most this many positions
+
+// --attention: the matrix of one layer and head, queries by keys. On a
+// terminal as a heatmap of the last MAP_WINDOW positions; otherwise as plain
+// numbers, one line per query: "i<TAB>token<TAB>w_0 w_1 .. w_i".
+static void show_attention(FILE *f, const AttentionLog *g, Tokenizer *tok, const int *ids, int n,
+                           int n_prompt, int layer, int head, int tty, int colour) {
+    char label[256];
+    if (!tty) {
+        fprintf(f, "# attention layer %d head %d: query<TAB>token<TAB>weights over keys 0..query\n", layer, head);
+        for (int i = 0; i < n; i++) {
+            const float *row = attention_row(g, layer, head, i);
+            fprintf(f, "%d\t%s\t", i, token_label(tok, ids[i], label, sizeof label));
+            for (int j = 0; j <= i; j++) fprintf(f, j ? " %.6f" : "%.6f", row[j]);
+            fputc('\n', f);
+        }
+        return;
+    }
+    int first = n > MAP_WINDOW ? n - MAP_WINDOW : 0;
+    fprintf(f, "\nattention in layer %d, head %d: each row is a token (query) looking back at the tokens before it (keys);\n"
+               "darker is more weight, and each row sums to 1. Generated tokens are marked *.%s\n\n",
+            layer, head, first ? " Only the last positions are shown." : "");
+    for (int i = first; i < n; i++) {
+        const float *row = attention_row(g, layer, head, i);
+        fprintf(f, "%4d%c ", i, i >= n_prompt ? '*' : ' ');
+        put_label(f, token_label(tok, ids[i], label, sizeof label), 12);
+        fputc(' ', f);
+        for (int j = first; j <= i; j++) put_cell(f, row[j], colour);
+        fputc('\n', f);
+    }
+    // the keys, written downwards under their columns
+    fprintf(f, "%19s", "");
+    for (int j = first; j < n; j++) fprintf(f, "%-2d", j % 100);
+    fputc('\n', f);
+}
+
+// Simple measures of what a head does, averaged over queries 1..n-1: the
+// weight on the previous token, on the first token, on itself, and the
+// entropy of its rows in bits.
+typedef struct { float prev, first, self, entropy; } HeadStats;
+
+static HeadStats head_stats(const AttentionLog *g, int layer, int head, int n) {
+    HeadStats st = {0, 0, 0, 0};
+    if (n < 2) return st;
+    for (int i = 1; i < n; i++) {
+        const float *row = attention_row(g, layer, head, i);
+        st.prev += row[i - 1];
+        st.first += row[0];
+        st.self += row[i];
+        for (int j = 0; j <= i; j++) if (row[j] > 0) st.entropy -= row[j] * log2f(row[j]);
+    }
+    st.prev /= n - 1; st.first /= n - 1; st.self /= n - 1; st.entropy /= n - 1;
+    return st;
+}
+
+static const char *head_pattern(HeadStats st) {
+    if (st.prev >= 0.5f) return "previous token";
+    if (st.first >= 0.5f) return "first token (sink)";
+    if (st.self >= 0.5f) return "itself";
+    return st.entropy > 2.0f ? "spread out" : "mixed";
+}
+
+#define OVERVIEW_CELLS 10  // each head's map is shrunk to at most this many rows and columns
+
+// --attention-overview: every head of every layer as a small map (on a
+// terminal), with the measures above; otherwise a table of the measures.
+static void show_attention_overview(FILE *f, const AttentionLog *g, int n, int tty) {
+    if (!tty) {
+        fprintf(f, "# layer\thead\tprev\tfirst\tself\tentropy_bits\tpattern\n");
+        for (int l = 0; l < g->n_layer; l++)
+            for (int h = 0; h < g->n_head; h++) {
+                HeadStats st = head_stats(g, l, h, n);
+                fprintf(f, "%d\t%d\t%.4f\t%.4f\t%.4f\t%.4f\t%s\n", l, h, st.prev, st.first, st.self, st.entropy, head_pattern(st));
+            }
+        return;
+    }
+    int cells = n < OVERVIEW_CELLS ? n : OVERVIEW_CELLS;
+    int per_line = 6;
+    fprintf(f, "\nattention of every head over %d tokens (each map: queries down, keys across, shrunk to %dx%d):\n", n, cells, cells);
+    for (int l = 0; l < g->n_layer; l++) {
+        for (int h0 = 0; h0 < g->n_head; h0 += per_line) {
+            int h1 = h0 + per_line < g->n_head ? h0 + per_line : g->n_head;
+            fputc('\n', f);
+            for (int h = h0; h < h1; h++) fprintf(f, "L%-2d H%-2d%*s", l, h, cells * 2 - 6 > 0 ? cells * 2 - 6 + 2 : 2, "");
+            fputc('\n', f);
+            for (int r = 0; r < cells; r++) {
+                for (int h = h0; h < h1; h++) {
+                    // cell (r, c): the mean weight over its block of queries and keys
+                    int q0 = r * n / cells, q1 = (r + 1) * n / cells;
+                    for (int col = 0; col < cells; col++) {
+                        int k0 = col * n / cells, k1 = (col + 1) * n / cells;
+                        float sum = 0;
+                        int count = 0;
+                        for (int i = q0; i < q1; i++)
+                            for (int j = k0; j < k1 && j <= i; j++) { sum += attention_row(g, l, h, i)[j]; count++; }
+                        // scale by the block's width so a block holding one strong key stays dark
+                        float w = count ? sum / (q1 - q0) : 0.0f;
+                        const char *s = SHADES[w <= 0.02f ? 0 : w < 0.15f ? 1 : w < 0.4f ? 2 : w < 0.7f ? 3 : 4];
+                        fprintf(f, "%s%s", s, s);
+                    }
+                    fputs("  ", f);
+                }
+                fputc('\n', f);
+            }
+            for (int h = h0; h < h1; h++) {
+                char name[32];
+                snprintf(name, sizeof name, "%.14s", head_pattern(head_stats(g, l, h, n)));
+                fprintf(f, "%-*s", cells * 2 + 2, name);
+            }
+            fputc('\n', f);
+        }
+    }
+}
+
+// --explain N: why this token. The N most likely next tokens under the model
+// (temperature 1), their probability after temperature and the top-k/top-p
+// cut, and which one was picked.
+static void explain_step(FILE *f, Model *m, Sampler *sp, const float *logits, int picked, int pos, int top_n) {
+    int V = m->config.vocab_size;
+    static float *p;
+    static int *order;
+    if (!p) { p = xcalloc(V, sizeof(float)); order = xcalloc(V, sizeof(int)); }
+    memcpy(p, logits, (size_t)V * sizeof(float));
+    softmax_plain(p, V);
+    for (int i = 0; i < V; i++) order[i] = i;
+    int n = top_n < V ? top_n : V;
+    select_top(order, V, n, p);
+    qsort(order, n, sizeof(int), by_prob_desc);
+    int kept = 1;
+    float kept_total = 1.0f;
+    char label[256];
+    if (sp->temperature == 0.0f) {
+        fprintf(f, "[explain] position %d: greedy (temperature 0) takes the most likely token\n", pos);
+    } else {
+        // the candidates of the draw that just happened are still in the sampler
+        kept = sample_candidates(sp, logits, V);
+        kept_total = 0.0f;
+        for (int i = 0; i < kept; i++) kept_total += sp->probs[sp->order[i]];
+        fprintf(f, "[explain] position %d: temperature %g", pos, sp->temperature);
+        if (sp->top_k > 0) fprintf(f, ", top-k %d", sp->top_k);
+        if (sp->top_p < 1.0f) fprintf(f, ", top-p %g", sp->top_p);
+        fprintf(f, ": drawn from %d of %d tokens\n", kept, V);
+    }
+    fprintf(f, "  rank  model p  sampled p  token\n");
+    int shown_picked = 0;
+    for (int r = 0; r < n; r++) {
+        int id = order[r];
+        float q;
+        if (sp->temperature == 0.0f) q = id == picked ? 1.0f : 0.0f;
+        else {
+            int in = kept == V;
+            for (int i = 0; i < kept && !in; i++) in = sp->order[i] == id;
+            q = in ? sp->probs[id] / kept_total : 0.0f;
+        }
+        fprintf(f, "  %4d  %7.4f  %9.4f  \"%s\"%s\n", r + 1, p[id], q, token_label(m->tokenizer, id, label, sizeof label),
+                id == picked ? "   <- picked" : "");
+        shown_picked |= id == picked;
+    }
+    if (!shown_picked)
+        fprintf(f, "     .  %7.4f             \"%s\"   <- picked (outside the top %d)\n", p[picked],
+                token_label(m->tokenizer, picked, label, sizeof label), n);
+}
+
+// The five most likely tokens of a step, for the HTML page.
+typedef struct {  // one generated token
+    int picked;
+    int top_ids[5];
+    float top_p[5];
+} StepInfo;
+
+static void record_step(StepInfo *st, const float *logits, int V, int picked) {
+    static float *p;
+    static int *order;
+    if (!p) { p = xcalloc(V, sizeof(float)); order = xcalloc(V, sizeof(int)); }
+    memcpy(p, logits, (size_t)V * sizeof(float));
+    softmax_plain(p, V);
+    for (int i = 0; i < V; i++) order[i] = i;
+    int n = V < 5 ? V : 5;
+    select_top(order, V, n, p);
+    qsort(order, n, sizeof(int), by_prob_desc);
+    st->picked = picked;
+    for (int r = 0; r < 5; r++) {
+        st->top_ids[r] = order[r < n ? r : n - 1];
+        st->top_p[r] = p[st->top_ids[r]];
+    }
+}
+
+// --attention-html FILE: one self-contained page (no network, no external
+// scripts or fonts) with the tokens, a layer and head selector, the matrix as
+// a heatmap with the weights on hover, and the generation step by step.
+// The weights travel as base64 of 16-bit fractions, row after row.
+
+static const char *HTML_HEAD =
+"<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">\n"
+"<title>attention</title>\n<style>\n"
+"body{font:14px/1.4 system-ui,sans-serif;margin:20px;color:#222;background:#fafafa}\n"
+"h1{font-size:18px;margin:0 0 4px}.sub{color:#666;margin-bottom:12px}\n"
+"#controls{display:flex;gap:16px;align-items:center;flex-wrap:wrap;margin-bottom:10px}\n"
+"#tokens{margin:10px 0;line-height:2;max-width:1100px}\n"
+".tok{font-family:ui-monospace,monospace;white-space:pre;padding:2px 1px;margin:1px;border:1px solid #ddd;border-radius:3px;cursor:pointer}\n"
+".gen{border-color:#c77;} .cur{outline:2px solid #c00} .future{opacity:.3}\n"
+"#wrap{display:flex;gap:24px;align-items:flex-start}\n"
+"canvas{background:#fff;border:1px solid #ccc;image-rendering:pixelated}\n"
+"#tip{position:fixed;pointer-events:none;background:#222;color:#fff;padding:4px 8px;border-radius:4px;font-size:12px;display:none;white-space:pre}\n"
+"#steps{font-family:ui-monospace,monospace;font-size:12px;max-height:560px;overflow:auto;min-width:280px}\n"
+".step{padding:3px 6px;border-bottom:1px solid #eee;cursor:pointer}.step.sel{background:#fee}\n"
+"</style></head><body>\n"
+"<h1>Attention</h1><div class=\"sub\" id=\"sub\"></div>\n"
+"<div id=\"controls\"><label>layer <select id=\"layer\"></select></label>\n"
+"<label>head <select id=\"head\"></select></label>\n"
+"<label>step <input type=\"range\" id=\"step\" min=\"0\" value=\"0\"> <span id=\"steplabel\"></span></label></div>\n"
+"<div id=\"tokens\"></div>\n"
+"<div id=\"wrap\"><canvas id=\"map\" width=\"600\" height=\"600\"></canvas><div id=\"steps\"></div></div>\n"
+"<div id=\"tip\"></div>\n<script>\n";
+
+static const char *HTML_SCRIPT =
+"window.onerror=function(m){document.title='error: '+m;document.body.setAttribute('data-error',String(m));};\n"
+"(function(){\n"
+"const D=DATA,N=D.n,P=D.n_prompt,L=D.layers,H=D.heads,tri=N*(N+1)/2;\n"
+"const raw=atob(D.att),u16=new Uint16Array(raw.length>>1);\n"
+"for(let i=0;i<u16.length;i++)u16[i]=raw.charCodeAt(2*i)|(raw.charCodeAt(2*i+1)<<8);\n"
+"function w(l,h,i,j){return u16[(l*H+h)*tri+i*(i+1)/2+j]/65535;}\n"
+"const $=id=>document.getElementById(id);\n"
+"$('sub').textContent=D.model+': '+L+' layers x '+H+' heads; '+P+' prompt tokens, '+(N-P)+' generated (red border). Hover a cell for its weight; click a token to see where it looks.';\n"
+"for(let l=0;l<L;l++)$('layer').add(new Option('layer '+l,l));\n"
+"for(let h=0;h<H;h++)$('head').add(new Option('head '+h,h));\n"
+"const step=$('step');step.max=N-P;step.value=N-P;\n"
+"let query=N-1;\n"
+"const toks=D.tokens.map((t,i)=>{const s=document.createElement('span');s.className='tok'+(i>=P?' gen':'');s.textContent=t;s.title='position '+i;\n"
+"  s.onclick=()=>{query=i;draw();};$('tokens').appendChild(s);return s;});\n"
+"D.steps.forEach((s,k)=>{const d=document.createElement('div');d.className='step';\n"
+"  d.textContent='step '+(k+1)+': '+JSON.stringify((D.tokens[P+k]||''))+'\\n   top: '+s.top.map(t=>JSON.stringify(t[0])+' '+t[1].toFixed(3)).join(', ');\n"
+"  d.style.whiteSpace='pre';d.onclick=()=>{step.value=k+1;query=P+k;draw();};$('steps').appendChild(d);});\n"
+"const cv=$('map'),cx=cv.getContext('2d');\n"
+"function shown(){return P+Number(step.value);}\n"
+"function draw(){\n"
+"  const l=Number($('layer').value),h=Number($('head').value),n=Math.max(1,Math.min(shown(),N));\n"
+"  if(query>=n)query=n-1;\n"
+"  const cell=Math.max(1,Math.floor(600/n));cv.width=cv.height=cell*n;\n"
+"  cx.fillStyle='#fff';cx.fillRect(0,0,cv.width,cv.height);let cells=0;\n"
+"  for(let i=0;i<n;i++)for(let j=0;j<=i;j++){const v=w(l,h,i,j);const c=Math.round(255*(1-v));\n"
+"    cx.fillStyle='rgb(255,'+c+','+c+')';cx.fillRect(j*cell,i*cell,cell,cell);cells++;}\n"
+"  cx.strokeStyle='#06c';cx.lineWidth=Math.max(1,cell/8);cx.strokeRect(0,query*cell,n*cell,cell);\n"
+"  toks.forEach((s,i)=>{s.classList.toggle('future',i>=n);s.classList.toggle('cur',i===query);\n"
+"    s.style.background=i<=query&&i<n?'rgba(220,0,0,'+w(l,h,query,i).toFixed(3)+')':'';});\n"
+"  $('steplabel').textContent=(n-P)+' of '+(N-P)+' generated';\n"
+"  document.querySelectorAll('.step').forEach((d,k)=>d.classList.toggle('sel',P+k===query));\n"
+"  document.body.setAttribute('data-rendered',String(cells));cv.dataset.cell=cell;cv.dataset.n=n;}\n"
+"cv.onmousemove=e=>{const r=cv.getBoundingClientRect(),cell=Number(cv.dataset.cell),n=Number(cv.dataset.n);\n"
+"  const j=Math.floor((e.clientX-r.left)/cell),i=Math.floor((e.clientY-r.top)/cell),tip=$('tip');\n"
+"  if(i<0||j<0||i>=n||j>i){tip.style.display='none';return;}\n"
+"  tip.textContent='query '+i+' '+JSON.stringify(D.tokens[i])+'\\nkey '+j+' '+JSON.stringify(D.tokens[j])+'\\nweight '+w(Number($('layer').value),Number($('head').value),i,j).toFixed(4);\n"
+"  tip.style.display='block';tip.style.left=(e.clientX+14)+'px';tip.style.top=(e.clientY+14)+'px';};\n"
+"cv.onmouseleave=()=>{$('tip').style.display='none';};\n"
+"cv.onclick=e=>{const r=cv.getBoundingClientRect();query=Math.floor((e.clientY-r.top)/Number(cv.dataset.cell));draw();};\n"
+"$('layer').onchange=$('head').onchange=draw;step.oninput=()=>{query=shown()-1;draw();};\n"
+"draw();\n"
+"})();\n</script></body></html>\n";
+
+// Write s as a JSON string literal.
+static void json_string(FILE *f, const char *s) {
+    fputc('"', f);
+    for (; *s; s++) {
+        unsigned char c = (unsigned char)*s;
+        if (c == '"' || c == '\\') fprintf(f, "\\%c", c);
+        else if (c < 0x20) fprintf(f, "\\u%04x", c);
+        else if (c == '<') fputs("\\u003c", f);  // never "</script>" inside the page
+        else fputc(c, f);
+    }
+    fputc('"', f);
+}
+
+static void base64_put(FILE *f, const unsigned char *b, size_t n) {
+    static const char A[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    for (size_t i = 0; i < n; i += 3) {
+        uint32_t v = (uint32_t)b[i] << 16 | (i + 1 < n ? (uint32_t)b[i + 1] << 8 : 0) | (i + 2 < n ? b[i + 2] : 0);
+        fputc(A[v >> 18], f);
+        fputc(A[(v >> 12) & 63], f);
+        fputc(i + 1 < n ? A[(v >> 6) & 63] : '=', f);
+        fputc(i + 2 < n ? A[v & 63] : '=', f);
+    }
+}
+
+static void write_attention_html(const char *path, const char *model_path, const AttentionLog *g, Tokenizer *tok,
+                                 const int *ids, int n, int n_prompt, const StepInfo *steps, int n_steps) {
+    // write beside the target, then rename: a failure never leaves half a page
+    size_t plen = strlen(path) + 32;
+    char *tmp = xmalloc(plen);
+    snprintf(tmp, plen, "%s.tmp-%ld", path, (long)getpid());
+    FILE *f = fopen(tmp, "wb");
+    if (!f) die(EXIT_RUNTIME, "cannot create --attention-html file '%s': %s", path, strerror(errno));
+    char label[256];
+    fputs(HTML_HEAD, f);
+    fputs("const DATA={\"model\":", f);
+    json_string(f, model_path);
+    fprintf(f, ",\"layers\":%d,\"heads\":%d,\"n\":%d,\"n_prompt\":%d,\"tokens\":[", g->n_layer, g->n_head, n, n_prompt);
+    for (int i = 0; i < n; i++) {
+        if (i) fputc(',', f);
+        json_string(f, token_label(tok, ids[i], label, sizeof label));
+    }
+    fputs("],\"steps\":[", f);
+    for (int k = 0; k < n_steps; k++) {
+        fprintf(f, "%s{\"picked\":%d,\"top\":[", k ? "," : "", steps[k].picked);
+        for (int r = 0; r < 5; r++) {
+            fprintf(f, "%s[", r ? "," : "");
+            json_string(f, token_label(tok, steps[k].top_ids[r], label, sizeof label));
+            fprintf(f, ",%.4f]", steps[k].top_p[r]);
+        }
+        fputs("]}", f);
+    }
+    fputs("],\"att\":\"", f);
+    size_t tri = (size_t)n * (n + 1) / 2, count = (size_t)g->n_layer * g->n_head * tri;
+    unsigned char *packed = xmalloc(count * 2);
+    size_t k = 0;
+    for (int l = 0; l < g->n_layer; l++)
+        for (int h = 0; h < g->n_head; h++)
+            for (int i = 0; i < n; i++) {
+                const float *row = attention_row(g, l, h, i);
+                for (int j = 0; j <= i; j++) {
+                    float v = row[j] < 0 ? 0 : row[j] > 1 ? 1 : row[j];
+                    unsigned q = (unsigned)lroundf(v * 65535.0f);
+                    packed[k++] = q & 0xff;
+                    packed[k++] = q >> 8;
+                }
+            }
+    base64_put(f, packed, k);
+    free(packed);
+    fputs("\"};\n", f);
+    fputs(HTML_SCRIPT, f);
+    if (ferror(f) | (fclose(f) != 0)) {
+        remove(tmp);
+        die(EXIT_RUNTIME, "cannot write --attention-html file '%s'", path);
+    }
+    if (rename(tmp, path) != 0) {
+        remove(tmp);
+        die(EXIT_RUNTIME, "cannot create --attention-html file '%s': %s", path, strerror(errno));
+    }
+    free(tmp);
+}
+
+// ----------------------------------------------------------------------------
+// 10. The generation loop, scoring, tokenizing
 
 typedef struct {
     const char *model_path;
@@ -1088,6 +1524,8 @@ typedef struct {
     int echo, verbose, ids, special;
     enum { MODE_GENERATE, MODE_TOKENIZE, MODE_DETOKENIZE, MODE_SCORE } mode;
     const char *dump_logits;
+    int attention, attention_overview, layer, head, explain;
+    const char *attention_html;
 } Options;
 
 // Read all of a file, or of stdin for "-", into a NUL-terminated buffer.
@@ -1288,6 +1726,8 @@ static void run_generate(const Options *o, Model *m, Sampler *sp) {
         if (!prompt.cap) { prompt.ids = xmalloc(sizeof(int)); prompt.cap = 1; }
         prompt.ids[prompt.len++] = start;
         n_prompt = 1;
+    } else if (n_prompt > c->n_ctx) {
+        die(EXIT_INPUT, "the prompt has %d tokens, more than the model's context of %d", n_prompt, c->n_ctx);
     } else if (o->echo) {
         TextOut echo_out = {0};
         for (int i = 0; i < n_prompt; i++) {
@@ -1299,11 +1739,16 @@ static void run_generate(const Options *o, Model *m, Sampler *sp) {
         if (!o->ids) text_finish(&echo_out);
         flush_out();
     }
-    if (n_prompt > c->n_ctx)
-        die(EXIT_INPUT, "the prompt has %d tokens, more than the model's context of %d", n_prompt, c->n_ctx);
     // the cache needs room for the prompt and what follows it, not always n_ctx
     long need = (long)n_prompt + o->steps;
-    runstate_init(&m->state, c, (int)(need < c->n_ctx ? need : c->n_ctx));
+    int seq_len = (int)(need < c->n_ctx ? need : c->n_ctx);
+    runstate_init(&m->state, c, seq_len);
+    int looking = o->attention || o->attention_overview || o->attention_html;
+    if (looking) m->att_log = attention_log_new(c, seq_len);
+    // every token that went through the model, for the attention views
+    int *seq = xmalloc(sizeof(int) * seq_len);
+    memcpy(seq, prompt.ids, sizeof(int) * n_prompt);
+    StepInfo *steps = o->attention_html ? xcalloc(o->steps + 1, sizeof(StepInfo)) : NULL;
 
     double t0 = now_seconds();
     prefill(m, prompt.ids, n_prompt, 0, 0, NULL, NULL);
@@ -1317,9 +1762,14 @@ static void run_generate(const Options *o, Model *m, Sampler *sp) {
     int pos = n_prompt, generated = 0;
     int printed_ids = o->echo && o->ids ? n_prompt : 0;
     const char *why = "step limit";
+    int fed = n_prompt;  // tokens whose attention rows exist
     while (generated < o->steps) {
-        int next = sample(sp, m->state.logits, c->vocab_size);
+        const float *logits = m->state.logits;
+        int next = sample(sp, logits, c->vocab_size);
+        if (o->explain) explain_step(stderr, m, sp, logits, next, pos, o->explain);
+        if (steps) record_step(&steps[generated], logits, c->vocab_size, next);
         if (next == c->eos_id) { why = "end of text"; break; }
+        if (pos < seq_len) seq[pos] = next;
         generated++;
         if (o->ids) {
             char buf[16];
@@ -1332,28 +1782,48 @@ static void run_generate(const Options *o, Model *m, Sampler *sp) {
             flush_out();
             if (out.stopped) { why = "stop string"; break; }
         }
-        if (generated == o->steps) break;
         if (pos >= c->n_ctx) {
-            why = "context full";
-            fprintf(stderr, "run: stopping: the context window of %d tokens is full\n", c->n_ctx);
+            if (generated < o->steps) {
+                why = "context full";
+                fprintf(stderr, "run: stopping: the context window of %d tokens is full\n", c->n_ctx);
+            }
             break;
         }
+        // the views want the last token's own attention row too
+        if (generated == o->steps && !looking) break;
         forward(m, &next, 1, pos, 0);
         pos++;
+        fed = pos;
+        if (generated == o->steps) break;
     }
     if (o->ids) { write_out("\n", 1); flush_out(); }
     else text_finish(&out);
+    if (looking) {
+        int tty = isatty(STDOUT_FILENO);
+        int colour = tty && !getenv("NO_COLOR");
+        if (o->attention) {
+            if (!tty) write_out("\n", 1);
+            show_attention(stdout, m->att_log, m->tokenizer, seq, fed, n_prompt, o->layer, o->head, tty, colour);
+        }
+        if (o->attention_overview) show_attention_overview(stdout, m->att_log, fed, tty);
+        flush_out();
+        if (o->attention_html)
+            write_attention_html(o->attention_html, o->model_path, m->att_log, m->tokenizer, seq, fed, n_prompt,
+                                 steps, fed - n_prompt);
+    }
     double t2 = now_seconds();
     if (o->verbose) {
         fprintf(stderr, "generated %d tokens in %.3f s (%.1f tokens/s), stopped by %s\n",
                 generated, t2 - t1, generated / (t2 - t1), why);
     }
     free(out.held);
+    free(seq);
+    free(steps);
     tokenlist_free(&prompt);
 }
 
 // ----------------------------------------------------------------------------
-// 10. The command line
+// 11. The command line
 
 static void usage(FILE *f) {
     fprintf(f,
@@ -1388,6 +1858,15 @@ static void usage(FILE *f) {
         "      --dump-logits PATH with --score: write every position's float32 logits to PATH\n"
         "\n"
         "      --plain-kernels    use the plain reference loops, one thread (slow)\n"
+        "\n"
+        "Looking inside (after generation, on stdout):\n"
+        "      --attention        the attention weights of one head, queries by keys: a heatmap\n"
+        "                         on a terminal, one line of numbers per query otherwise\n"
+        "      --layer L, --head H  which head --attention shows (default 0, 0)\n"
+        "      --attention-overview  every head as a small map, with what it mostly attends to\n"
+        "      --attention-html FILE  write a self-contained page to explore every head\n"
+        "      --explain N        for each generated token, the N most likely tokens, their\n"
+        "                         probabilities and which was picked (on stderr); --top N too\n"
         "  -v, --verbose          timings, seed and tokens/s on stderr\n"
         "  -h, --help             this help\n"
         "  -V, --version          the version\n"
@@ -1423,7 +1902,8 @@ static uint64_t parse_seed(const char *s) {
 }
 
 enum { OPT_TOP_P = 256, OPT_THREADS, OPT_STOP, OPT_ECHO, OPT_IDS, OPT_SPECIAL, OPT_TOKENIZE,
-       OPT_DETOKENIZE, OPT_SCORE, OPT_DUMP_LOGITS, OPT_PLAIN };
+       OPT_DETOKENIZE, OPT_SCORE, OPT_DUMP_LOGITS, OPT_PLAIN, OPT_ATTENTION, OPT_OVERVIEW, OPT_LAYER,
+       OPT_HEAD, OPT_HTML, OPT_EXPLAIN };
 
 static void parse_args(Options *o, int argc, char **argv) {
     static const struct option longopts[] = {
@@ -1437,6 +1917,10 @@ static void parse_args(Options *o, int argc, char **argv) {
         {"detokenize", no_argument, 0, OPT_DETOKENIZE}, {"score", no_argument, 0, OPT_SCORE},
         {"dump-logits", required_argument, 0, OPT_DUMP_LOGITS},
         {"plain-kernels", no_argument, 0, OPT_PLAIN},
+        {"attention", no_argument, 0, OPT_ATTENTION}, {"attention-overview", no_argument, 0, OPT_OVERVIEW},
+        {"layer", required_argument, 0, OPT_LAYER}, {"head", required_argument, 0, OPT_HEAD},
+        {"attention-html", required_argument, 0, OPT_HTML}, {"explain", required_argument, 0, OPT_EXPLAIN},
+        {"top", required_argument, 0, OPT_EXPLAIN},
         {"help", no_argument, 0, 'h'},              {"version", no_argument, 0, 'V'},
         {0, 0, 0, 0},
     };
@@ -1479,6 +1963,15 @@ static void parse_args(Options *o, int argc, char **argv) {
         case OPT_SCORE: o->mode = MODE_SCORE; modes++; break;
         case OPT_DUMP_LOGITS: o->dump_logits = optarg; break;
         case OPT_PLAIN: plain_kernels = 1; break;
+        case OPT_ATTENTION: o->attention = 1; break;
+        case OPT_OVERVIEW: o->attention_overview = 1; break;
+        case OPT_LAYER: o->layer = (int)parse_long("--layer", optarg, 0, 4095); break;
+        case OPT_HEAD: o->head = (int)parse_long("--head", optarg, 0, 4095); break;
+        case OPT_HTML:
+            if (!optarg[0]) die(EXIT_USAGE, "--attention-html: the file name is empty");
+            o->attention_html = optarg;
+            break;
+        case OPT_EXPLAIN: o->explain = (int)parse_long("--explain", optarg, 1, 1000); break;
         case 'h': usage(stdout); exit(EXIT_OK);
         case 'V': printf("run %s\n", RUN_VERSION); exit(EXIT_OK);
         case ':': die(EXIT_USAGE, "option '%s' needs a value (see run --help)", argv[optind - 1]);
@@ -1490,6 +1983,8 @@ static void parse_args(Options *o, int argc, char **argv) {
     if (modes > 1) die(EXIT_USAGE, "--tokenize, --detokenize and --score exclude each other");
     if (o->prompt && o->prompt_file) die(EXIT_USAGE, "give the prompt with -p or -f, not both");
     if (o->dump_logits && o->mode != MODE_SCORE) die(EXIT_USAGE, "--dump-logits works with --score only");
+    if ((o->attention || o->attention_overview || o->attention_html || o->explain) && o->mode != MODE_GENERATE)
+        die(EXIT_USAGE, "--attention, --attention-overview, --attention-html and --explain go with generation only");
     if (o->ids && (o->mode == MODE_TOKENIZE || o->mode == MODE_DETOKENIZE))
         die(EXIT_USAGE, "--ids does not apply to --tokenize/--detokenize");
     if (optind < argc) o->model_path = argv[optind++];
@@ -1535,6 +2030,8 @@ int main(int argc, char **argv) {
     if (o.mode == MODE_DETOKENIZE) { run_detokenize(&o, m.tokenizer); return EXIT_OK; }
 
     Config *c = &m.config;
+    if (o.layer >= c->n_layer) die(EXIT_USAGE, "--layer: %d is out of range (the model has layers 0..%d)", o.layer, c->n_layer - 1);
+    if (o.head >= c->n_head) die(EXIT_USAGE, "--head: %d is out of range (the model has heads 0..%d)", o.head, c->n_head - 1);
     madvise(m.file.data, m.file.size, MADV_WILLNEED);
     pool_start(o.threads);
     if (o.verbose)

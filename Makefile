@@ -47,7 +47,7 @@ $(TESTBIN)/test_kernels: tests/test_kernels.c run.c tokenizer.c tokenizer.h
 	@mkdir -p $(TESTBIN)
 	$(CC) $(CFLAGS) $(WARN) -Wno-unused-function -I. -o $@ tests/test_kernels.c tokenizer.c $(LDLIBS)
 
-TESTS = $(TESTBIN)/test_kernels tests/test_tokenizer.py tests/test_export.py tests/test_engine.py tests/test_cli.py tests/test_model.py
+TESTS = $(TESTBIN)/test_kernels tests/test_tokenizer.py tests/test_export.py tests/test_engine.py tests/test_cli.py tests/test_attention.py tests/test_model.py
 
 test: run $(TESTBIN)/test_tokenizer $(TESTBIN)/test_kernels
 	$(PYTHON) tests/run_all.py $(TESTS)

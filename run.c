@@ -1155,11 +1155,13 @@ static void put_label(FILE *f, const char *s, int width) {
 
 static const char *SHADES[] = {" ", "\u2591", "\u2592", "\u2593", "\u2588"};
 
-// One heatmap cell: a 256-colour grey (colour) or a shade block (no colour).
+// One heatmap cell: on a white-to-red ramp of the 256-colour palette, or
+// as a shade block when colour is off (NO_COLOR).
 static void put_cell(FILE *f, float w, int colour) {
+    static const int RAMP[] = {231, 224, 217, 210, 203, 196, 160, 124, 88};
     if (colour) {
-        int grey = 232 + (int)lroundf(w * 23.0f);
-        fprintf(f, "\033[48;5;%dm  \033[0m", grey);
+        int k = (int)lroundf(w * 8.0f);
+        fprintf(f, "\033[48;5;%dm  \033[0m", RAMP[k < 0 ? 0 : k > 8 ? 8 : k]);
     } else {
         const char *s = SHADES[w <= 0.02f ? 0 : w < 0.15f ? 1 : w < 0.4f ? 2 : w < 0.7f ? 3 : 4];
         fprintf(f, "%s%s", s, s);
@@ -1186,7 +1188,7 @@ static void show_attention(FILE *f, const AttentionLog *g, Tokenizer *tok, const
     }
     int first = n > MAP_WINDOW ? n - MAP_WINDOW : 0;
     fprintf(f, "\nattention in layer %d, head %d: each row is a token (query) looking back at the tokens before it (keys);\n"
-               "darker is more weight, and each row sums to 1. Generated tokens are marked *.%s\n\n",
+               "the stronger the colour, the more weight; each row sums to 1. Generated tokens are marked *.%s\n\n",
             layer, head, first ? " Only the last positions are shown." : "");
     for (int i = first; i < n; i++) {
         const float *row = attention_row(g, layer, head, i);
@@ -1196,10 +1198,12 @@ static void show_attention(FILE *f, const AttentionLog *g, Tokenizer *tok, const
         for (int j = first; j <= i; j++) put_cell(f, row[j], colour);
         fputc('\n', f);
     }
-    // the keys, written downwards under their columns
-    fprintf(f, "%19s", "");
-    for (int j = first; j < n; j++) fprintf(f, "%-2d", j % 100);
-    fputc('\n', f);
+    // the keys' positions under their columns: tens, then units
+    for (int row = 0; row < 2; row++) {
+        fprintf(f, "%19s", "");
+        for (int j = first; j < n; j++) fprintf(f, "%-2d", row == 0 ? (j / 10) % 10 : j % 10);
+        fputc('\n', f);
+    }
 }
 
 // Simple measures of what a head does, averaged over queries 1..n-1: the

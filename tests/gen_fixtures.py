@@ -37,6 +37,7 @@ import torch
 from safetensors.torch import save_file
 from tokenizers import ByteLevelBPETokenizer
 from transformers import GenerationConfig, GPT2Config, GPT2LMHeadModel, GPT2Model, GPT2Tokenizer
+from transformers.utils import logging as hf_logging
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 OUT = os.path.join(HERE, "fixtures")
@@ -515,6 +516,8 @@ def bytes_to_unicode():
 
 def main():
     torch.set_num_threads(1)
+    hf_logging.set_verbosity_error()
+    hf_logging.disable_progress_bar()
     torch.use_deterministic_algorithms(True)
     os.makedirs(OUT, exist_ok=True)
     work = tempfile.mkdtemp()

@@ -28,6 +28,10 @@ import sysconfig
 
 FORTUNES = "/usr/share/games/fortunes"
 EOT = "<|endoftext|>"
+# Files of other languages in the top fortunes directory.
+ROOT_LANG = {"chinese": "zh", "tang300": "zh", "song100": "zh", "brasil": "pt",
+             "definizioni": "it", "formiche": "it", "italia": "it", "itatrek": "it",
+             "leggi": "it", "luttazzi": "it", "paolotedeschi": "it", "zuse": "it"}
 
 
 def _read_text(path):
@@ -50,14 +54,17 @@ def fortune_files():
     for root, dirs, files in os.walk(FORTUNES):
         dirs.sort()
         lang = os.path.relpath(root, FORTUNES)
-        lang = "en" if lang == "." else lang
+        if lang == ".":
+            lang = "en"
+        elif lang == "cz":  # the same files as cs/
+            continue
         for fn in sorted(files):
             if fn.endswith(".dat") or fn.endswith("-pre"):
                 continue
             p = os.path.join(root, fn)
             if os.path.islink(p) or not os.path.isfile(p):
                 continue
-            out.append((lang, p))
+            out.append((ROOT_LANG.get(fn, lang) if lang == "en" else lang, p))
     return out
 
 

@@ -12,7 +12,6 @@
 //       encodes FILE REPEATS times; prints "bytes tokens seconds..." (one per repeat)
 //
 // TOK is a tokenizer section file (tests/SPEC.md section 2).
-#define _POSIX_C_SOURCE 199309L
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -650,7 +649,7 @@ static void print_split(const Tokenizer *t, const unsigned char *s, size_t n, FI
 
 static double now(void) {
     struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
+    timespec_get(&ts, TIME_UTC);  // C11
     return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
 }
 

@@ -1,0 +1,123 @@
+#!/usr/bin/env python3
+"""Encode throughput, one thread: tokenizer.c vs tiktoken vs HF tokenizers.
+
+    python3 tests/bench_tokenizer.py [--repeats N] [--file PATH]
+
+The text is the multilingual part of tests/build_corpus.py (one fortune of
+every file, in English, Chinese, German, Spanish, Italian, Russian, Portuguese,
+Czech, Bulgarian..., plus KJV chapters and source code), unless --file is given.
+Each tokenizer encodes the whole text as one string (plain text, no special
+tokens), REPEATS times (HF also document by document, encode_batch on one
+thread, since one huge string is its slow case); the median time gives MB/s (of UTF-8 input) and tokens/s.
+Ours is timed inside the C driver (tests/build/test_tokenizer bench) with a fresh
+tokenizer, so a cold word cache, for every repeat; tiktoken's encode_ordinary
+and HF's Tokenizer.encode are timed in this process with one thread.
+tiktoken and tokenizers are optional: a missing one is skipped.
+"""
+import argparse
+import os
+import statistics
+import subprocess
+import sys
+import time
+
+os.environ["RAYON_NUM_THREADS"] = "1"
+os.environ["RAYON_RS_NUM_CPUS"] = "1"
+os.environ["TOKENIZERS_PARALLELISM"] = "false"
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+ROOT = os.path.dirname(HERE)
+sys.path.insert(0, HERE)
+import build_corpus  # noqa: E402
+
+BUILD = os.path.join(HERE, "build")
+DRIVER = os.path.join(BUILD, "test_tokenizer")
+TOK = os.path.join(BUILD, "gpt2.tok")
+GPT2_DIR = os.path.join(HERE, "data", "gpt2")
+
+
+def bench_docs():
+    cases = (build_corpus.fortunes(max_per_file=40) + build_corpus.bible(max_chapters=60)
+             + build_corpus.source_code(max_bytes=300_000))
+    return [t for _n, t, _s in cases]
+
+
+def report(name, n_bytes, n_tokens, times):
+    med = statistics.median(times)
+    print(f"{name:22s} {n_bytes / med / 1e6:9.2f} MB/s {n_tokens / med / 1e6:9.3f} Mtok/s "
+          f"  median {med * 1000:8.1f} ms of {len(times)}  ({n_tokens} tokens)", flush=True)
+    return n_bytes / med
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--repeats", type=int, default=5)
+    ap.add_argument("--file", help="text file to encode instead of the corpus")
+    args = ap.parse_args()
+    if args.file:
+        with open(args.file, "rb") as f:
+            text = f.read().decode("utf-8", "replace")
+        docs = [text]
+    else:
+        docs = bench_docs()
+        text = "".join(docs)
+    data = text.encode("utf-8")
+    os.makedirs(BUILD, exist_ok=True)
+    path = os.path.join(BUILD, "bench_text.txt")
+    with open(path, "wb") as f:
+        f.write(data)
+    if not os.path.exists(TOK):
+        subprocess.run([sys.executable, os.path.join(ROOT, "export.py"), "--tokenizer-only",
+                        GPT2_DIR, TOK], check=True, stderr=subprocess.DEVNULL)
+    n_ascii = sum(1 for b in data if b < 128)
+    print(f"text: {len(data)} bytes, {len(text)} characters, {100 * (1 - n_ascii / len(data)):.0f}% "
+          f"of bytes non-ASCII; {args.repeats} repeats, one thread")
+
+    out = subprocess.run([DRIVER, "bench", TOK, path, str(args.repeats)], check=True,
+                         stdout=subprocess.PIPE).stdout.decode().split()
+    ours_tokens = int(out[1])
+    ours = report("ours (tokenizer.c)", len(data), ours_tokens, [float(x) for x in out[2:]])
+
+    rates = {}
+    try:
+        import hf_tokenizer_parity as ref
+        enc = ref.tiktoken_encoding()
+        enc.encode_ordinary("warm up")
+        times, ids = [], None
+        for _ in range(args.repeats):
+            t0 = time.perf_counter()
+            ids = enc.encode_ordinary(text)
+            times.append(time.perf_counter() - t0)
+        rates["tiktoken"] = report("tiktoken", len(data), len(ids), times)
+        if len(ids) != ours_tokens:
+            print(f"  note: tiktoken gives {len(ids)} tokens, ours {ours_tokens}")
+    except ImportError as e:
+        print(f"tiktoken: skipped ({e})")
+    try:
+        import tokenizers  # noqa: F401
+        import hf_tokenizer_parity as ref
+        hf = ref.hf_tokenizer().backend_tokenizer
+        hf.encode("warm up", add_special_tokens=False)
+        times, n = [], 0
+        for _ in range(args.repeats):
+            t0 = time.perf_counter()
+            n = len(hf.encode(text, add_special_tokens=False).ids)
+            times.append(time.perf_counter() - t0)
+        rates["HF tokenizers"] = report("HF tokenizers", len(data), n, times)
+        # HF is much slower on one multi-megabyte string than on documents, so
+        # also time it document by document (still one thread).
+        times = []
+        for _ in range(args.repeats):
+            t0 = time.perf_counter()
+            n = sum(len(e.ids) for e in hf.encode_batch(docs, add_special_tokens=False))
+            times.append(time.perf_counter() - t0)
+        rates["HF tokenizers per doc"] = report("HF tokenizers per doc", len(data), n, times)
+    except ImportError as e:
+        print(f"HF tokenizers: skipped ({e})")
+    for k, v in rates.items():
+        print(f"ours / {k}: {ours / v:.2f}x")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

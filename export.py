@@ -16,6 +16,7 @@ import json
 import os
 import pickle
 import re
+import signal
 import struct
 import sys
 import time
@@ -1046,8 +1047,7 @@ def export_model(hf_dir, out, quiet=False):
                 a = transpose(a, t.shape[0], t.shape[1])
             if not NATIVE_LITTLE:
                 a.byteswap()
-            data = a.tobytes()
-            del a
+            data = memoryview(a).cast("B")  # no copy
             if name == "wte.weight":
                 wte_hash = hashlib.sha256(data).digest()
             if name == "lm_head.weight":
@@ -1067,7 +1067,7 @@ def export_model(hf_dir, out, quiet=False):
             write_checked(f, bytes(pad), out)
             pos += pad
             done += len(data)
-            del data
+            del data, a
             m = re.match(r"h\.(\d+)\.", name)
             layer = int(m.group(1)) if m else -1
             if not quiet and layer != last_layer and layer >= 0:
@@ -1095,6 +1095,10 @@ def export_model(hf_dir, out, quiet=False):
 # Command line
 # ----------------------------------------------------------------------------
 
+def _interrupted(signum, _frame):
+    raise KeyboardInterrupt
+
+
 def main(argv=None):
     ap = argparse.ArgumentParser(
         prog="export.py",
@@ -1109,6 +1113,10 @@ def main(argv=None):
                     help="write only the standalone tokenizer section (SPEC section 2)")
     ap.add_argument("-q", "--quiet", action="store_true", help="no progress on stderr")
     args = ap.parse_args(argv)
+    # SIGTERM/SIGHUP unwind like Ctrl-C, so the temp file is removed.
+    for sig in (getattr(signal, "SIGTERM", None), getattr(signal, "SIGHUP", None)):
+        if sig is not None:
+            signal.signal(sig, _interrupted)
     try:
         if args.tokenizer_only:
             export_tokenizer_only(args.hf_dir, args.out)

@@ -1024,6 +1024,50 @@ def test_output_paths():
                 f"rc={r.returncode} same={after == before} {r.stderr[-300:]}")
 
 
+def test_sigterm():
+    """SIGTERM in the middle of an export: exit 1, temp file removed, OUT untouched."""
+    cfg = dict(BASE_CFG, n_embd=256, n_head=4, n_inner=1024, n_layer=8, n_positions=256)
+    d = os.path.join(TMP, "sigterm_model")
+    os.makedirs(d)
+    json.dump(cfg, open(os.path.join(d, "config.json"), "w"))
+    write_tokenizer(d)
+    rng = random.Random(5)
+    header, blobs, pos = {}, [], 0
+    for name, shape in hf_shapes(cfg, False):
+        raw = rng.randbytes(2 * nelem(shape))
+        header["transformer." + name] = {"dtype": "F16", "shape": list(shape),
+                                         "data_offsets": [pos, pos + len(raw)]}
+        blobs.append(raw)
+        pos += len(raw)
+    hj = json.dumps(header).encode()
+    with open(os.path.join(d, "model.safetensors"), "wb") as f:
+        f.write(struct.pack("<Q", len(hj)) + hj + b"".join(blobs))
+    odir = os.path.join(TMP, "sigterm_out")
+    os.makedirs(odir)
+    out = os.path.join(odir, "model.bin")
+    with open(out, "wb") as f:
+        f.write(b"previous good file")
+    p = subprocess.Popen([sys.executable, EXPORT, "-q", d, out], stdout=subprocess.PIPE,
+                         stderr=subprocess.PIPE)
+    import time
+    deadline = time.time() + 60
+    while time.time() < deadline and p.poll() is None:
+        tmp = leftovers(odir)
+        if tmp and os.path.getsize(os.path.join(odir, tmp[0])) > 1 << 20:
+            break
+        time.sleep(0.005)
+    if p.poll() is not None:
+        p.communicate()
+        h.check("SIGTERM mid-export (skipped: export finished first)", True)
+        return
+    p.terminate()
+    _o, err = p.communicate()
+    h.check("SIGTERM mid-export: exit 1, temp file removed, old output intact",
+            p.returncode == 1 and not leftovers(odir)
+            and open(out, "rb").read() == b"previous good file",
+            f"rc={p.returncode} left={leftovers(odir)} {err[-300:]}")
+
+
 def test_usage():
     r = run_cmd([sys.executable, EXPORT, "--help"])
     out = r.stdout.decode()
@@ -1115,6 +1159,7 @@ def main():
         test_bad_bin()
         test_bad_config()
         test_output_paths()
+        test_sigterm()
         test_fixtures()
     finally:
         for root, dirs, _files in os.walk(TMP):

@@ -611,8 +611,9 @@ static void activate_fast(float *x, size_t n, int activation) { activate_plain(x
 // 5. The worker pool
 //
 // Threads are started once and wait for work. parallel_for(n, fn, ctx)
-// splits the range [0, n) into one contiguous slice per thread and runs
-// fn(ctx, start, end) on each, the calling thread taking the first slice.
+// cuts the range [0, n) into chunks and the threads, the caller among them,
+// take chunks until none is left, running fn(ctx, start, end) on each; on a
+// busy machine a thread that is held up simply takes fewer chunks.
 // Kernels split by their outputs (rows, heads), never inside a sum, so the
 // results are bit-identical for any number of threads.
 //
@@ -630,7 +631,8 @@ typedef struct {
     pthread_cond_t wake, done;
     RangeFn fn;                 // the current job, published by `generation`
     void *ctx;
-    int n;
+    int n, chunk;
+    atomic_int next;            // the first index not yet handed out
     atomic_long generation;     // bumped for each job
     atomic_int pending;         // workers still on the current job
     atomic_int quit;
@@ -648,13 +650,18 @@ static inline void cpu_relax(void) {
 #endif
 }
 
-static void slice(int n, int parts, int i, int *start, int *end) {
-    *start = (int)((long long)n * i / parts);
-    *end = (int)((long long)n * (i + 1) / parts);
+// Take chunks of the current job until it is all handed out.
+static void run_chunks(void) {
+    for (;;) {
+        int start = atomic_fetch_add_explicit(&pool.next, pool.chunk, memory_order_relaxed);
+        if (start >= pool.n) return;
+        int end = start + pool.chunk < pool.n ? start + pool.chunk : pool.n;
+        pool.fn(pool.ctx, start, end);
+    }
 }
 
 static void *worker_main(void *arg) {
-    int index = (int)(intptr_t)arg;
+    (void)arg;
     long seen = 0;
     for (;;) {
         long g;
@@ -668,9 +675,7 @@ static void *worker_main(void *arg) {
             pthread_mutex_unlock(&pool.lock);
         }
         seen = g;
-        int start, end;
-        slice(pool.n, pool.n_threads, index, &start, &end);
-        if (start < end) pool.fn(pool.ctx, start, end);
+        run_chunks();
         if (atomic_fetch_sub_explicit(&pool.pending, 1, memory_order_acq_rel) == 1) {
             pthread_mutex_lock(&pool.lock);  // the last one out wakes the caller
             pthread_cond_signal(&pool.done);
@@ -704,14 +709,16 @@ static void parallel_for(int n, RangeFn fn, void *ctx) {
     pool.fn = fn;
     pool.ctx = ctx;
     pool.n = n;
+    // about 8 chunks per thread, in multiples of 4 (matmul's row block) when large
+    int chunk = (n + 8 * pool.n_threads - 1) / (8 * pool.n_threads);
+    pool.chunk = chunk >= 16 ? (chunk + 3) / 4 * 4 : chunk;
+    atomic_store_explicit(&pool.next, 0, memory_order_relaxed);
     atomic_store(&pool.pending, pool.n_threads - 1);
     atomic_fetch_add_explicit(&pool.generation, 1, memory_order_release);
     pthread_mutex_lock(&pool.lock);  // wake the workers that went to sleep
     pthread_cond_broadcast(&pool.wake);
     pthread_mutex_unlock(&pool.lock);
-    int start, end;
-    slice(n, pool.n_threads, 0, &start, &end);
-    if (start < end) fn(ctx, start, end);
+    run_chunks();
     for (int spins = 0; spins < SPIN_LIMIT; spins++) {
         if (atomic_load_explicit(&pool.pending, memory_order_acquire) == 0) return;
         cpu_relax();
@@ -1036,10 +1043,12 @@ typedef struct {
 } TextOut;
 
 static void emit_text(TextOut *o, const unsigned char *b, size_t n) {
-    unsigned char *buf = xmalloc(n + 4);
-    size_t k = utf8_stream_push(&o->utf8, b, n, buf);
-    write_out(buf, k);
-    free(buf);
+    unsigned char buf[256 + 4];
+    for (size_t done = 0; done < n;) {  // in pieces: no allocation per token
+        size_t piece = n - done < 256 ? n - done : 256;
+        write_out(buf, utf8_stream_push(&o->utf8, b + done, piece, buf));
+        done += piece;
+    }
 }
 
 // Does some stop string start with the last `n` bytes of held?

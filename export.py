@@ -6,6 +6,34 @@
 
 Python 3 standard library only (no torch, no numpy).  Exit status: 0 ok,
 1 error (one line on stderr naming the file and the problem), 2 usage error.
+
+Inputs, as the hub ships them: config.json; model.safetensors, sharded
+model-*.safetensors + model.safetensors.index.json, pytorch_model.bin or
+sharded pytorch_model-*.bin + pytorch_model.bin.index.json (tried in that
+order); vocab.json + merges.txt, else tokenizer.json (else OpenAI's
+encoder.json + vocab.bpe).
+
+Decisions worth knowing:
+- Weights are float32, float16, bfloat16 (or float64) and always written as
+  float32.  Conv1D weights ([in, out] in HF) are transposed to [out, in].
+- pytorch_model.bin is read with a restricted unpickler: only
+  collections.OrderedDict, torch._utils._rebuild_tensor(_v2),
+  _rebuild_parameter(_with_state) and torch.<X>Storage resolve, each to a local
+  stand-in; any other global is refused before anything is called.  The
+  legacy (pre-zip) torch.save format is refused.
+- lm_head.weight absent or bit-identical to wte: tied.  Present and different:
+  untied (flags bit0), even when config.json says tie_word_embeddings (as
+  transformers 5 does: it keeps both and warns).  tie_word_embeddings false
+  with no lm_head is an error.
+- reorder_and_upcast_attn is accepted: it only changes transformers' numerics
+  in half precision; `run` computes in float32 throughout.
+- eos/bos ids missing from config.json take GPT2Config's default (50256); an id
+  that is not below vocab_size (small test models keep 50256) is written as -1
+  with a warning.
+- Memory is bounded by about two copies of the largest tensor (wte): tensors
+  are read, converted and written one at a time.  The output is written to
+  OUT.tmp-<pid> beside OUT and renamed over it only when complete; any error,
+  Ctrl-C, SIGTERM or SIGHUP removes the temp file and leaves OUT untouched.
 """
 import argparse
 import array

@@ -299,18 +299,19 @@ def write_weights(fx, model, hfdir):
 
 
 def greedy(model, prompt_ids, n_new, eot_id):
+    """generate(do_sample=False): the new ids, and at each step the gap
+    between the two largest logits and their ids (to tell a near-tie)."""
     out = model.generate(
         torch.tensor([prompt_ids]), attention_mask=torch.ones(1, len(prompt_ids), dtype=torch.long),
         do_sample=False, max_new_tokens=n_new, eos_token_id=eot_id, pad_token_id=eot_id,
         output_logits=True, return_dict_in_generate=True)
     ids = out.sequences[0, len(prompt_ids):].tolist()
-    margins = []
-    for step in out.logits:
-        top = torch.topk(step[0].float(), 2).values
-        margins.append(float(top[0] - top[1]))
-    margins = margins[:len(ids)]
-    # generate pads after eos only in batches; with one sequence it stops.
-    return ids, margins
+    margins, top2 = [], []
+    for step in out.logits[:len(ids)]:
+        top = torch.topk(step[0].float(), 2)
+        margins.append(float(top.values[0] - top.values[1]))
+        top2.append(top.indices.tolist())
+    return ids, margins, top2
 
 
 def score(model, ids, n_ctx):
@@ -406,7 +407,7 @@ def build(fx, toks, corpus_ids, index):
     text_ids = tok(text)["input_ids"]
     assert tok.decode(text_ids) == text
     n_new = n_ctx - len(text_ids)
-    g_ids, margins = greedy(ref, text_ids, n_new, eot_id)
+    g_ids, margins, top2 = greedy(ref, text_ids, n_new, eot_id)
 
     special_text = fit_text(tok, "night" + EOT + "The lamp", n_ctx)
     special_ids = tok(special_text)["input_ids"]
@@ -458,6 +459,7 @@ def build(fx, toks, corpus_ids, index):
             "ids": g_ids,
             "stopped_at_eos": bool(g_ids and g_ids[-1] == eot_id and len(g_ids) < n_new),
             "top2_margins": margins,
+            "top2_ids": top2,
             "text_bytes_hex": b"".join(raw(i) for i in g_text_ids).hex(),
         },
         "score_ids": score_ids,

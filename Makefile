@@ -25,7 +25,7 @@ SRC      = run.c tokenizer.c
 HDR      = tokenizer.h
 TESTBIN  = tests/build
 
-.PHONY: all test test-hf bench install uninstall clean
+.PHONY: all test test-hf bench bench-tokenizer install uninstall clean
 
 all: run
 
@@ -63,6 +63,9 @@ HF_TESTS = tests/hf_tokenizer_parity.py tests/hf_engine_parity.py
 
 test-hf: run $(TESTBIN)/test_tokenizer $(VENV)/ok
 	$(VENV)/bin/python tests/run_all.py $(HF_TESTS)
+
+bench-tokenizer: $(TESTBIN)/test_tokenizer $(VENV)/ok
+	$(VENV)/bin/python tests/bench_tokenizer.py
 
 install: run
 	install -d $(DESTDIR)$(BINDIR) $(DESTDIR)$(DATADIR)

@@ -1,0 +1,129 @@
+#!/usr/bin/env python3
+"""Write the fuzzers' seed corpora (standard library only; deterministic).
+
+    python3 tests/fuzz/make_seeds.py      # from the repository root
+
+tests/fuzz/checkpoint/  whole checkpoint files for tests/fuzz_checkpoint.c:
+    tiny checkpoints built here (n_embd 1..4, a 256..262-token tokenizer with a
+    few merges and <|endoftext|>, tied and untied), one real fixture exported
+    by export.py, and truncated / damaged variants of them.
+tests/fuzz/tokenizer/   inputs for tests/fuzz_tokenizer.c: a first byte 0x00
+    then text for the GPT-2 tokenizer, or 0x01 then a tokenizer section.
+"""
+import os
+import struct
+import subprocess
+import sys
+import tempfile
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+ROOT = os.path.dirname(os.path.dirname(HERE))
+
+
+def tokenizer_section(extra_tokens, merges, special):
+    """256 single-byte tokens, then extra_tokens (bytes); merges as
+    (left, right, merged) ids; special: list of ids."""
+    toks = [bytes([b]) for b in range(256)] + list(extra_tokens)
+    offs, blob = [0], b""
+    for t in toks:
+        blob += t
+        offs.append(len(blob))
+    out = b"GPT2TOK_" + struct.pack("<6I", 1, len(toks), len(merges), len(special), len(blob), 0)
+    out += struct.pack(f"<{len(offs)}I", *offs)
+    for m in merges:
+        out += struct.pack("<3I", *m)
+    out += struct.pack(f"<{len(special)}I", *special)
+    return out + blob
+
+
+def small_section():
+    # ids 256 "he", 257 "ll", 258 "hell", 259 "hello", 260 " w", 261 "<|endoftext|>"
+    extra = [b"he", b"ll", b"hell", b"hello", b" w", b"<|endoftext|>"]
+    h, e, l, o, sp, w = (ord(c) for c in "helo w")
+    merges = [(h, e, 256), (l, l, 257), (256, 257, 258), (258, o, 259), (sp, w, 260)]
+    return tokenizer_section(extra, merges, [261])
+
+
+def pad64(n):
+    return (n + 63) // 64 * 64
+
+
+def checkpoint(tok, L=1, H=1, C=1, F=1, P=1, V=None, untied=False, act=0, eos=None, seed=1):
+    n_tok = struct.unpack_from("<I", tok, 12)[0]
+    V = V or n_tok
+    eos = n_tok - 1 if eos is None else eos
+    shapes = [V * C, P * C] + [C, C, 3 * C * C, 3 * C, C * C, C, C, C, F * C, F, C * F, C] * L + [C, C]
+    if untied:
+        shapes.append(V * C)
+    weights = b""
+    x = seed
+    for n in shapes:
+        vals = []
+        for _ in range(n):
+            x = (x * 1103515245 + 12345) & 0x7FFFFFFF
+            vals.append((x / 0x7FFFFFFF - 0.5) * 0.2)
+        t = struct.pack(f"<{n}f", *vals)
+        weights += t + b"\0" * (pad64(len(t)) - len(t))
+    w_off = pad64(256 + len(tok))
+    size = w_off + len(weights)
+    flags = 2 | (1 if untied else 0)
+    hdr = b"GPT2CKPT" + struct.pack("<8If2Ii", 1, 256, L, H, C, F, P, V, 1e-5, act, flags, eos)
+    hdr += struct.pack("<5Qi", 256, len(tok), w_off, len(weights), size, -1)
+    hdr += b"\0" * (256 - len(hdr))
+    return hdr + tok + b"\0" * (w_off - 256 - len(tok)) + weights
+
+
+def put(dirname, name, data):
+    os.makedirs(dirname, exist_ok=True)
+    with open(os.path.join(dirname, name), "wb") as f:
+        f.write(data)
+
+
+def main():
+    cdir = os.path.join(HERE, "checkpoint")
+    tdir = os.path.join(HERE, "tokenizer")
+    sec = small_section()
+    bare = tokenizer_section([], [], [])
+    tiny = checkpoint(sec)
+    put(cdir, "tiny.bin", tiny)
+    put(cdir, "tiny_untied_2layer.bin", checkpoint(sec, L=2, H=2, C=4, F=8, P=3, untied=True, act=1))
+    put(cdir, "tiny_bare_tokenizer.bin", checkpoint(bare, C=2, F=3, P=2, V=300, act=3, eos=-1))
+    put(cdir, "tiny_truncated_header.bin", tiny[:100])
+    put(cdir, "tiny_truncated_tokenizer.bin", tiny[:256 + 700])
+    put(cdir, "tiny_truncated_weights.bin", tiny[:-10])
+    put(cdir, "tiny_zero_n_head.bin", tiny[:20] + b"\0\0\0\0" + tiny[24:])
+    put(cdir, "tiny_huge_vocab.bin", tiny[:36] + b"\xff\xff\xff\xff" + tiny[40:])
+    # one real fixture, exported by export.py
+    with tempfile.TemporaryDirectory() as tmp:
+        out = os.path.join(tmp, "silu.bin")
+        subprocess.run([sys.executable, os.path.join(ROOT, "export.py"),
+                        os.path.join(ROOT, "tests", "fixtures", "silu_st", "hf"), out],
+                       check=True, stderr=subprocess.DEVNULL)
+        real = open(out, "rb").read()
+        put(cdir, "fixture_silu_st.bin", real)
+        tok_bytes = struct.unpack_from("<Q", real, 64)[0]
+        put(tdir, "section_silu_st", b"\x01" + real[256:256 + tok_bytes])
+        out = os.path.join(tmp, "tokjson.bin")
+        subprocess.run([sys.executable, os.path.join(ROOT, "export.py"),
+                        os.path.join(ROOT, "tests", "fixtures", "tokjson_only_st", "hf"), out],
+                       check=True, stderr=subprocess.DEVNULL)
+        real = open(out, "rb").read()
+        tok_bytes = struct.unpack_from("<Q", real, 64)[0]
+        put(tdir, "section_tokjson_only_st", b"\x01" + real[256:256 + tok_bytes])
+    put(tdir, "section_small", b"\x01" + sec)
+    put(tdir, "section_bare", b"\x01" + bare)
+    texts = {
+        "text_english": b"Hello, world! It's a test: we'll see 12345 things.\n\n  Indented  text\t",
+        "text_unicode": "caf\u00e9 na\u00efve \u65e5\u672c\u8a9e \U0001F600 \u0627\u0644\u0639\u0631\u0628\u064a\u0629 \u0939\u093f\u0928\u094d\u0926\u0940".encode(),
+        "text_special": b"<|endoftext|>The end.<|endoftext|><|endoftext|> <|endof",
+        "text_invalid_utf8": b"\xff\xfe\x00\xc3\x28\xe2\x82\xf0\x9f\x98 \xed\xa0\x80 \xc0\xaf\x80abc",
+        "text_spaces_digits": b"   \n\n\n 1234567890 3.14159 's 't 're 've 'm 'll 'd ''  \r\n",
+        "text_long_word": b"a" * 300 + b" " + b"xyz" * 50,
+        "text_empty": b"",
+    }
+    for name, t in texts.items():
+        put(tdir, name, b"\x00" + t)
+
+
+if __name__ == "__main__":
+    main()

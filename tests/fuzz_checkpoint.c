@@ -1,0 +1,148 @@
+// tests/fuzz_checkpoint.c: libFuzzer harness for checkpoint loading.
+//
+// The input is a whole checkpoint file. It goes through what `run` does
+// between mapping the file and the first forward pass: read_config (which
+// must either accept the header or explain why not, never exit), then the
+// tokenizer section, the tokenizer/model vocabulary check, and map_weights,
+// whose pointers must all land inside the file. When the tokenizer loads it
+// is exercised a little: encoding must round-trip and ids must be in range.
+//
+// Most random headers die at the file_bytes check, so every input is also
+// tried a second time with file_bytes patched to the input's length: that
+// is simply another file, and it lets mutations reach the later checks.
+//
+//   make fuzz            (or by hand:)
+//   clang -g -O1 -fsanitize=fuzzer,address,undefined -o tests/build/fuzz_checkpoint tests/fuzz_checkpoint.c tokenizer.c -lm -lpthread
+//   tests/build/fuzz_checkpoint -max_total_time=60 tests/build/fuzz-corpus-checkpoint tests/fuzz/checkpoint
+#define RUN_NO_MAIN
+#include "../run.c"
+
+#define REQUIRE(cond)                                                          \
+    do {                                                                       \
+        if (!(cond)) {                                                         \
+            fprintf(stderr, "fuzz_checkpoint: %s:%d: broken: %s\n", __FILE__,  \
+                    __LINE__, #cond);                                          \
+            abort();                                                           \
+        }                                                                      \
+    } while (0)
+
+// A tensor of n floats at p lies inside [lo, hi) and is 64-byte aligned
+// relative to the start of the file.
+static void check_tensor(const unsigned char *base, const float *p, size_t n,
+                         const unsigned char *lo, const unsigned char *hi) {
+    const unsigned char *b = (const unsigned char *)p;
+    REQUIRE(b >= lo && b <= hi && (size_t)(hi - b) >= n * sizeof(float));
+    REQUIRE((size_t)(b - base) % WEIGHT_ALIGN == 0);
+    // touch the first and the last element, so ASan checks them too
+    volatile float first = p[0], last = p[n - 1];
+    (void)first; (void)last;
+}
+
+static void exercise_tokenizer(Tokenizer *t, const Config *c) {
+    int n = tokenizer_n_tokens(t);
+    REQUIRE(n >= 256);
+    const int probe[] = {-1, 0, 1, 255, 256, n - 1, n, c->vocab_size - 1, c->vocab_size,
+                         c->eos_id, c->bos_id, INT32_MAX};
+    for (size_t i = 0; i < sizeof probe / sizeof probe[0]; i++) {
+        size_t len = 12345;
+        const unsigned char *b = tokenizer_token(t, probe[i], &len);
+        if (probe[i] < 0 || probe[i] >= n) {
+            REQUIRE(b == NULL && len == 0);
+        } else {
+            REQUIRE(b != NULL);
+            if (len) { volatile unsigned char x = b[len - 1]; (void)x; }
+        }
+    }
+    (void)tokenizer_special_id(t, "<|endoftext|>");
+    static const char *texts[] = {"Hello, world! It's 2024 <|endoftext|> caf\xc3\xa9 \xff\xfe  \n\n",
+                                  "", "a", "<|endoftext|>"};
+    for (size_t k = 0; k < sizeof texts / sizeof texts[0]; k++) {
+        for (int special = 0; special <= 1; special++) {
+            TokenList ids = {0};
+            size_t len = strlen(texts[k]);
+            REQUIRE(tokenizer_encode(t, (const unsigned char *)texts[k], len, special, &ids) == 0);
+            // decode(encode(text)) == text, for any tokenizer that loads
+            unsigned char *back = malloc(len + 1);
+            size_t at = 0;
+            for (size_t i = 0; i < ids.len; i++) {
+                size_t l;
+                const unsigned char *b = tokenizer_token(t, ids.ids[i], &l);
+                REQUIRE(b != NULL && l > 0 && at + l <= len);
+                memcpy(back + at, b, l);
+                at += l;
+            }
+            REQUIRE(at == len && memcmp(back, texts[k], len) == 0);
+            free(back);
+            tokenlist_free(&ids);
+        }
+    }
+}
+
+static void try_checkpoint(const unsigned char *data, size_t size) {
+    Config c;
+    char err[256];
+    memset(&c, 0, sizeof c);
+    memset(err, 0, sizeof err);
+    if (read_config(&c, data, size, err, sizeof err) != 0) {
+        REQUIRE(err[0] != '\0');  // a refusal always says why
+        return;
+    }
+    // what read_config promises the rest of run.c
+    REQUIRE(c.n_layer > 0 && c.n_head > 0 && c.n_embd > 0 && c.n_inner > 0 && c.n_ctx > 0 && c.vocab_size > 0);
+    REQUIRE(c.n_embd % c.n_head == 0);
+    REQUIRE(c.tok_offset <= size && c.tok_bytes <= size - c.tok_offset);
+    REQUIRE(c.weights_offset <= size && c.weights_bytes == size - c.weights_offset);
+    REQUIRE(c.eos_id >= -1 && c.eos_id < c.vocab_size && c.bos_id >= -1 && c.bos_id < c.vocab_size);
+
+    Tokenizer *t = tokenizer_load(data + c.tok_offset, c.tok_bytes, err, sizeof err);
+    if (!t) {
+        REQUIRE(err[0] != '\0');
+        return;
+    }
+    if (tokenizer_n_tokens(t) <= c.vocab_size) {  // main() refuses the file otherwise
+        Weights w;
+        map_weights(&w, &c, data);
+        const unsigned char *lo = data + c.weights_offset, *hi = data + size;
+        size_t C = c.n_embd, F = c.n_inner, V = c.vocab_size;
+        check_tensor(data, w.wte, V * C, lo, hi);
+        check_tensor(data, w.wpe, (size_t)c.n_ctx * C, lo, hi);
+        for (int l = 0; l < c.n_layer; l++) {
+            const LayerWeights *L = &w.layers[l];
+            check_tensor(data, L->ln1_w, C, lo, hi);      check_tensor(data, L->ln1_b, C, lo, hi);
+            check_tensor(data, L->qkv_w, 3 * C * C, lo, hi); check_tensor(data, L->qkv_b, 3 * C, lo, hi);
+            check_tensor(data, L->proj_w, C * C, lo, hi); check_tensor(data, L->proj_b, C, lo, hi);
+            check_tensor(data, L->ln2_w, C, lo, hi);      check_tensor(data, L->ln2_b, C, lo, hi);
+            check_tensor(data, L->fc_w, F * C, lo, hi);   check_tensor(data, L->fc_b, F, lo, hi);
+            check_tensor(data, L->fc_proj_w, C * F, lo, hi); check_tensor(data, L->fc_proj_b, C, lo, hi);
+        }
+        check_tensor(data, w.lnf_w, C, lo, hi);
+        check_tensor(data, w.lnf_b, C, lo, hi);
+        check_tensor(data, w.lm_head, V * C, lo, hi);
+        free(w.layers);
+    }
+    exercise_tokenizer(t, &c);
+    tokenizer_free(t);
+}
+
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
+    if (size == 0) {
+        Config c = {0};
+        char err[128];
+        REQUIRE(read_config(&c, data, 0, err, sizeof err) != 0);
+        return 0;
+    }
+    // run maps the file, so it is page aligned; keep the same alignment here
+    // (the float tensors are read in place). The copy is exactly `size` bytes
+    // long, so ASan still sees any read past the end of the file.
+    unsigned char *buf = NULL;
+    if (posix_memalign((void **)&buf, 4096, size) != 0) return 0;
+    memcpy(buf, data, size);
+    try_checkpoint(buf, size);
+    if (size >= HEADER_BYTES) {
+        uint64_t s = size;
+        for (int i = 0; i < 8; i++) buf[88 + i] = (unsigned char)(s >> (8 * i));
+        try_checkpoint(buf, size);
+    }
+    free(buf);
+    return 0;
+}

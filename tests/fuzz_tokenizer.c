@@ -1,8 +1,8 @@
 // tests/fuzz_tokenizer.c: libFuzzer harness for the tokenizer.
 //
 // The first byte of the input picks what the rest is:
-//   even: text for the real GPT-2 tokenizer (tests/build/gpt2.tok, or the
-//         file named by $FUZZ_TOKENIZER). Checked, with special tokens off
+//   even: text for the real GPT-2 tokenizer (tests/build/fuzz-gpt2.tok, made
+//         by `make fuzz`, or the file named by $FUZZ_TOKENIZER). Checked, with special tokens off
 //         and on: every id is in range and has bytes; decode(encode(b)) == b;
 //         the ids do not depend on the tokenizer's tuning knobs (heap BPE for
 //         every piece, word cache off); pushing the token bytes through the
@@ -36,11 +36,11 @@ static Tokenizer *gpt2, *gpt2_heap, *gpt2_nocache;
 int LLVMFuzzerInitialize(int *argc, char ***argv) {
     (void)argc; (void)argv;
     const char *path = getenv("FUZZ_TOKENIZER");
-    if (!path) path = "tests/build/gpt2.tok";
+    if (!path) path = "tests/build/fuzz-gpt2.tok";
     FILE *f = fopen(path, "rb");
     if (!f) {
         fprintf(stderr, "fuzz_tokenizer: cannot open %s (make it with: python3 export.py "
-                        "--tokenizer-only tests/data/gpt2 tests/build/gpt2.tok, or set FUZZ_TOKENIZER)\n", path);
+                        "--tokenizer-only tests/data/gpt2 tests/build/fuzz-gpt2.tok, or set FUZZ_TOKENIZER)\n", path);
         exit(1);
     }
     fseek(f, 0, SEEK_END);

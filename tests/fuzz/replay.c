@@ -8,6 +8,9 @@
 //
 //   cc -O1 -g -I. -o tests/build/replay_checkpoint tests/fuzz/replay.c tests/fuzz_checkpoint.c tokenizer.c -lm -lpthread
 //   tests/build/replay_checkpoint tests/fuzz/checkpoint tests/fuzz/regressions/checkpoint
+//
+// Without arguments it replays REPLAY_DIRS, a ':'-separated list fixed at
+// compile time (-DREPLAY_DIRS='"tests/fuzz/checkpoint:tests/fuzz/regressions/checkpoint"').
 #define _POSIX_C_SOURCE 200809L
 #include <dirent.h>
 #include <stdint.h>
@@ -73,9 +76,18 @@ static void one_path(const char *path) {
     free(names);
 }
 
+#ifndef REPLAY_DIRS
+#define REPLAY_DIRS ""
+#endif
+
 int main(int argc, char **argv) {
     if (LLVMFuzzerInitialize) LLVMFuzzerInitialize(&argc, &argv);
     for (int i = 1; i < argc; i++) one_path(argv[i]);
+    if (argc == 1) {
+        char dirs[] = REPLAY_DIRS;
+        for (char *save = NULL, *d = strtok_r(dirs, ":", &save); d; d = strtok_r(NULL, ":", &save))
+            one_path(d);
+    }
     printf("fuzz replay: %d inputs ran without breaking an invariant\n", ran);
     printf("%d passed, %d failed\n", ran, unreadable + (ran == 0));
     return unreadable || ran == 0;

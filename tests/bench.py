@@ -1,0 +1,775 @@
+#!/usr/bin/env python3
+"""bench.py: `make bench` -- speed of `run` against transformers on the CPU.
+
+    python tests/bench.py [--quick] [--reps N] [--models 124M,355M] [--threads 1,2]
+                          [--run PATH] [--rebuild] [--no-hf] [--json PATH]
+
+What it does (issue 5):
+  1. builds tests/build/bench/bench_membw and bench_flops (if missing or older
+     than their sources) and measures this machine's memory read bandwidth
+     and float32 FMA peak, with 1 and 2 threads (best of several passes);
+  2. makes random-weight GPT-2 models of the exact shapes of GPT-2 124M and
+     355M with transformers (save_pretrained, safetensors) and exports them
+     with export.py, in tests/build/bench/ (cached: later runs reuse them);
+  3. repeats, interleaved within each repetition so that both sides see the
+     same machine load: `run` (a fresh process per measurement) and
+     transformers (one long-lived worker process per model and thread count,
+     torch.set_num_threads(T), model.generate with its KV cache, greedy) on
+     the same token ids -- a 128-token prompt followed by 128 generated
+     tokens, and a 512-token prompt followed by one token;
+  4. prints one table of medians: prefill tokens/s (128 and 512 tokens),
+     decode tokens/s, peak RSS, ours, theirs and the median of the per-
+     repetition ratios ours/theirs, with decode's effective bandwidth and
+     prefill's GFLOP/s as fractions of the measured machine limits, and
+     checks that concurrent processes share the checkpoint's pages.
+
+Timing definitions (the same for both sides):
+  prefill  from the start of the prompt's forward pass to the logits of its
+           last position (ours: `run -v`'s "prompt:" line; transformers: from
+           calling generate() to the first call of a logits processor).
+  decode   from those logits to the last of N generated tokens: N tokens,
+           N-1 forward passes (ours: the "generated N tokens in S s" line;
+           transformers: from the first logits-processor call to generate()'s
+           return). tokens/s = N / S, as `run -v` prints it.
+  peak RSS ours: ru_maxrss of each `run` process (os.wait4), the larger of
+           the two runs of a repetition; theirs: VmHWM of the worker process,
+           which includes loading the model.
+The random models have no end-of-text token (eos/bos null in config.json),
+so neither side stops before N tokens; every measurement is checked for that.
+
+Figures on a shared machine are noisy: read the spread column.
+"""
+import argparse
+import hashlib
+import json
+import os
+import shutil
+import statistics
+import struct
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+BUILD = os.path.join(ROOT, "tests", "build", "bench")
+EXPORT = os.path.join(ROOT, "export.py")
+
+MODELS = {
+    # GPT2Config defaults are GPT-2 124M (small); 355M is GPT-2 medium.
+    "124M": dict(),
+    "355M": dict(n_layer=24, n_head=16, n_embd=1024),
+}
+SEED = 1234
+PROMPT_LENS = (128, 512)
+DECODE_TOKENS = 128
+MB = 1e6  # RSS and sizes in the table are 10^6 bytes
+SETTLE_S = 0.2  # pause before each measurement
+
+
+def log(msg):
+    print(f"bench: {msg}", file=sys.stderr, flush=True)
+
+
+def die(msg):
+    log(f"error: {msg}")
+    sys.exit(1)
+
+
+def median(xs):
+    return statistics.median(xs) if xs else float("nan")
+
+
+# ----------------------------------------------------------------------------
+# Microbenchmarks
+# ----------------------------------------------------------------------------
+
+def cc_flags(cc):
+    for arch in ("-march=native", "-mcpu=native", None):
+        flags = ["-O2"] + ([arch] if arch else []) + ["-std=c11", "-Wall", "-Wextra", "-pthread"]
+        probe = subprocess.run([cc] + flags + ["-x", "c", "-E", "-o", os.devnull, os.devnull],
+                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        if probe.returncode == 0:
+            return flags
+    return ["-O2", "-std=c11", "-Wall", "-Wextra", "-pthread"]
+
+
+def build_micro(name):
+    src = os.path.join(ROOT, "tests", f"{name}.c")
+    exe = os.path.join(BUILD, name)
+    if os.path.exists(exe) and os.path.getmtime(exe) >= os.path.getmtime(src):
+        return exe
+    cc = os.environ.get("CC", "cc")
+    cmd = [cc] + cc_flags(cc) + ["-o", exe, src]
+    log(" ".join(cmd))
+    r = subprocess.run(cmd)
+    if r.returncode != 0:
+        die(f"cannot build {name}")
+    return exe
+
+
+def parse_kv_line(line):
+    parts = line.split()
+    if not parts:
+        return {}
+    d = {"kind": parts[0]}
+    for p in parts[1:]:
+        k, _, v = p.partition("=")
+        try:
+            d[k] = int(v)
+        except ValueError:
+            try:
+                d[k] = float(v)
+            except ValueError:
+                d[k] = v
+    return d
+
+
+def run_micro(exe, args, max_threads):
+    r = subprocess.run([exe] + [str(a) for a in args] + [str(max_threads)],
+                       stdout=subprocess.PIPE, text=True)
+    if r.returncode != 0:
+        die(f"{exe} failed (exit {r.returncode})")
+    return {d["threads"]: d for d in map(parse_kv_line, r.stdout.splitlines()) if d.get("threads")}
+
+
+def measure_machine(max_threads, passes, prev=None, mib=1024):
+    """Best-of-passes memory read bandwidth and FMA peak for 1..max_threads;
+    with prev, keeps the better of the old and new figures (the machine's
+    limit is the best it ever showed: on a shared machine it is measured at
+    the start, briefly after every repetition, and at the end)."""
+    membw = run_micro(build_micro("bench_membw"), [mib, passes], max_threads)
+    flops = run_micro(build_micro("bench_flops"), ["auto", passes], max_threads)
+    out = {}
+    for t in range(1, max_threads + 1):
+        out[t] = {"membw_GBps": membw[t]["best_GBps"], "membw_median_GBps": membw[t]["median_GBps"],
+                  "flops_GFLOPs": flops[t]["best_GFLOPs"], "flops_median_GFLOPs": flops[t]["median_GFLOPs"],
+                  "isa": flops[t]["isa"], "vector_bytes": membw[t]["vector_bytes"]}
+        if prev and t in prev:
+            for k in ("membw_GBps", "flops_GFLOPs"):
+                out[t][k] = max(out[t][k], prev[t][k])
+    return out
+
+
+# ----------------------------------------------------------------------------
+# Random-weight models, exported
+# ----------------------------------------------------------------------------
+
+def tokenizer_source():
+    """A GPT-2 vocab.json + merges.txt to put next to the random weights (the
+    tokenizer does not affect speed: prompts are given as ids). Falls back to
+    a byte-level vocabulary of 256 tokens + <|endoftext|> and no merges."""
+    for d in (os.path.join(ROOT, "tests", "data", "gpt2"), os.path.join(ROOT, "models")):
+        if all(os.path.isfile(os.path.join(d, f)) for f in ("vocab.json", "merges.txt")):
+            return d
+    return None
+
+
+def write_byte_tokenizer(d):
+    keep = (list(range(ord("!"), ord("~") + 1)) + list(range(ord("\xa1"), ord("\xac") + 1))
+            + list(range(ord("\xae"), ord("\xff") + 1)))
+    chars, extra = {}, 0
+    for b in range(256):
+        if b in keep:
+            chars[b] = chr(b)
+        else:
+            chars[b] = chr(256 + extra)
+            extra += 1
+    vocab = {chars[b]: b for b in range(256)}
+    vocab["<|endoftext|>"] = 256
+    with open(os.path.join(d, "vocab.json"), "w", encoding="utf-8") as f:
+        json.dump(vocab, f, ensure_ascii=False)
+    with open(os.path.join(d, "merges.txt"), "w", encoding="utf-8") as f:
+        f.write("#version: 0.2\n")
+
+
+def model_config(name):
+    cfg = dict(MODELS[name])
+    # no end-of-text token: both engines generate exactly N tokens
+    cfg.update(bos_token_id=None, eos_token_id=None)
+    return cfg
+
+
+def build_hf_model(name, hf_dir):
+    """(in a subprocess) random weights of the given shape, saved as safetensors."""
+    import torch
+    from transformers import GPT2Config, GPT2LMHeadModel
+    torch.manual_seed(SEED)
+    config = GPT2Config(**model_config(name))
+    model = GPT2LMHeadModel(config).to(torch.float32).eval()
+    tmp = hf_dir + ".tmp"
+    shutil.rmtree(tmp, ignore_errors=True)
+    model.save_pretrained(tmp, safe_serialization=True)
+    src = tokenizer_source()
+    if src:
+        for f in ("vocab.json", "merges.txt"):
+            shutil.copyfile(os.path.join(src, f), os.path.join(tmp, f))
+    else:
+        write_byte_tokenizer(tmp)
+    shutil.rmtree(hf_dir, ignore_errors=True)
+    os.rename(tmp, hf_dir)
+
+
+def read_header(path):
+    with open(path, "rb") as f:
+        h = f.read(256)
+    if len(h) != 256 or h[:8] != b"GPT2CKPT":
+        return None
+    version, header_bytes, L, H, C, F, P, V = struct.unpack_from("<8I", h, 8)
+    flags, eos = struct.unpack_from("<Ii", h, 48)
+    tok_off, tok_bytes, w_off, w_bytes, file_bytes = struct.unpack_from("<5Q", h, 56)
+    return {"version": version, "n_layer": L, "n_head": H, "n_embd": C, "n_inner": F, "n_ctx": P,
+            "vocab_size": V, "flags": flags, "eos": eos, "weights_offset": w_off,
+            "weights_bytes": w_bytes, "file_bytes": file_bytes}
+
+
+def expected_weight_bytes(h):
+    """weights_bytes per tests/SPEC.md section 1 (every tensor padded to 64 bytes)."""
+    pad = lambda n: (4 * n + 63) // 64 * 64
+    C, F, V, P = h["n_embd"], h["n_inner"], h["vocab_size"], h["n_ctx"]
+    layer = (4 * pad(C) + pad(3 * C * C) + pad(3 * C) + pad(C * C) + pad(C)
+             + pad(F * C) + pad(F) + pad(C * F) + pad(C))
+    total = pad(V * C) + pad(P * C) + h["n_layer"] * layer + 2 * pad(C)
+    if h["flags"] & 1:
+        total += pad(V * C)
+    return total
+
+
+def checkpoint_ok(path, name):
+    if not os.path.isfile(path):
+        return False
+    h = read_header(path)
+    if not h or h["version"] != 1 or h["file_bytes"] != os.path.getsize(path):
+        return False
+    want = {"n_layer": 12, "n_head": 12, "n_embd": 768}
+    want.update({k: v for k, v in MODELS[name].items()})
+    if any(h[k] != v for k, v in want.items()) or h["eos"] != -1:
+        return False
+    return h["weights_bytes"] == expected_weight_bytes(h)
+
+
+def prepare_model(name, rebuild):
+    """Returns (hf_dir, checkpoint path), building what is missing."""
+    base = os.path.join(BUILD, f"gpt2-{name}-random")
+    hf_dir, ckpt = base + "-hf", base + ".bin"
+    stamp_path = os.path.join(hf_dir, "bench-stamp.json")
+    stamp = {"config": model_config(name), "seed": SEED}
+    have = False
+    if not rebuild and os.path.isfile(stamp_path):
+        try:
+            with open(stamp_path) as f:
+                have = json.load(f) == stamp
+        except (OSError, ValueError):
+            have = False
+    if not have:
+        log(f"{name}: making random weights with transformers -> {os.path.relpath(hf_dir, ROOT)}")
+        t0 = time.time()
+        r = subprocess.run([sys.executable, __file__, "--build-model", name, hf_dir])
+        if r.returncode != 0:
+            die(f"building the random {name} model failed")
+        with open(stamp_path, "w") as f:
+            json.dump(stamp, f)
+        log(f"{name}: made in {time.time() - t0:.1f} s")
+        if os.path.exists(ckpt):
+            os.unlink(ckpt)
+    if rebuild or not checkpoint_ok(ckpt, name) or os.path.getmtime(ckpt) < os.path.getmtime(stamp_path):
+        log(f"{name}: exporting -> {os.path.relpath(ckpt, ROOT)}")
+        t0 = time.time()
+        r = subprocess.run([sys.executable, EXPORT, "-q", hf_dir, ckpt])
+        if r.returncode != 0:
+            die(f"export.py failed on {hf_dir}")
+        if not checkpoint_ok(ckpt, name):
+            die(f"{ckpt}: the exported checkpoint does not have the expected header/size")
+        log(f"{name}: exported in {time.time() - t0:.1f} s")
+    return hf_dir, ckpt
+
+
+def make_prompts(vocab_size):
+    """Fixed pseudo-random token ids (a simple LCG: no numpy needed)."""
+    x = SEED
+    ids = []
+    for _ in range(max(PROMPT_LENS)):
+        x = (x * 6364136223846793005 + 1442695040888963407) % (1 << 64)
+        ids.append((x >> 33) % min(vocab_size, 50256))
+    out = {}
+    for n in PROMPT_LENS:
+        path = os.path.join(BUILD, f"prompt-{n}.ids")
+        with open(path, "w") as f:
+            f.write(" ".join(map(str, ids[:n])) + "\n")
+        out[n] = (path, ids[:n])
+    return out
+
+
+# ----------------------------------------------------------------------------
+# Ours: one fresh `run` process per measurement
+# ----------------------------------------------------------------------------
+
+def parse_run_stderr(text):
+    d = {}
+    for line in text.splitlines():
+        w = line.split()
+        if line.startswith("prompt: ") and len(w) >= 5:
+            d["prompt_tokens"], d["prefill_s"] = int(w[1]), float(w[4])
+        elif line.startswith("generated ") and len(w) >= 5:
+            d["generated"], d["decode_s"] = int(w[1]), float(w[4])
+            d["stopped_by"] = line.split("stopped by", 1)[-1].strip()
+        elif line.startswith("model ") and " loaded in " in line:
+            try:
+                d["load_s"] = float(line.split(" loaded in ", 1)[1].split()[0])
+            except (ValueError, IndexError):
+                pass
+    return d
+
+
+def run_ours(run, ckpt, prompt_path, n_prompt, steps, threads):
+    cmd = [run, ckpt, "--ids", "-f", prompt_path, "-n", str(steps), "-t", "0",
+           "--threads", str(threads), "-v"]
+    with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
+        t0 = time.perf_counter()
+        p = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=out, stderr=err)
+        _, status, ru = os.wait4(p.pid, 0)
+        wall = time.perf_counter() - t0
+        p.returncode = os.waitstatus_to_exitcode(status)
+        out.seek(0)
+        err.seek(0)
+        stdout, stderr = out.read().decode(errors="replace"), err.read().decode(errors="replace")
+    if p.returncode != 0:
+        die(f"{' '.join(cmd)} exited {p.returncode}:\n{stderr.strip()}")
+    d = parse_run_stderr(stderr)
+    if "prefill_s" not in d or "decode_s" not in d:
+        die(f"{' '.join(cmd)}: no 'prompt:'/'generated' lines on stderr:\n{stderr.strip()}")
+    if d["prompt_tokens"] != n_prompt or d["generated"] != steps:
+        die(f"{' '.join(cmd)}: expected {n_prompt} prompt and {steps} generated tokens, got "
+            f"{d['prompt_tokens']} and {d['generated']} (stopped by {d.get('stopped_by')})")
+    d["ids"] = [int(t) for t in stdout.split()]
+    if len(d["ids"]) != steps:
+        die(f"{' '.join(cmd)}: printed {len(d['ids'])} ids, expected {steps}")
+    d["maxrss"] = ru.ru_maxrss * 1024  # Linux: kilobytes
+    d["wall_s"] = wall
+    return d
+
+
+# ----------------------------------------------------------------------------
+# Theirs: a transformers worker process (one per model and thread count)
+# ----------------------------------------------------------------------------
+
+def proc_status(field, pid="self"):
+    try:
+        with open(f"/proc/{pid}/status") as f:
+            for line in f:
+                if line.startswith(field + ":"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return None
+
+
+def hf_worker(hf_dir, threads):
+    """Serve generate() requests: one JSON object a line on stdin, one a line
+    back on the original stdout (anything libraries print goes to stderr)."""
+    reply = os.fdopen(os.dup(1), "w", buffering=1)
+    os.dup2(2, 1)
+    import torch
+    from transformers import GPT2LMHeadModel, LogitsProcessor, LogitsProcessorList
+    torch.set_num_threads(threads)
+    t0 = time.perf_counter()
+    model = GPT2LMHeadModel.from_pretrained(hf_dir, dtype=torch.float32).eval()
+    load_s = time.perf_counter() - t0
+    peak_load = proc_status("VmHWM")
+
+    class Stamp(LogitsProcessor):
+        def __init__(self):
+            self.times = []
+
+        def __call__(self, input_ids, scores):
+            self.times.append(time.perf_counter())
+            return scores
+
+    def generate(ids, steps):
+        stamp = Stamp()
+        x = torch.tensor([ids], dtype=torch.long)
+        with torch.inference_mode():
+            t0 = time.perf_counter()
+            out = model.generate(x, attention_mask=torch.ones_like(x), max_new_tokens=steps,
+                                 do_sample=False, num_beams=1, use_cache=True, pad_token_id=0,
+                                 logits_processor=LogitsProcessorList([stamp]))
+            t1 = time.perf_counter()
+        new = out[0, len(ids):].tolist()
+        return {"prefill_s": stamp.times[0] - t0, "decode_s": t1 - stamp.times[0],
+                "generated": len(new), "ids": new, "forwards": len(stamp.times)}
+
+    generate(list(range(1, 65)), 8)  # warm-up: first-call costs are not the steady state
+    # from here on VmHWM is the peak while generating (Linux: clear_refs 5
+    # resets it); the whole-process peak, load included, is kept apart
+    try:
+        with open("/proc/self/clear_refs", "w") as f:
+            f.write("5")
+        reset = True
+    except OSError:
+        reset = False
+    reply.write(json.dumps({"ready": True, "load_s": load_s, "torch": torch.__version__,
+                            "threads": torch.get_num_threads()}) + "\n")
+    for line in sys.stdin:
+        req = json.loads(line)
+        if req.get("cmd") == "exit":
+            reply.write(json.dumps({"peak_rss": max(peak_load or 0, proc_status("VmHWM") or 0),
+                                    "peak_rss_load": peak_load,
+                                    "peak_rss_generate": proc_status("VmHWM") if reset else None,
+                                    "rss_now": proc_status("VmRSS")}) + "\n")
+            return
+        reply.write(json.dumps(generate(req["ids"], req["steps"])) + "\n")
+
+
+class Theirs:
+    def __init__(self, hf_dir, threads, name):
+        env = dict(os.environ, OMP_NUM_THREADS=str(threads), MKL_NUM_THREADS=str(threads),
+                   TOKENIZERS_PARALLELISM="false", TRANSFORMERS_VERBOSITY="error")
+        self.log_path = os.path.join(BUILD, f"hf-worker-{name}-t{threads}.log")
+        self.log = open(self.log_path, "w")
+        self.p = subprocess.Popen([sys.executable, __file__, "--hf-worker", hf_dir, str(threads)],
+                                  stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=self.log,
+                                  text=True, env=env)
+        self.info = self._read()
+        if not self.info.get("ready"):
+            self._fail("did not start")
+
+    def _fail(self, what):
+        self.p.kill()
+        self.log.close()
+        with open(self.log_path) as f:
+            tail = f.read()[-3000:]
+        die(f"transformers worker {what}; its log ({self.log_path}):\n{tail}")
+
+    def _read(self):
+        line = self.p.stdout.readline()
+        if not line:
+            self._fail("exited")
+        return json.loads(line)
+
+    def generate(self, ids, steps):
+        self.p.stdin.write(json.dumps({"ids": ids, "steps": steps}) + "\n")
+        self.p.stdin.flush()
+        d = self._read()
+        if d["generated"] != steps:
+            die(f"transformers generated {d['generated']} tokens, expected {steps}")
+        return d
+
+    def close(self):
+        self.p.stdin.write(json.dumps({"cmd": "exit"}) + "\n")
+        self.p.stdin.flush()
+        d = self._read()
+        self.p.wait()
+        self.log.close()
+        return d
+
+
+# ----------------------------------------------------------------------------
+# Shared pages: several processes on one checkpoint
+# ----------------------------------------------------------------------------
+
+def smaps_rollup(pid):
+    d = {}
+    try:
+        with open(f"/proc/{pid}/smaps_rollup") as f:
+            for line in f:
+                w = line.split()
+                if len(w) >= 3 and w[2] == "kB":
+                    d[w[0].rstrip(":")] = int(w[1]) * 1024
+    except OSError:
+        return None
+    return d
+
+
+def sharing_test(run, ckpt, prompt_path, n_procs):
+    """Start n_procs `run`s on one checkpoint; once all have finished their
+    prompt (every weight touched), read each one's smaps_rollup."""
+    def launch(k):
+        procs, ready = [], []
+        for _ in range(k):
+            p = subprocess.Popen([run, ckpt, "--ids", "-f", prompt_path, "-n", str(DECODE_TOKENS),
+                                  "-t", "0", "--threads", "1", "-v"], stdin=subprocess.DEVNULL,
+                                 stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+            ev = threading.Event()
+
+            def watch(p=p, ev=ev):
+                for line in p.stderr:
+                    if line.startswith("prompt:"):
+                        ev.set()
+                ev.set()
+            threading.Thread(target=watch, daemon=True).start()
+            procs.append(p)
+            ready.append(ev)
+        for ev in ready:
+            ev.wait(600)
+        alive = [p for p in procs if p.poll() is None]
+        rolls = [smaps_rollup(p.pid) for p in alive]
+        for p in procs:
+            p.wait()
+        if len(alive) < k or any(r is None for r in rolls):
+            return None
+        return {key: sum(r.get(key, 0) for r in rolls)
+                for key in ("Rss", "Pss", "Shared_Clean", "Private_Clean", "Private_Dirty", "Anonymous")}
+    one = launch(1)
+    many = launch(n_procs)
+    return {"one": one, "many": many, "n": n_procs}
+
+
+# ----------------------------------------------------------------------------
+# Figures derived from the measurements
+# ----------------------------------------------------------------------------
+
+def prefill_flops(h, n):
+    """FLOPs of a prompt of n tokens: 2 x (weights of the layers' linear maps)
+    x n, plus attention (q.k and the weighted sum of v over the causal
+    prefix: 2 x 2 x C x (t+1) for the token at position t, every layer), plus
+    the output layer for the last position only."""
+    L, C, F, V = h["n_layer"], h["n_embd"], h["n_inner"], h["vocab_size"]
+    linear = L * (3 * C * C + C * C + 2 * C * F)
+    attention = L * 2 * C * n * (n + 1)
+    return 2 * linear * n + attention + 2 * V * C
+
+
+def kv_bytes(h, positions):
+    return 2 * h["n_layer"] * min(positions, h["n_ctx"]) * h["n_embd"] * 4
+
+
+def fmt(x, digits=1):
+    if x is None or x != x:
+        return "-"
+    if abs(x) >= 100:
+        return f"{x:.0f}"
+    return f"{x:.{digits}f}"
+
+
+def spread(xs):
+    """(max - min) / median, in percent: how noisy the repetitions were."""
+    if len(xs) < 2:
+        return "-"
+    m = median(xs)
+    return f"{100 * (max(xs) - min(xs)) / m:.0f}" if m else "-"
+
+
+def print_report(res, machine, models, threads, reps, hf, sharing, load0):
+    lines = []
+    p = lines.append
+    p("")
+    if hf:
+        p(f"run vs transformers {res['meta']['transformers']} / torch {res['meta']['torch']} on the CPU: "
+          f"medians of {reps} interleaved repetitions; random weights, float32, greedy")
+    else:
+        p(f"run alone (--no-hf): medians of {reps} repetitions; random weights, float32, greedy")
+    load1 = os.getloadavg()
+    p(f"machine: {os.cpu_count()} CPUs; load average (1/5/15 min) at start {load0[0]:.2f} {load0[1]:.2f} "
+      f"{load0[2]:.2f}, at the end {load1[0]:.2f} {load1[1]:.2f} {load1[2]:.2f}"
+      + ("  -- busy: other processes share the CPUs, figures are noisy" if max(load0[0], load1[0]) > 0.5 else ""))
+    for t in threads:
+        m = machine[t]
+        p(f"  {t} thread{'s' if t > 1 else ' '}: memory read {m['membw_GBps']:.1f} GB/s (median pass "
+          f"{m['membw_median_GBps']:.1f}), FP32 FMA peak {m['flops_GFLOPs']:.1f} GFLOP/s "
+          f"({m['isa']}; median pass {m['flops_median_GFLOPs']:.1f})")
+    p("")
+    head = ("model", "thr", "measure", "ours", "transformers", "ours/theirs", "spread % o/t",
+            "ours vs the machine")
+    rows = [head]
+    over = [False]
+    for name in models:
+        h = res[name]["header"]
+        for t in threads:
+            r = res[name][t]
+            ours, theirs, ratio = r["ours"], r["theirs"], r["ratio"]
+            m = machine[t]
+            for key, label in (("prefill128", "prefill 128 tok/s"), ("prefill512", "prefill 512 tok/s"),
+                               ("decode", f"decode {DECODE_TOKENS} tok/s"), ("rss", "peak RSS MB")):
+                o, th = ours.get(key, []), theirs.get(key, [])
+                scale = 1 / MB if key == "rss" else 1
+                mo = median(o) * scale
+                mt = median(th) * scale if th else None
+                mr = median(ratio[key]) if ratio.get(key) else None
+                if key.startswith("prefill"):
+                    n = int(key[7:])
+                    gf = prefill_flops(h, n) / 1e9 * median(o) / n
+                    note = f"{gf:.1f} GFLOP/s = {100 * gf / m['flops_GFLOPs']:.0f}% of FMA peak"
+                    over[0] |= gf > m["flops_GFLOPs"]
+                elif key == "decode":
+                    # N tokens take N-1 forward passes (the first comes from the prompt's)
+                    gbs = h["weights_bytes"] * median(o) * (DECODE_TOKENS - 1) / DECODE_TOKENS / 1e9
+                    note = f"{gbs:.1f} GB/s = {100 * gbs / m['membw_GBps']:.0f}% of read bandwidth"
+                    over[0] |= gbs > m["membw_GBps"]
+                else:
+                    worst = r["rss_budget"]
+                    note = (f"budget ckpt+KV+64MB {worst['budget'] / MB:.0f}: "
+                            f"{'ok' if worst['rss'] <= worst['budget'] else 'OVER'} "
+                            f"({(worst['rss'] - worst['budget']) / MB:+.0f})")
+                sp = f"{spread(o)}/{spread(th) if th else '-'}"
+                rows.append((f"{name}", str(t), label, fmt(mo), fmt(mt), fmt(mr, 2), sp, note))
+    widths = [max(len(r[i]) for r in rows) for i in range(len(head))]
+    for i, r in enumerate(rows):
+        cells = [c.ljust(widths[j]) if j in (0, 2, 7) else c.rjust(widths[j]) for j, c in enumerate(r)]
+        p("  ".join(cells).rstrip())
+        if i == 0:
+            p("  ".join("-" * w for w in widths))
+    if over[0]:
+        p("")
+        p("WARNING: a fraction above 100% means the machine was busier while its limits were measured")
+        p("than during the runs (other processes): rerun `make bench` on a quiet machine.")
+    p("")
+    p("prefill: GFLOP/s = (2 x layer weights x tokens + attention + last-position logits) / time;")
+    p(f"decode: {DECODE_TOKENS} tokens after the 128-token prompt, tok/s = N/S as `run -v` prints it; "
+      f"GB/s = checkpoint weights_bytes (lm_head included) x forward passes/s ((N-1)/S);")
+    p("peak RSS: ours = ru_maxrss of each run (larger of the 128 and 512-token runs); theirs = VmHWM of "
+      "the worker (loading included); for RSS a ratio below 1 is better.")
+    for name in models:
+        r = res[name]
+        h = r["header"]
+        notes = []
+        for t in threads:
+            w = r[t].get("worker") or {}
+            if w.get("peak_rss_generate"):
+                notes.append(f"{t} thr: transformers peak while generating "
+                             f"{w['peak_rss_generate'] / MB:.0f} MB, at load {w['peak_rss_load'] / MB:.0f} MB")
+        p(f"{name}: checkpoint {h['file_bytes'] / MB:.0f} MB (weights {h['weights_bytes'] / MB:.0f} MB); "
+          f"ours loads in {fmt(median(r['load_s']), 3)} s (median)" + "".join("; " + n for n in notes))
+        if r.get("agree") is not None:
+            p(f"{name}: greedy ids, ours vs transformers: first {r['agree']} of {DECODE_TOKENS} agree "
+              f"in the last repetition (random weights: near-ties may flip later ones)")
+    if sharing:
+        one, many, n = sharing["one"], sharing["many"], sharing["n"]
+        if one and many:
+            p(f"sharing ({sharing['model']}, 1 thread each): one process RSS {one['Rss'] / MB:.0f} MB, "
+              f"PSS {one['Pss'] / MB:.0f} MB; {n} concurrent: total RSS {many['Rss'] / MB:.0f} MB, "
+              f"total PSS {many['Pss'] / MB:.0f} MB = {many['Pss'] / one['Pss']:.2f}x one process "
+              f"(shared clean {many['Shared_Clean'] / MB:.0f} MB, private dirty "
+              f"{many['Private_Dirty'] / MB:.0f} MB) -> "
+              f"{'pages shared' if many['Pss'] < 0.5 * n * one['Pss'] else 'NOT shared'}")
+        else:
+            p("sharing: could not sample all processes (one finished too early?)")
+    print("\n".join(lines), flush=True)
+
+
+# ----------------------------------------------------------------------------
+# Main
+# ----------------------------------------------------------------------------
+
+def main():
+    ap = argparse.ArgumentParser(description="benchmark run against transformers (issue 5)")
+    ap.add_argument("--quick", action="store_true", help="3 repetitions, 124M only (development)")
+    ap.add_argument("--reps", type=int, help="repetitions (default 5; 3 with --quick)")
+    ap.add_argument("--models", help="comma-separated, from: " + ", ".join(MODELS))
+    ap.add_argument("--threads", default="1,2", help="comma-separated thread counts (default 1,2)")
+    ap.add_argument("--run", default=os.path.join(ROOT, "run"), help="the run binary (default ./run)")
+    ap.add_argument("--rebuild", action="store_true", help="remake the random models and checkpoints")
+    ap.add_argument("--no-hf", action="store_true", help="ours only (no transformers, no ratios)")
+    ap.add_argument("--json", default=os.path.join(BUILD, "results.json"), help="raw results")
+    ap.add_argument("--build-model", nargs=2, help=argparse.SUPPRESS)
+    ap.add_argument("--hf-worker", nargs=2, help=argparse.SUPPRESS)
+    a = ap.parse_args()
+    if a.build_model:
+        return build_hf_model(*a.build_model)
+    if a.hf_worker:
+        return hf_worker(a.hf_worker[0], int(a.hf_worker[1]))
+
+    t_start = time.time()
+    load0 = os.getloadavg()
+    reps = a.reps or (3 if a.quick else 5)
+    models = a.models.split(",") if a.models else (["124M"] if a.quick else list(MODELS))
+    threads = [int(t) for t in a.threads.split(",")]
+    for m in models:
+        if m not in MODELS:
+            die(f"unknown model {m!r} (known: {', '.join(MODELS)})")
+    if not os.access(a.run, os.X_OK):
+        die(f"{a.run}: no such executable (make run)")
+    os.makedirs(BUILD, exist_ok=True)
+
+    log(f"measuring the machine (memory read bandwidth, FMA peak), 1..{max(threads)} threads")
+    machine = measure_machine(max(threads), 5 if a.quick else 9)
+    paths = {m: prepare_model(m, a.rebuild) for m in models}
+
+    meta = {"torch": "-", "transformers": "-"}
+    if not a.no_hf:
+        import importlib.metadata as md
+        meta = {k: md.version(k) for k in ("torch", "transformers")}
+    res = {"meta": meta}
+    for name in models:
+        hf_dir, ckpt = paths[name]
+        h = read_header(ckpt)
+        prompts = make_prompts(h["vocab_size"])
+        r = res[name] = {"header": h, "load_s": []}
+        theirs = {}
+        if not a.no_hf:
+            for t in threads:
+                log(f"{name}: starting the transformers worker, {t} thread(s)")
+                theirs[t] = Theirs(hf_dir, t, name)
+        log(f"{name}: warm-up run of ours (page cache)")
+        run_ours(a.run, ckpt, prompts[128][0], 128, 4, max(threads))
+        for t in threads:
+            r[t] = {"ours": {k: [] for k in ("prefill128", "prefill512", "decode", "rss")},
+                    "theirs": {k: [] for k in ("prefill128", "prefill512", "decode", "rss")},
+                    "ratio": {k: [] for k in ("prefill128", "prefill512", "decode", "rss")},
+                    "rss_budget": None}
+        for rep in range(reps):
+            for t in threads:
+                rr = r[t]
+                o, th = {}, {}
+                # alternate who goes first, so a drift in machine load does not favour one side
+                order = ("ours", "theirs") if (rep + t) % 2 == 0 else ("theirs", "ours")
+                for n, steps in ((128, DECODE_TOKENS), (512, 1)):
+                    path, ids = prompts[n]
+                    for who in order:
+                        # let the other side's threads (OpenMP spins after a parallel region) go quiet
+                        time.sleep(SETTLE_S)
+                        if who == "ours":
+                            d = run_ours(a.run, ckpt, path, n, steps, t)
+                            o[n] = d
+                            r["load_s"].append(d.get("load_s", float("nan")))
+                            budget = h["file_bytes"] + kv_bytes(h, n + steps) + 64 * 2**20
+                            worst = rr["rss_budget"]
+                            if worst is None or d["maxrss"] - budget > worst["rss"] - worst["budget"]:
+                                rr["rss_budget"] = {"rss": d["maxrss"], "budget": budget}
+                        elif theirs:
+                            th[n] = theirs[t].generate(ids, steps)
+                vals_o = {"prefill128": 128 / o[128]["prefill_s"], "prefill512": 512 / o[512]["prefill_s"],
+                          "decode": DECODE_TOKENS / o[128]["decode_s"],
+                          "rss": max(o[128]["maxrss"], o[512]["maxrss"])}
+                for k, v in vals_o.items():
+                    rr["ours"][k].append(v)
+                if th:
+                    vals_t = {"prefill128": 128 / th[128]["prefill_s"], "prefill512": 512 / th[512]["prefill_s"],
+                              "decode": DECODE_TOKENS / th[128]["decode_s"]}
+                    for k, v in vals_t.items():
+                        rr["theirs"][k].append(v)
+                        rr["ratio"][k].append(vals_o[k] / v)
+                    a_ids, b_ids = o[128]["ids"], th[128]["ids"]
+                    agree = 0
+                    while agree < len(a_ids) and agree < len(b_ids) and a_ids[agree] == b_ids[agree]:
+                        agree += 1
+                    r["agree"] = agree
+                log(f"{name} rep {rep + 1}/{reps} {t} thr: ours prefill128 {vals_o['prefill128']:.0f} "
+                    f"prefill512 {vals_o['prefill512']:.0f} decode {vals_o['decode']:.1f} tok/s"
+                    + (f"; theirs {vals_t['prefill128']:.0f} {vals_t['prefill512']:.0f} "
+                       f"{vals_t['decode']:.1f}" if th else "")
+                    + f"  [{time.time() - t_start:.0f} s]")
+            machine = measure_machine(max(threads), 3, machine, mib=512)
+        for t, w in theirs.items():
+            info = w.close()
+            r[t]["worker"] = info
+            r[t]["theirs"]["rss"] = [info["peak_rss"]]
+            r[t]["ratio"]["rss"] = [x / info["peak_rss"] for x in r[t]["ours"]["rss"]]
+
+    log("sharing: 1 and then 4 concurrent runs on one checkpoint")
+    share_model = models[0]
+    sharing = sharing_test(a.run, paths[share_model][1], os.path.join(BUILD, "prompt-128.ids"), 4)
+    sharing["model"] = share_model
+    log("measuring the machine again (the best figures seen are kept)")
+    machine = measure_machine(max(threads), 5 if a.quick else 9, machine)
+
+    res["machine"] = machine
+    res["sharing"] = sharing
+    with open(a.json, "w") as f:
+        json.dump(res, f, indent=1, default=str)
+    print_report(res, machine, models, threads, reps, not a.no_hf, sharing, load0)
+    log(f"done in {time.time() - t_start:.0f} s; raw figures in {os.path.relpath(a.json, ROOT)}")
+
+
+if __name__ == "__main__":
+    sys.exit(main())

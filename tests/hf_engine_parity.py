@@ -26,7 +26,8 @@ the measured max|diff| is ~1e-6 of max|logit| for the small models and about
 1e-5..1e-6 for the 124M shape (printed below), well under the 1e-4 bound.
 
 Environment: HF_PARITY_SEED=N reproduces a run (the seed is printed);
-HF_PARITY_CONFIGS=K random configs (default 6); HF_PARITY_SKIP_124M=1.
+HF_PARITY_CONFIGS=K random configs (default 6); HF_PARITY_SKIP_124M=1;
+HF_PARITY_TORCH_THREADS=N torch threads for the reference (default 1).
 """
 import math
 import os
@@ -250,8 +251,14 @@ def random_case(rng, i, toks, work):
     return c
 
 
+def stage(t0, what):
+    print("  %-40s %6.1f s" % (what, time.time() - t0[0]), flush=True)
+    t0[0] = time.time()
+
+
 def gpt2_124m_case(work, toks):
     print("== gpt2-124M shape, random weights", flush=True)
+    t0 = [time.time()]
     hfdir = os.path.join(work, "gpt2_124m_shape")
     os.makedirs(hfdir)
     have_vocab = os.path.exists(os.path.join(GPT2_VOCAB, "vocab.json")) and \
@@ -268,6 +275,7 @@ def gpt2_124m_case(work, toks):
     G.perturb(model, torch.Generator().manual_seed(124))
     model.save_pretrained(hfdir)
     del model
+    stage(t0, "made and saved (transformers)")
     for fn in ("vocab.json", "merges.txt"):
         shutil.copy(os.path.join(tokdir, fn), hfdir)
     ref = load_ref(hfdir)
@@ -275,8 +283,10 @@ def gpt2_124m_case(work, toks):
     eos = 50256
     c = Case("gpt2_124m_shape", hfdir, ref, tok, eos)
     c.m["about"] = "n_layer 12, n_head 12, n_embd 768, n_positions 1024, vocab 50257, fp32 safetensors"
+    stage(t0, "loaded back (transformers)")
     if not c.export():
         return c
+    stage(t0, "export.py")
     shutil.rmtree(hfdir)  # 500 MB
     rng = random.Random(124)
     text = G.CORPUS * 2
@@ -284,8 +294,10 @@ def gpt2_124m_case(work, toks):
     # the whole context: the corpus's ids, then random ids up to 1024
     ids = (text_ids + [rng.randrange(50257) for _ in range(1024)])[:1024]
     tol = c.logits_and_score(ids, "1024 ids (full context)")
+    stage(t0, "logits and score, 1024 positions")
     prompt = tok("The keeper of the north light wrote in her log")["input_ids"]
     c.greedy(prompt, 200, tol)
+    stage(t0, "greedy 200 tokens")
     c.tokenize(G.CORPUS)
     os.remove(c.bin)
     return c
@@ -297,7 +309,9 @@ def main():
     print("hf_engine_parity: seed %d (HF_PARITY_SEED=%d reproduces this run), torch %s, "
           "transformers %s" % (seed, seed, torch.__version__, __import__("transformers").__version__),
           flush=True)
-    torch.set_num_threads(min(2, os.cpu_count() or 1))
+    # One torch thread: on a busy machine OpenMP's barriers make two threads
+    # several times slower than one (measured: 0.5 s vs 0.1 s per 124M step).
+    torch.set_num_threads(int(os.environ.get("HF_PARITY_TORCH_THREADS", "1")))
     hf_logging.set_verbosity_error()
     hf_logging.disable_progress_bar()
     if not (h.check("./run is built", os.access(RUN, os.X_OK)) and

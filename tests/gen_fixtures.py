@@ -12,7 +12,8 @@ Each fixture is tests/fixtures/<name>/ with
                     pytorch_model.bin ones) writes it: config.json, weights,
                     vocab.json + merges.txt (and tokenizer.json for one)
     expected.json   prompts, ids, greedy continuation, per-token log-probs,
-                    the mean loss, and "long": 2*n_positions+5 ids scored in
+                    the mean loss, "text_score": a text for --score and its
+                    loss, and "long": 2*n_positions+5 ids scored in
                     independent chunks of n_positions tokens (SPEC --score);
                     every number comes from transformers
     logits.f32      little-endian float32 logits at every position of
@@ -421,6 +422,10 @@ def build(fx, toks, corpus_ids, index):
     write_f32(os.path.join(fdir, "logits.f32"), logits)
     long_ids = corpus_ids[off:off + 2 * n_ctx + 5]
     long_rows, long_logits, long_mean = score(ref, long_ids, n_ctx)
+    # --score on text: a piece of the corpus that fits the context
+    st = fit_text(tok, CORPUS[(index * 97) % 1500:], n_ctx)
+    st_ids = tok(st)["input_ids"]
+    st_rows, _, st_loss = score(ref, st_ids, n_ctx)
 
     # text-mode greedy: the raw bytes of the greedy tokens (before any eos)
     byte_dec = {v: k for k, v in bytes_to_unicode().items()}
@@ -469,6 +474,13 @@ def build(fx, toks, corpus_ids, index):
         "score": rows,
         "mean_nll": loss,
         "perplexity": math.exp(loss),
+        "text_score": {
+            "text": st,
+            "ids": st_ids,
+            "score": st_rows,
+            "mean_nll": st_loss,
+            "perplexity": math.exp(st_loss),
+        },
         "long": {
             "ids": long_ids,
             "max_abs_logit": float(long_logits.abs().max()),

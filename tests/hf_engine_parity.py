@@ -19,7 +19,8 @@ in independent chunks); greedy generation (--ids -t 0) equals
 generate(do_sample=False) token for token -- 200 tokens for the 124M shape --
 where a divergence is accepted only at a step where the reference's top two
 logits differ by less than the tolerance (printed when it happens); --tokenize
-equals the HF tokenizer. The measured differences are printed.
+equals the HF tokenizer; --score on text gives transformers' loss on the
+same text. The measured differences are printed.
 
 Tolerance: both sides compute in float32 and differ only in summation order;
 the measured max|diff| is ~1e-6 of max|logit| for the small models and about
@@ -126,6 +127,24 @@ class Case:
             self.check("%s: perplexity %.6g equals exp(loss) %.6g" % (label, ppl, math.exp(loss)),
                        abs(ppl - math.exp(loss)) <= math.exp(loss) * (lp_tol + 1e-6) + 5e-7)
         return tol
+
+    def text_score(self, text, tol):
+        """--score on text (the engine tokenizes) against transformers' loss
+        on the HF tokenizer's ids of the same text."""
+        ids = self.tok(text)["input_ids"][:self.n_ctx]
+        x = torch.tensor([ids])
+        with torch.no_grad():
+            loss = float(self.ref(x, labels=x).loss)
+        p = self.run("--score", "-p", text)
+        s = summary_line(p.stderr) if p.returncode == 0 else None
+        ok = s is not None and int(s["tokens"]) == len(ids) - 1
+        if ok:
+            self.m["|dmean_nll| text"] = abs(float(s["mean_nll"]) - loss)
+        self.check("--score on text (%d chars, %d tokens): mean_nll equals transformers' loss "
+                   "%.6f, perplexity %.6g" % (len(text), len(ids), loss, math.exp(loss)),
+                   ok and abs(float(s["mean_nll"]) - loss) <= 2 * tol + 1e-6
+                   and abs(float(s["perplexity"]) - math.exp(loss)) <= math.exp(loss) * (2 * tol + 2e-6),
+                   "exit %d: %s" % (p.returncode, tail(p.stderr)))
 
     def chunked_score(self, ids, tol):
         """Input longer than n_ctx: independent chunks of n_ctx tokens."""
@@ -247,7 +266,9 @@ def random_case(rng, i, toks, work):
     c.chunked_score([rng.randrange(c.V) for _ in range(2 * n + 3)], tol)
     p_len = rng.randint(1, n // 2)
     c.greedy([rng.randrange(c.V) for _ in range(p_len)], n - p_len, tol)
-    c.tokenize(G.PROMPTS[i % len(G.PROMPTS)] + " " + G.CORPUS[:200])
+    text = G.PROMPTS[i % len(G.PROMPTS)] + " " + G.CORPUS[:200]
+    c.tokenize(text)
+    c.text_score(G.fit_text(c.tok, text, n), tol)
     return c
 
 
@@ -299,6 +320,7 @@ def gpt2_124m_case(work, toks):
     c.greedy(prompt, 200, tol)
     stage(t0, "greedy 200 tokens")
     c.tokenize(G.CORPUS)
+    c.text_score(G.fit_text(c.tok, G.CORPUS, 1024), tol)
     os.remove(c.bin)
     return c
 

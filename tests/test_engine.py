@@ -7,8 +7,9 @@ transformers): export hf/ with export.py to tests/build/<name>.bin, then check
   - all-position logits (--score --ids --dump-logits) within
     max|diff| <= 1e-4 * max|logit|, with 1 and 3 threads;
   - --score log-probs, and the mean NLL / perplexity on stderr against
-    transformers' loss; the same for an input of 2*n_ctx+5 ids, which --score
-    takes in independent chunks of n_ctx tokens;
+    transformers' loss, on ids and on text (tokenized by the engine); the
+    same for an input of 2*n_ctx+5 ids, which --score takes in independent
+    chunks of n_ctx tokens;
   - greedy ids (--ids -t 0 -n N) equal to generate(do_sample=False); a
     divergence is accepted only where the reference's top-two logits differ
     by less than the tolerance (reported);
@@ -141,9 +142,12 @@ class FixtureTest:
 
     # ---- logits and --score
     def score(self, ids, rows_want, mean_want, logits_file=None, shape=None,
-              threads=None, label="score"):
+              threads=None, label="score", text=None):
         dump = os.path.join(BUILD, "%s.%s.logits" % (self.name, label))
-        args = ["--score", "--ids", "-p", " ".join(map(str, ids))]
+        if text is not None:
+            args = ["--score", "-p", text]   # the engine tokenizes
+        else:
+            args = ["--score", "--ids", "-p", " ".join(map(str, ids))]
         if logits_file:
             args += ["--dump-logits", dump]
         if threads:
@@ -273,6 +277,9 @@ class FixtureTest:
             self.score(e["score_ids"], e["score"], e["mean_nll"], e["logits_file"], e["logits_shape"],
                        threads=threads, label="score(%d ids, %d thread%s)"
                        % (len(e["score_ids"]), threads, "s" if threads > 1 else ""))
+        ts = e["text_score"]
+        self.score(ts["ids"], ts["score"], ts["mean_nll"], text=ts["text"],
+                   label="score(text, %d chars, %d ids)" % (len(ts["text"]), len(ts["ids"])))
         lg = e["long"]
         self.score(lg["ids"], lg["score"], lg["mean_nll"],
                    label="score(%d ids > n_ctx %d, chunked)" % (len(lg["ids"]), e["config"]["n_positions"]))

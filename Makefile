@@ -18,14 +18,14 @@ MODEL_DEFINE   = -DDEFAULT_MODEL='"$(DEFAULT_MODEL)"'
 
 # make SANITIZE=1 ... : AddressSanitizer + UndefinedBehaviorSanitizer build.
 ifeq ($(SANITIZE),1)
-CFLAGS  = -O1 -g -fno-omit-frame-pointer -fsanitize=address,undefined -fno-sanitize-recover=undefined
+CFLAGS  = -O1 -g $(ARCH) -fno-omit-frame-pointer -fsanitize=address,undefined -fno-sanitize-recover=undefined
 endif
 
 SRC      = run.c tokenizer.c
 HDR      = tokenizer.h
 TESTBIN  = tests/build
 
-.PHONY: all test test-hf bench bench-tokenizer install uninstall clean
+.PHONY: all test test-hf fuzz bench bench-tokenizer install uninstall clean
 
 all: run
 
@@ -47,9 +47,43 @@ $(TESTBIN)/test_kernels: tests/test_kernels.c run.c tokenizer.c tokenizer.h
 	@mkdir -p $(TESTBIN)
 	$(CC) $(CFLAGS) $(WARN) -Wno-unused-function -I. -o $@ tests/test_kernels.c tokenizer.c $(LDLIBS)
 
-TESTS = $(TESTBIN)/test_kernels tests/test_tokenizer.py tests/test_export.py tests/test_engine.py tests/test_cli.py tests/test_attention.py tests/test_model.py
+# Fuzzing with libFuzzer (clang): make fuzz [FUZZ_SECONDS=60]
+FUZZ_CC      ?= clang
+FUZZ_SECONDS ?= 60
+FUZZ_CFLAGS   = -g -O1 -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined
+FUZZ_RUN      = -max_total_time=$(FUZZ_SECONDS) -timeout=10 -rss_limit_mb=4096 -print_final_stats=1
+FUZZ_TOK      = $(TESTBIN)/fuzz-gpt2.tok
 
-test: run $(TESTBIN)/test_tokenizer $(TESTBIN)/test_kernels
+$(TESTBIN)/fuzz_checkpoint: tests/fuzz_checkpoint.c run.c tokenizer.c tokenizer.h
+	@mkdir -p $(TESTBIN)
+	$(FUZZ_CC) $(FUZZ_CFLAGS) $(WARN) -Wno-unused-function -I. -o $@ tests/fuzz_checkpoint.c tokenizer.c $(LDLIBS)
+$(TESTBIN)/fuzz_tokenizer: tests/fuzz_tokenizer.c tokenizer.c tokenizer.h
+	@mkdir -p $(TESTBIN)
+	$(FUZZ_CC) $(FUZZ_CFLAGS) $(WARN) -I. -o $@ tests/fuzz_tokenizer.c tokenizer.c $(LDLIBS)
+$(FUZZ_TOK): export.py tests/data/gpt2/vocab.json tests/data/gpt2/merges.txt
+	@mkdir -p $(TESTBIN)
+	$(PYTHON) export.py -q --tokenizer-only tests/data/gpt2 $@
+fuzz: $(TESTBIN)/fuzz_checkpoint $(TESTBIN)/fuzz_tokenizer $(FUZZ_TOK)
+	@mkdir -p $(TESTBIN)/fuzz-corpus/checkpoint $(TESTBIN)/fuzz-corpus/tokenizer $(TESTBIN)/fuzz-artifacts
+	$(TESTBIN)/fuzz_checkpoint $(FUZZ_RUN) -artifact_prefix=$(TESTBIN)/fuzz-artifacts/checkpoint- \
+	    $(TESTBIN)/fuzz-corpus/checkpoint tests/fuzz/checkpoint tests/fuzz/regressions/checkpoint
+	FUZZ_TOKENIZER=$(FUZZ_TOK) $(TESTBIN)/fuzz_tokenizer $(FUZZ_RUN) -artifact_prefix=$(TESTBIN)/fuzz-artifacts/tokenizer- \
+	    $(TESTBIN)/fuzz-corpus/tokenizer tests/fuzz/tokenizer tests/fuzz/regressions/tokenizer
+
+# The fuzzers' seeds and regression inputs, replayed once by any compiler in make test.
+$(TESTBIN)/replay_checkpoint: tests/fuzz/replay.c tests/fuzz_checkpoint.c run.c tokenizer.c tokenizer.h
+	@mkdir -p $(TESTBIN)
+	$(CC) $(CFLAGS) $(WARN) -Wno-unused-function -I. -DREPLAY_DIRS='"tests/fuzz/checkpoint:tests/fuzz/regressions/checkpoint"' \
+	    -o $@ tests/fuzz/replay.c tests/fuzz_checkpoint.c tokenizer.c $(LDLIBS)
+$(TESTBIN)/replay_tokenizer: tests/fuzz/replay.c tests/fuzz_tokenizer.c tokenizer.c tokenizer.h
+	@mkdir -p $(TESTBIN)
+	$(CC) $(CFLAGS) $(WARN) -I. -DREPLAY_DIRS='"tests/fuzz/tokenizer:tests/fuzz/regressions/tokenizer"' \
+	    -o $@ tests/fuzz/replay.c tests/fuzz_tokenizer.c tokenizer.c $(LDLIBS)
+
+TESTS = $(TESTBIN)/test_kernels tests/test_tokenizer.py tests/test_export.py tests/test_engine.py tests/test_cli.py tests/test_attention.py tests/test_model.py \
+        $(TESTBIN)/replay_checkpoint $(TESTBIN)/replay_tokenizer tests/test_badinput.py tests/test_concurrency.py
+
+test: run $(TESTBIN)/test_tokenizer $(TESTBIN)/test_kernels $(TESTBIN)/replay_checkpoint $(TESTBIN)/replay_tokenizer $(FUZZ_TOK)
 	$(PYTHON) tests/run_all.py $(TESTS)
 
 # Reference checks against Hugging Face transformers / tokenizers / tiktoken, in a venv.

@@ -133,7 +133,8 @@ typedef struct {
 
 static void map_file(Mapping *m, const char *path) {
     m->path = path;
-    int fd = open(path, O_RDONLY);
+    // O_NONBLOCK: opening a FIFO must not wait for a writer; it is refused below
+    int fd = open(path, O_RDONLY | O_NONBLOCK);
     if (fd < 0) die(EXIT_MODEL, "cannot open model '%s': %s", path, strerror(errno));
     struct stat st;
     if (fstat(fd, &st) != 0) die(EXIT_MODEL, "cannot stat model '%s': %s", path, strerror(errno));
@@ -1541,8 +1542,23 @@ typedef struct {
     const char *attention_html;
 } Options;
 
+// Standard streams that were closed: stdin and stderr are pointed at
+// /dev/null, so no file opened later takes their place; a closed stdout is
+// an error, as there would be nowhere to put the output.
+static int stdin_closed;
+
+static void check_std_streams(void) {
+    if (fcntl(STDOUT_FILENO, F_GETFD) < 0) die(EXIT_RUNTIME, "standard output is closed");
+    if (fcntl(STDIN_FILENO, F_GETFD) < 0) {
+        stdin_closed = 1;
+        if (open("/dev/null", O_RDONLY) != STDIN_FILENO) exit(EXIT_RUNTIME);
+    }
+    if (fcntl(STDERR_FILENO, F_GETFD) < 0 && open("/dev/null", O_WRONLY) != STDERR_FILENO) exit(EXIT_RUNTIME);
+}
+
 // Read all of a file, or of stdin for "-", into a NUL-terminated buffer.
 static char *read_all(const char *path, size_t *len) {
+    if (strcmp(path, "-") == 0 && stdin_closed) die(EXIT_INPUT, "cannot read the prompt: standard input is closed");
     FILE *f = strcmp(path, "-") == 0 ? stdin : fopen(path, "rb");
     if (!f) die(EXIT_INPUT, "cannot open prompt file '%s': %s", path, strerror(errno));
     size_t cap = 1 << 16, n = 0;
@@ -1574,7 +1590,7 @@ static char *read_input(const Options *o, size_t *len) {
         return s;
     }
     if (o->prompt_file) return read_all(o->prompt_file, len);
-    if (!isatty(STDIN_FILENO)) return read_all("-", len);
+    if (stdin_closed || !isatty(STDIN_FILENO)) return read_all("-", len);
     *len = 0;
     char *s = xmalloc(1);
     s[0] = '\0';
@@ -2015,6 +2031,7 @@ static Tokenizer *load_tokenizer(const char *path, const void *section, size_t l
 #ifndef RUN_NO_MAIN  // tests/test_kernels.c includes this file without main()
 int main(int argc, char **argv) {
     Options o;
+    check_std_streams();
     parse_args(&o, argc, argv);
     signal(SIGPIPE, SIG_IGN);  // a closed pipe shows up as EPIPE in write_out
 
@@ -2039,8 +2056,15 @@ int main(int argc, char **argv) {
                 tokenizer_n_tokens(m.tokenizer), m.config.vocab_size);
         map_weights(&m.weights, &m.config, m.file.data);
     }
-    if (o.mode == MODE_TOKENIZE) { run_tokenize(&o, m.tokenizer); return EXIT_OK; }
-    if (o.mode == MODE_DETOKENIZE) { run_detokenize(&o, m.tokenizer); return EXIT_OK; }
+    if (o.mode == MODE_TOKENIZE || o.mode == MODE_DETOKENIZE) {
+        if (o.mode == MODE_TOKENIZE) run_tokenize(&o, m.tokenizer);
+        else run_detokenize(&o, m.tokenizer);
+        free(m.weights.layers);
+        tokenizer_free(m.tokenizer);
+        free(o.stops);
+        munmap(m.file.data, m.file.size);
+        return EXIT_OK;
+    }
 
     Config *c = &m.config;
     if (o.layer >= c->n_layer) die(EXIT_USAGE, "--layer: %d is out of range (the model has layers 0..%d)", o.layer, c->n_layer - 1);
@@ -2067,6 +2091,7 @@ int main(int argc, char **argv) {
     }
     pool_stop();
     runstate_free(&m.state);
+    if (m.att_log) { free(m.att_log->w); free(m.att_log); }
     free(m.weights.layers);
     tokenizer_free(m.tokenizer);
     free(o.stops);

@@ -1766,6 +1766,7 @@ static void run_generate(const Options *o, Model *m, Sampler *sp) {
             else text_push(&echo_out, b, n);
         }
         if (!o->ids) text_finish(&echo_out);
+        free(echo_out.held);
         flush_out();
     }
     // the cache needs room for the prompt and what follows it, not always n_ctx

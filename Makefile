@@ -98,6 +98,24 @@ HF_TESTS = tests/hf_tokenizer_parity.py tests/hf_engine_parity.py
 test-hf: run $(TESTBIN)/test_tokenizer $(VENV)/ok
 	$(VENV)/bin/python tests/run_all.py $(HF_TESTS)
 
+BENCHBIN     = $(TESTBIN)/bench
+BENCH_CFLAGS = -O2 $(ARCH) -std=c11 -Wall -Wextra -pthread
+BENCH_ARGS  ?=
+
+$(BENCHBIN)/bench_membw: tests/bench_membw.c
+	@mkdir -p $(BENCHBIN)
+	$(CC) $(BENCH_CFLAGS) -o $@ tests/bench_membw.c
+
+$(BENCHBIN)/bench_flops: tests/bench_flops.c
+	@mkdir -p $(BENCHBIN)
+	$(CC) $(BENCH_CFLAGS) -o $@ tests/bench_flops.c
+
+# Speed against transformers on the CPU, with this machine's limits.
+# `make bench BENCH_ARGS=--quick` is the short version (124M only, 3 repetitions);
+# the random-weight models are cached in $(BENCHBIN).
+bench: run $(BENCHBIN)/bench_membw $(BENCHBIN)/bench_flops $(VENV)/ok
+	$(VENV)/bin/python tests/bench.py $(BENCH_ARGS)
+
 bench-tokenizer: $(TESTBIN)/test_tokenizer $(VENV)/ok
 	$(VENV)/bin/python tests/bench_tokenizer.py
 

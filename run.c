@@ -396,6 +396,18 @@ static void softmax_plain(float *x, int n) {
     for (int i = 0; i < n; i++) x[i] /= sum;
 }
 
+// scores (n) = K (n,hd) @ q (hd) * scale: one query against n keys
+static void scores_plain(float *scores, const float *q, const float *K, int n, int hd, float scale) {
+    for (int j = 0; j < n; j++) scores[j] = dot_plain(q, K + (size_t)j * hd, hd) * scale;
+}
+
+// out (hd) = w (n) @ V (n,hd): the values mixed by the attention weights
+static void weighted_sum_plain(float *out, const float *w, const float *V, int n, int hd) {
+    for (int i = 0; i < hd; i++) out[i] = 0.0f;
+    for (int j = 0; j < n; j++)
+        for (int i = 0; i < hd; i++) out[i] += w[j] * V[(size_t)j * hd + i];
+}
+
 // x (n) += y (n)
 static void residual_add(float *x, const float *y, size_t n) {
     for (size_t i = 0; i < n; i++) x[i] += y[i];
@@ -527,6 +539,41 @@ static void softmax_fast(float *x, int n) {
     for (; i < n; i++) x[i] *= 1.0f / sum;
 }
 
+// scores (n) = K (n,hd) @ q (hd) * scale, four keys at a time
+static void scores_fast(float *scores, const float *q, const float *K, int n, int hd, float scale) {
+    int h8 = hd & ~7, j = 0;
+    for (; j + 4 <= n; j += 4) {
+        const float *k0 = K + (size_t)j * hd, *k1 = k0 + hd, *k2 = k1 + hd, *k3 = k2 + hd;
+        __m256 a0 = _mm256_setzero_ps(), a1 = a0, a2 = a0, a3 = a0;
+        for (int i = 0; i < h8; i += 8) {
+            __m256 x = _mm256_loadu_ps(q + i);
+            a0 = _mm256_fmadd_ps(x, _mm256_loadu_ps(k0 + i), a0);
+            a1 = _mm256_fmadd_ps(x, _mm256_loadu_ps(k1 + i), a1);
+            a2 = _mm256_fmadd_ps(x, _mm256_loadu_ps(k2 + i), a2);
+            a3 = _mm256_fmadd_ps(x, _mm256_loadu_ps(k3 + i), a3);
+        }
+        scores[j] = finish_dot(a0, q, k0, h8, hd) * scale;
+        scores[j + 1] = finish_dot(a1, q, k1, h8, hd) * scale;
+        scores[j + 2] = finish_dot(a2, q, k2, h8, hd) * scale;
+        scores[j + 3] = finish_dot(a3, q, k3, h8, hd) * scale;
+    }
+    for (; j < n; j++) scores[j] = dot_fast(q, K + (size_t)j * hd, hd) * scale;
+}
+
+// out (hd) = w (n) @ V (n,hd), with the output held in registers for hd <= 128
+static void weighted_sum_fast(float *out, const float *w, const float *V, int n, int hd) {
+    if (hd > 128 || hd % 8) { weighted_sum_plain(out, w, V, n, hd); return; }
+    __m256 acc[16];
+    int nv = hd / 8;
+    for (int v = 0; v < nv; v++) acc[v] = _mm256_setzero_ps();
+    for (int j = 0; j < n; j++) {
+        __m256 a = _mm256_set1_ps(w[j]);
+        const float *row = V + (size_t)j * hd;
+        for (int v = 0; v < nv; v++) acc[v] = _mm256_fmadd_ps(a, _mm256_loadu_ps(row + 8 * v), acc[v]);
+    }
+    for (int v = 0; v < nv; v++) _mm256_storeu_ps(out + 8 * v, acc[v]);
+}
+
 // x (n) = gelu_tanh(x), with tanh(u) = 1 - 2 / (1 + exp(2u)); other
 // activations take the plain loop.
 static void activate_fast(float *x, size_t n, int activation) {
@@ -594,6 +641,10 @@ static float dot_fast(const float *a, const float *b, int n) {
 
 static void softmax_fast(float *x, int n) { softmax_plain(x, n); }
 static void activate_fast(float *x, size_t n, int activation) { activate_plain(x, n, activation); }
+static void scores_fast(float *scores, const float *q, const float *K, int n, int hd, float scale) {
+    for (int j = 0; j < n; j++) scores[j] = dot_fast(q, K + (size_t)j * hd, hd) * scale;
+}
+static void weighted_sum_fast(float *out, const float *w, const float *V, int n, int hd) { weighted_sum_plain(out, w, V, n, hd); }
 
 #else
 // --- no vector unit known: the plain loops are the fast paths ---
@@ -606,6 +657,8 @@ static void matmul_rows_fast(float *out, const float *inp, const float *W, const
 static float dot_fast(const float *a, const float *b, int n) { return dot_plain(a, b, n); }
 static void softmax_fast(float *x, int n) { softmax_plain(x, n); }
 static void activate_fast(float *x, size_t n, int activation) { activate_plain(x, n, activation); }
+static void scores_fast(float *scores, const float *q, const float *K, int n, int hd, float scale) { scores_plain(scores, q, K, n, hd, scale); }
+static void weighted_sum_fast(float *out, const float *w, const float *V, int n, int hd) { weighted_sum_plain(out, w, V, n, hd); }
 #endif
 
 // ----------------------------------------------------------------------------
@@ -807,19 +860,15 @@ static void attention_heads(void *ctx, int h_start, int h_end) {
             const float *q = a->qkv + (size_t)t * 3 * a->C + h * hd;
             float *scores = a->att + ((size_t)h * a->T + t) * a->S;
             // scores[j] = q . k_j * scale, for keys j <= pos only: the causal mask
-            for (int j = 0; j <= pos; j++)
-                scores[j] = (plain_kernels ? dot_plain : dot_fast)(q, K + (size_t)j * hd, hd) * a->scale;
+            (plain_kernels ? scores_plain : scores_fast)(scores, q, K, pos + 1, hd, a->scale);
+            // weights = softmax(scores)
             (plain_kernels ? softmax_plain : softmax_fast)(scores, pos + 1);
             if (a->log)  // --attention: keep row `pos` of this head's matrix
                 memcpy(a->log + h * a->log_tri + (size_t)pos * (pos + 1) / 2, scores, (pos + 1) * sizeof(float));
             for (int j = pos + 1; j < a->S; j++) scores[j] = 0.0f;
-            // out = sum_j scores[j] * v_j
+            // out = sum_j weights[j] * v_j
             float *o = a->out + (size_t)t * a->C + h * hd;
-            for (int i = 0; i < hd; i++) o[i] = 0.0f;
-            for (int j = 0; j <= pos; j++) {
-                const float *v = Vv + (size_t)j * hd;
-                for (int i = 0; i < hd; i++) o[i] += scores[j] * v[i];
-            }
+            (plain_kernels ? weighted_sum_plain : weighted_sum_fast)(o, scores, Vv, pos + 1, hd);
         }
     }
 }
@@ -852,9 +901,12 @@ static void attention(Model *m, int layer, int T, int pos0) {
 }
 
 // Run tokens[0..T) at positions pos0.. through the model. Logits are written
-// for every position when all_logits is set, else only for the last one
-// (at row 0 of s->logits).
-static void forward(Model *m, const int *tokens, int T, int pos0, int all_logits) {
+// for every position (LOGITS_ALL), only for the last one at row 0 of
+// s->logits (LOGITS_LAST), or not at all (LOGITS_NONE: a prompt tile that
+// is not the last).
+enum { LOGITS_NONE, LOGITS_LAST, LOGITS_ALL };
+
+static void forward(Model *m, const int *tokens, int T, int pos0, int logits) {
     Config *c = &m->config;
     Weights *w = &m->weights;
     RunState *s = &m->state;
@@ -886,7 +938,8 @@ static void forward(Model *m, const int *tokens, int T, int pos0, int all_logits
     }
 
     // final LayerNorm, then logits (T,V) = xn (T,C) @ wte^T (V,C)
-    int first = all_logits ? 0 : T - 1;
+    if (logits == LOGITS_NONE) return;
+    int first = logits == LOGITS_ALL ? 0 : T - 1;
     for (int t = first; t < T; t++)
         layernorm(s->xn + (size_t)(t - first) * C, s->x + (size_t)t * C, w->lnf_w, w->lnf_b, C, c->ln_eps);
     matmul(s->logits, s->xn, w->lm_head, NULL, T - first, C, V);
@@ -899,7 +952,8 @@ typedef void (*TileFn)(void *ctx, const float *logits, int pos0, int T);
 static void prefill(Model *m, const int *tokens, int n, int pos0, int all_logits, TileFn on_tile, void *ctx) {
     for (int done = 0; done < n;) {
         int T = n - done < m->state.max_T ? n - done : m->state.max_T;
-        forward(m, tokens + done, T, pos0 + done, all_logits);
+        int last = done + T == n;
+        forward(m, tokens + done, T, pos0 + done, all_logits ? LOGITS_ALL : last ? LOGITS_LAST : LOGITS_NONE);
         if (on_tile) on_tile(ctx, m->state.logits, pos0 + done, all_logits ? T : 1);
         done += T;
     }
@@ -1821,7 +1875,7 @@ static void run_generate(const Options *o, Model *m, Sampler *sp) {
         }
         // the views want the last token's own attention row too
         if (generated == o->steps && !looking) break;
-        forward(m, &next, 1, pos, 0);
+        forward(m, &next, 1, pos, LOGITS_LAST);
         pos++;
         fed = pos;
         if (generated == o->steps) break;

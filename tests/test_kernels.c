@@ -93,6 +93,30 @@ static void test_dot_softmax_activate(void) {
     }
 }
 
+static void test_attention_kernels(void) {
+    const int shapes[][2] = {{1, 8}, {3, 8}, {5, 12}, {7, 64}, {33, 64}, {17, 80}, {9, 6}, {130, 128}, {4, 200}};
+    for (size_t s = 0; s < sizeof shapes / sizeof shapes[0]; s++) {
+        int n = shapes[s][0], hd = shapes[s][1];
+        float *q = xmalloc(sizeof(float) * hd), *K = xmalloc(sizeof(float) * n * hd);
+        float *s0 = xmalloc(sizeof(float) * n), *s1 = xmalloc(sizeof(float) * n);
+        float *o0 = xmalloc(sizeof(float) * hd), *o1 = xmalloc(sizeof(float) * hd);
+        fill(q, hd, 1.0f); fill(K, (size_t)n * hd, 1.0f);
+        scores_plain(s0, q, K, n, hd, 0.125f);
+        scores_fast(s1, q, K, n, hd, 0.125f);
+        char name[64];
+        snprintf(name, sizeof name, "attention scores n=%d hd=%d", n, hd);
+        double w = worst(s1, s0, n);
+        check(name, w < 1e-5, "worst %g", w);
+        softmax_plain(s0, n);
+        weighted_sum_plain(o0, s0, K, n, hd);
+        weighted_sum_fast(o1, s0, K, n, hd);
+        snprintf(name, sizeof name, "attention weighted sum n=%d hd=%d", n, hd);
+        w = worst(o1, o0, hd);
+        check(name, w < 1e-5, "worst %g", w);
+        free(q); free(K); free(s0); free(s1); free(o0); free(o1);
+    }
+}
+
 // Sum of one slice per call, written into per-index slots.
 static void mark(void *ctx, int start, int end) {
     int *hits = ctx;
@@ -112,6 +136,7 @@ int main(void) {
         pool_start(threads);
         test_matmul();
         test_dot_softmax_activate();
+        test_attention_kernels();
         test_pool();
         pool_stop();
         memset(&pool, 0, sizeof pool);

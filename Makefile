@@ -31,7 +31,8 @@ all: run
 
 # `make run` builds the binary and then generates from the default model; as a
 # prerequisite of other targets `run` is just the binary.
-DEMO = $(if $(filter run,$(MAKECMDGOALS)),./run $(DEFAULT_MODEL) -n 120 -v,)
+DEMO = $(if $(filter run,$(MAKECMDGOALS)),./run $(DEFAULT_MODEL) -p "$(DEMO_PROMPT)" --echo -n 120 -t 0.8 --top-p 0.95 -v && echo,)
+DEMO_PROMPT = It is a truth universally acknowledged
 ifneq ($(filter run,$(MAKECMDGOALS)),)
 .PHONY: run
 endif

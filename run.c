@@ -1897,6 +1897,8 @@ static void run_generate(const Options *o, Model *m, Sampler *sp) {
     }
     double t2 = now_seconds();
     if (o->verbose) {
+        // the text need not end a line; start the report on a fresh one
+        if (generated && !o->ids) fputc('\n', stderr);
         fprintf(stderr, "generated %d tokens in %.3f s (%.1f tokens/s), stopped by %s\n",
                 generated, t2 - t1, generated / (t2 - t1), why);
     }

@@ -81,7 +81,7 @@ $(TESTBIN)/replay_tokenizer: tests/fuzz/replay.c tests/fuzz_tokenizer.c tokenize
 	$(CC) $(CFLAGS) $(WARN) -I. -DREPLAY_DIRS='"tests/fuzz/tokenizer:tests/fuzz/regressions/tokenizer"' \
 	    -o $@ tests/fuzz/replay.c tests/fuzz_tokenizer.c tokenizer.c $(LDLIBS)
 
-TESTS = $(TESTBIN)/test_kernels tests/test_tokenizer.py tests/test_export.py tests/test_engine.py tests/test_cli.py tests/test_attention.py tests/test_model.py \
+TESTS = $(TESTBIN)/test_kernels tests/test_tokenizer.py tests/test_export.py tests/test_engine.py tests/test_cli.py tests/test_attention.py tests/test_model.py tests/test_readme.py \
         $(TESTBIN)/replay_checkpoint $(TESTBIN)/replay_tokenizer tests/test_badinput.py tests/test_concurrency.py
 
 test: run $(TESTBIN)/test_tokenizer $(TESTBIN)/test_kernels $(TESTBIN)/replay_checkpoint $(TESTBIN)/replay_tokenizer $(FUZZ_TOK)

@@ -416,6 +416,9 @@ static void residual_add(float *x, const float *y, size_t n) {
 #if SIMD_AVX2
 // --- fast paths, x86-64 AVX2 + FMA ---
 
+// An empty asm that claims to change x: the value must sit in a register.
+#define IN_REGISTER(x) __asm__("" : "+x"(x))
+
 // Sum of the 8 lanes, always in the same order.
 static inline float hsum8(__m256 v) {
     __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
@@ -468,17 +471,23 @@ static void matmul_rows_fast(float *out, const float *inp, const float *W, const
             __m256 a10 = a00, a11 = a00, a12 = a00, a13 = a00;
             __m256 a20 = a00, a21 = a00, a22 = a00, a23 = a00;
             for (int i = 0; i < C8; i += 8) {
-                __m256 v0 = _mm256_loadu_ps(w0 + i), v1 = _mm256_loadu_ps(w1 + i);
-                __m256 v2 = _mm256_loadu_ps(w2 + i), v3 = _mm256_loadu_ps(w3 + i);
-                __m256 x = _mm256_loadu_ps(x0 + i);
-                a00 = _mm256_fmadd_ps(x, v0, a00); a01 = _mm256_fmadd_ps(x, v1, a01);
-                a02 = _mm256_fmadd_ps(x, v2, a02); a03 = _mm256_fmadd_ps(x, v3, a03);
-                x = _mm256_loadu_ps(x1 + i);
-                a10 = _mm256_fmadd_ps(x, v0, a10); a11 = _mm256_fmadd_ps(x, v1, a11);
-                a12 = _mm256_fmadd_ps(x, v2, a12); a13 = _mm256_fmadd_ps(x, v3, a13);
-                x = _mm256_loadu_ps(x2 + i);
-                a20 = _mm256_fmadd_ps(x, v0, a20); a21 = _mm256_fmadd_ps(x, v1, a21);
-                a22 = _mm256_fmadd_ps(x, v2, a22); a23 = _mm256_fmadd_ps(x, v3, a23);
+                // 3 inputs and then one weight vector at a time in registers:
+                // 7 loads for 12 FMAs (12 accumulators + 4 = 16 registers).
+                // IN_REGISTER stops the compiler from loading a vector again for each use.
+                __m256 p = _mm256_loadu_ps(x0 + i), q = _mm256_loadu_ps(x1 + i), r = _mm256_loadu_ps(x2 + i);
+                IN_REGISTER(p); IN_REGISTER(q); IN_REGISTER(r);
+                __m256 v = _mm256_loadu_ps(w0 + i);
+                IN_REGISTER(v);
+                a00 = _mm256_fmadd_ps(p, v, a00); a10 = _mm256_fmadd_ps(q, v, a10); a20 = _mm256_fmadd_ps(r, v, a20);
+                v = _mm256_loadu_ps(w1 + i);
+                IN_REGISTER(v);
+                a01 = _mm256_fmadd_ps(p, v, a01); a11 = _mm256_fmadd_ps(q, v, a11); a21 = _mm256_fmadd_ps(r, v, a21);
+                v = _mm256_loadu_ps(w2 + i);
+                IN_REGISTER(v);
+                a02 = _mm256_fmadd_ps(p, v, a02); a12 = _mm256_fmadd_ps(q, v, a12); a22 = _mm256_fmadd_ps(r, v, a22);
+                v = _mm256_loadu_ps(w3 + i);
+                IN_REGISTER(v);
+                a03 = _mm256_fmadd_ps(p, v, a03); a13 = _mm256_fmadd_ps(q, v, a13); a23 = _mm256_fmadd_ps(r, v, a23);
             }
             __m256 acc[3][4] = {{a00, a01, a02, a03}, {a10, a11, a12, a13}, {a20, a21, a22, a23}};
             const float *xs[3] = {x0, x1, x2}, *ws[4] = {w0, w1, w2, w3};

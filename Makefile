@@ -25,7 +25,7 @@ SRC      = run.c tokenizer.c
 HDR      = tokenizer.h
 TESTBIN  = tests/build
 
-.PHONY: all test test-hf fuzz bench bench-tokenizer install uninstall clean
+.PHONY: all test test-hf test-arm64 fuzz bench bench-tokenizer install uninstall clean
 
 all: run
 
@@ -81,10 +81,21 @@ $(TESTBIN)/replay_tokenizer: tests/fuzz/replay.c tests/fuzz_tokenizer.c tokenize
 	$(CC) $(CFLAGS) $(WARN) -I. -DREPLAY_DIRS='"tests/fuzz/tokenizer:tests/fuzz/regressions/tokenizer"' \
 	    -o $@ tests/fuzz/replay.c tests/fuzz_tokenizer.c tokenizer.c $(LDLIBS)
 
-TESTS = $(TESTBIN)/test_kernels tests/test_tokenizer.py tests/test_export.py tests/test_engine.py tests/test_cli.py tests/test_attention.py tests/test_model.py tests/test_readme.py \
+# The same kernel tests built without -march: on x86-64 the portable C paths.
+$(TESTBIN)/test_kernels_baseline: tests/test_kernels.c run.c tokenizer.c tokenizer.h
+	@mkdir -p $(TESTBIN)
+	$(CC) $(filter-out $(ARCH),$(CFLAGS)) $(WARN) -Wno-unused-function -I. -o $@ tests/test_kernels.c tokenizer.c $(LDLIBS)
+
+# The NEON kernels, cross-compiled and run under qemu (gcc-aarch64-linux-gnu, qemu-user).
+test-arm64:
+	@mkdir -p $(TESTBIN)
+	aarch64-linux-gnu-gcc -O2 -static $(WARN) -Wno-unused-function -I. -o $(TESTBIN)/test_kernels_arm64 tests/test_kernels.c tokenizer.c $(LDLIBS)
+	qemu-aarch64 $(TESTBIN)/test_kernels_arm64
+
+TESTS = $(TESTBIN)/test_kernels $(TESTBIN)/test_kernels_baseline tests/test_tokenizer.py tests/test_export.py tests/test_engine.py tests/test_cli.py tests/test_attention.py tests/test_model.py tests/test_readme.py \
         $(TESTBIN)/replay_checkpoint $(TESTBIN)/replay_tokenizer tests/test_badinput.py tests/test_concurrency.py
 
-test: run $(TESTBIN)/test_tokenizer $(TESTBIN)/test_kernels $(TESTBIN)/replay_checkpoint $(TESTBIN)/replay_tokenizer $(FUZZ_TOK)
+test: run $(TESTBIN)/test_tokenizer $(TESTBIN)/test_kernels $(TESTBIN)/test_kernels_baseline $(TESTBIN)/replay_checkpoint $(TESTBIN)/replay_tokenizer $(FUZZ_TOK)
 	$(PYTHON) tests/run_all.py $(TESTS)
 
 # Reference checks against Hugging Face transformers / tokenizers / tiktoken, in a venv.

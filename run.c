@@ -1806,11 +1806,26 @@ static void run_score(const Options *o, Model *m) {
     tokenlist_free(&ids);
 }
 
+// --echo: the prompt, as text or as ids, before what is generated.
+static void echo_prompt(const Options *o, Model *m, const int *ids, int n_prompt) {
+    TextOut echo_out = {0};
+    for (int i = 0; i < n_prompt; i++) {
+        size_t n;
+        const unsigned char *b = token_bytes(m->tokenizer, ids[i], &n);
+        if (o->ids) { char buf[16]; write_out(buf, snprintf(buf, sizeof buf, "%s%d", i ? " " : "", ids[i])); }
+        else text_push(&echo_out, b, n);
+    }
+    if (!o->ids) text_finish(&echo_out);
+    free(echo_out.held);
+    flush_out();
+}
+
 static void run_generate(const Options *o, Model *m, Sampler *sp) {
     Config *c = &m->config;
     TokenList prompt = {0};
     input_tokens(o, m->tokenizer, c->vocab_size, &prompt);
     int n_prompt = (int)prompt.len;
+    int empty_prompt = n_prompt == 0;
     if (n_prompt == 0) {
         // an empty prompt starts from the beginning-of-text token, as GPT-2 does
         int start = c->bos_id >= 0 ? c->bos_id : c->eos_id;
@@ -1820,17 +1835,6 @@ static void run_generate(const Options *o, Model *m, Sampler *sp) {
         n_prompt = 1;
     } else if (n_prompt > c->n_ctx) {
         die(EXIT_INPUT, "the prompt has %d tokens, more than the model's context of %d", n_prompt, c->n_ctx);
-    } else if (o->echo) {
-        TextOut echo_out = {0};
-        for (int i = 0; i < n_prompt; i++) {
-            size_t n;
-            const unsigned char *b = token_bytes(m->tokenizer, prompt.ids[i], &n);
-            if (o->ids) { char buf[16]; write_out(buf, snprintf(buf, sizeof buf, "%s%d", i ? " " : "", prompt.ids[i])); }
-            else text_push(&echo_out, b, n);
-        }
-        if (!o->ids) text_finish(&echo_out);
-        free(echo_out.held);
-        flush_out();
     }
     // the cache needs room for the prompt and what follows it, not always n_ctx
     long need = (long)n_prompt + o->steps;
@@ -1848,6 +1852,8 @@ static void run_generate(const Options *o, Model *m, Sampler *sp) {
     double t1 = now_seconds();
     if (o->verbose)
         fprintf(stderr, "prompt: %d tokens in %.3f s (%.1f tokens/s)\n", n_prompt, t1 - t0, n_prompt / (t1 - t0));
+    if (o->echo && !empty_prompt)
+        echo_prompt(o, m, prompt.ids, n_prompt);
 
     TextOut out = {0};
     out.stops = o->stops;

@@ -105,7 +105,7 @@ $(VENV)/ok: tests/requirements-hf.txt
 	$(VENV)/bin/pip install -q -r tests/requirements-hf.txt
 	touch $@
 
-HF_TESTS = tests/hf_tokenizer_parity.py tests/hf_engine_parity.py
+HF_TESTS = tests/hf_tokenizer_parity.py tests/hf_engine_parity.py tests/hf_attention_parity.py
 
 test-hf: run $(TESTBIN)/test_tokenizer $(VENV)/ok
 	$(VENV)/bin/python tests/run_all.py $(HF_TESTS)

@@ -89,14 +89,10 @@ UNICODE_TO_BYTE = {c: b for b, c in bytes_to_unicode().items()}
 
 
 def read_json(path, what):
+    text = read_text(path, what)
     try:
-        with open(path, "rb") as f:
-            data = f.read()
-    except OSError as e:
-        raise ExportError(f"{path}: cannot read {what}: {e.strerror or e}")
-    try:
-        return json.loads(data.decode("utf-8"))
-    except (UnicodeDecodeError, ValueError) as e:
+        return json.loads(text)
+    except ValueError as e:
         raise ExportError(f"{path}: not valid JSON ({what}): {e}")
 
 

@@ -462,6 +462,19 @@ static void matmul_rows_fast(float *out, const float *inp, const float *W, const
                              int T, int C, int OC, int o0, int o1) {
     int C8 = C & ~7;
     int o = o0;
+    if (T == 1) {  // decoding: 8 weight rows at a time, more loads in flight
+        for (; o + 8 <= o1; o += 8) {
+            const float *w0 = W + (size_t)o * C;
+            __m256 a[8];
+            for (int k = 0; k < 8; k++) a[k] = _mm256_setzero_ps();
+            for (int i = 0; i < C8; i += 8) {
+                __m256 x = _mm256_loadu_ps(inp + i);
+                for (int k = 0; k < 8; k++) a[k] = _mm256_fmadd_ps(x, _mm256_loadu_ps(w0 + (size_t)k * C + i), a[k]);
+            }
+            for (int k = 0; k < 8; k++)
+                out[o + k] = finish_dot(a[k], inp, w0 + (size_t)k * C, C8, C) + (b ? b[o + k] : 0.0f);
+        }
+    }
     for (; o + 4 <= o1; o += 4) {
         const float *w0 = W + (size_t)o * C, *w1 = w0 + C, *w2 = w1 + C, *w3 = w2 + C;
         int t = 0;

@@ -126,13 +126,11 @@ static float read_f32(const unsigned char *p) {
 
 // A memory-mapped file.
 typedef struct {
-    const char *path;
     unsigned char *data;
     size_t size;
 } Mapping;
 
 static void map_file(Mapping *m, const char *path) {
-    m->path = path;
     // O_NONBLOCK: opening a FIFO must not wait for a writer; it is refused below
     int fd = open(path, O_RDONLY | O_NONBLOCK);
     if (fd < 0) die(EXIT_MODEL, "cannot open model '%s': %s", path, strerror(errno));
@@ -285,7 +283,7 @@ typedef struct {
     float *xn;      // (T, C) LayerNorm output
     float *qkv;     // (T, 3C) queries, keys, values
     float *att_out; // (T, C) attention output, heads side by side
-    float *att;     // (H, T, seq_len) attention weights of the last layer run
+    float *att;     // (H, seq_len) scratch: one query's scores, then weights, per head
     float *hidden;  // (T, F) MLP hidden layer
     float *logits;  // (T, V)
     float *k_cache; // (L, H, seq_len, hd)
@@ -296,8 +294,8 @@ typedef struct {
 // head are kept: for each, a lower-triangular matrix whose row i holds the
 // weights of query i over keys 0..i (section 9 shows them).
 typedef struct AttentionLog {
-    int n_layer, n_head, cap;  // cap: positions (rows) there is room for
-    size_t tri;                // floats per (layer, head): cap (cap + 1) / 2
+    int n_layer, n_head;
+    size_t tri;                // floats per (layer, head): cap (cap + 1) / 2 for cap positions
     float *w;                  // (L, H, tri)
 } AttentionLog;
 
@@ -312,7 +310,7 @@ static void runstate_init(RunState *s, const Config *c, int seq_len) {
     s->xn = xcalloc(T * C, sizeof(float));
     s->qkv = xcalloc(T * 3 * C, sizeof(float));
     s->att_out = xcalloc(T * C, sizeof(float));
-    s->att = xcalloc((size_t)c->n_head * T * seq_len, sizeof(float));
+    s->att = xcalloc((size_t)c->n_head * seq_len, sizeof(float));
     s->hidden = xcalloc(T * F, sizeof(float));
     s->logits = xcalloc(T * V, sizeof(float));
     size_t cache = (size_t)c->n_layer * seq_len * C;
@@ -508,7 +506,7 @@ static void matmul_rows_fast(float *out, const float *inp, const float *W, const
                 for (int k = 0; k < 4; k++)
                     out[(size_t)(t + r) * OC + o + k] = finish_dot(acc[r][k], xs[r], ws[k], C8, C) + (b ? b[o + k] : 0.0f);
         }
-        for (; t < T; t++) {  // leftover positions (and decoding, T = 1)
+        for (; t < T; t++) {  // leftover positions (and rows past the 8-row blocks when decoding)
             const float *x0 = inp + (size_t)t * C;
             __m256 a0 = _mm256_setzero_ps(), a1 = a0, a2 = a0, a3 = a0;
             for (int i = 0; i < C8; i += 8) {
@@ -736,8 +734,8 @@ static void run_chunks(void) {
     }
 }
 
-static void *worker_main(void *arg) {
-    (void)arg;
+static void *worker_main(void *unused) {
+    (void)unused;
     long seen = 0;
     for (;;) {
         long g;
@@ -767,7 +765,7 @@ static void pool_start(int n_threads) {
     pthread_cond_init(&pool.done, NULL);
     pool.threads = xcalloc(n_threads, sizeof(pthread_t));
     for (int i = 1; i < n_threads; i++)  // thread 0 is the caller
-        if (pthread_create(&pool.threads[i], NULL, worker_main, (void *)(intptr_t)i) != 0)
+        if (pthread_create(&pool.threads[i], NULL, worker_main, NULL) != 0)
             die(EXIT_RUNTIME, "cannot start worker thread %d of %d", i, n_threads);
 }
 
@@ -860,8 +858,8 @@ typedef struct {
 // Causal self-attention for one layer, one head at a time.
 // q (T,C) holds the queries of the new positions, head h in columns h*hd ..;
 // the cache holds keys and values of positions 0 .. pos0+T-1 as (H, S, hd);
-// out (T,C) gets each head's weighted sum of values; att (H,T,S) keeps the
-// weights, so they can be shown.
+// out (T,C) gets each head's weighted sum of values; att (H,S) is each
+// head's scratch row for one query's scores and weights.
 typedef struct {
     float *out, *att;
     const float *qkv, *k_cache, *v_cache;
@@ -880,14 +878,13 @@ static void attention_heads(void *ctx, int h_start, int h_end) {
         for (int t = 0; t < a->T; t++) {
             int pos = a->pos0 + t;
             const float *q = a->qkv + (size_t)t * 3 * a->C + h * hd;
-            float *scores = a->att + ((size_t)h * a->T + t) * a->S;
+            float *scores = a->att + (size_t)h * a->S;
             // scores[j] = q . k_j * scale, for keys j <= pos only: the causal mask
             (plain_kernels ? scores_plain : scores_fast)(scores, q, K, pos + 1, hd, a->scale);
             // weights = softmax(scores)
             (plain_kernels ? softmax_plain : softmax_fast)(scores, pos + 1);
             if (a->log)  // --attention: keep row `pos` of this head's matrix
                 memcpy(a->log + h * a->log_tri + (size_t)pos * (pos + 1) / 2, scores, (pos + 1) * sizeof(float));
-            for (int j = pos + 1; j < a->S; j++) scores[j] = 0.0f;
             // out = sum_j weights[j] * v_j
             float *o = a->out + (size_t)t * a->C + h * hd;
             (plain_kernels ? weighted_sum_plain : weighted_sum_fast)(o, scores, Vv, pos + 1, hd);
@@ -991,6 +988,7 @@ typedef struct {
     uint64_t rng;       // xorshift64* state
     int *order;         // (V) candidate ids, scratch
     float *probs;       // (V) scratch
+    int n_kept;         // candidates the last draw chose from (order[0..n_kept))
 } Sampler;
 
 static uint64_t rng_next(uint64_t *s) {
@@ -1075,7 +1073,7 @@ static int sample_candidates(Sampler *sp, const float *logits, int V) {
 // otherwise draw from the candidates in proportion to their probability.
 static int sample(Sampler *sp, const float *logits, int V) {
     if (sp->temperature == 0.0f) return argmax(logits, V);
-    int n = sample_candidates(sp, logits, V);
+    int n = sp->n_kept = sample_candidates(sp, logits, V);
     const float *p = sp->probs;
     const int *order = sp->order;
     float total = 0.0f;
@@ -1160,8 +1158,9 @@ static void text_push(TextOut *o, const unsigned char *b, size_t n) {
         return;
     }
     // keep back the longest tail that could still grow into a stop string
-    size_t keep = 0;
-    for (size_t k = o->n_held < 256 ? o->n_held : 256; k > 0; k--)
+    size_t keep = 0, longest = 0;
+    for (int i = 0; i < o->n_stops; i++) if (strlen(o->stops[i]) > longest) longest = strlen(o->stops[i]);
+    for (size_t k = o->n_held < longest ? o->n_held : longest; k > 0; k--)
         if (partial_stop(o, k)) { keep = k; break; }
     emit_text(o, o->held, o->n_held - keep);
     memmove(o->held, o->held + o->n_held - keep, keep);
@@ -1197,7 +1196,6 @@ static AttentionLog *attention_log_new(const Config *c, int cap) {
     AttentionLog *g = xcalloc(1, sizeof *g);
     g->n_layer = c->n_layer;
     g->n_head = c->n_head;
-    g->cap = cap;
     g->tri = (size_t)cap * (cap + 1) / 2;
     g->w = xcalloc((size_t)c->n_layer * c->n_head * g->tri, sizeof(float));
     return g;
@@ -1239,7 +1237,11 @@ static void put_label(FILE *f, const char *s, int width) {
     for (; cols < width; cols++) fputc(' ', f);
 }
 
-static const char *SHADES[] = {" ", "\u2591", "\u2592", "\u2593", "\u2588"};
+// A weight in [0, 1] as a shade block: blank, light, medium, dark, full.
+static const char *shade(float w) {
+    static const char *SHADES[] = {" ", "\u2591", "\u2592", "\u2593", "\u2588"};
+    return SHADES[w <= 0.02f ? 0 : w < 0.15f ? 1 : w < 0.4f ? 2 : w < 0.7f ? 3 : 4];
+}
 
 // One heatmap cell: on a white-to-red ramp of the 256-colour palette, or
 // as a shade block when colour is off (NO_COLOR).
@@ -1249,8 +1251,7 @@ static void put_cell(FILE *f, float w, int colour) {
         int k = (int)lroundf(w * 8.0f);
         fprintf(f, "\033[48;5;%dm  \033[0m", RAMP[k < 0 ? 0 : k > 8 ? 8 : k]);
     } else {
-        const char *s = SHADES[w <= 0.02f ? 0 : w < 0.15f ? 1 : w < 0.4f ? 2 : w < 0.7f ? 3 : 4];
-        fprintf(f, "%s%s", s, s);
+        fprintf(f, "%s%s", shade(w), shade(w));
     }
 }
 
@@ -1353,8 +1354,7 @@ static void show_attention_overview(FILE *f, const AttentionLog *g, int n, int t
                             for (int j = k0; j < k1 && j <= i; j++) { sum += attention_row(g, l, h, i)[j]; count++; }
                         // scale by the block's width so a block holding one strong key stays dark
                         float w = count ? sum / (q1 - q0) : 0.0f;
-                        const char *s = SHADES[w <= 0.02f ? 0 : w < 0.15f ? 1 : w < 0.4f ? 2 : w < 0.7f ? 3 : 4];
-                        fprintf(f, "%s%s", s, s);
+                        fprintf(f, "%s%s", shade(w), shade(w));
                     }
                     fputs("  ", f);
                 }
@@ -1370,20 +1370,31 @@ static void show_attention_overview(FILE *f, const AttentionLog *g, int n, int t
     }
 }
 
-// --explain N: why this token. The N most likely next tokens under the model
-// (temperature 1), their probability after temperature and the top-k/top-p
-// cut, and which one was picked.
-static void explain_step(FILE *f, Model *m, Sampler *sp, const float *logits, int picked, int pos, int top_n) {
-    int V = m->config.vocab_size;
+// The n most likely tokens under the model (temperature 1), most likely
+// first, into order[0..n); p (V) gets softmax(logits). Scratch is kept.
+static int top_tokens(const float *logits, int V, int n, const float **p_out, const int **order_out) {
     static float *p;
     static int *order;
     if (!p) { p = xcalloc(V, sizeof(float)); order = xcalloc(V, sizeof(int)); }
     memcpy(p, logits, (size_t)V * sizeof(float));
     softmax_plain(p, V);
     for (int i = 0; i < V; i++) order[i] = i;
-    int n = top_n < V ? top_n : V;
+    if (n > V) n = V;
     select_top(order, V, n, p);
     qsort(order, n, sizeof(int), by_prob_desc);
+    *p_out = p;
+    *order_out = order;
+    return n;
+}
+
+// --explain N: why this token. The N most likely next tokens under the model
+// (temperature 1), their probability after temperature and the top-k/top-p
+// cut, and which one was picked.
+static void explain_step(FILE *f, Model *m, Sampler *sp, const float *logits, int picked, int pos, int top_n) {
+    int V = m->config.vocab_size;
+    const float *p;
+    const int *order;
+    int n = top_tokens(logits, V, top_n, &p, &order);
     int kept = 1;
     float kept_total = 1.0f;
     char label[256];
@@ -1391,7 +1402,7 @@ static void explain_step(FILE *f, Model *m, Sampler *sp, const float *logits, in
         fprintf(f, "[explain] position %d: greedy (temperature 0) takes the most likely token\n", pos);
     } else {
         // the candidates of the draw that just happened are still in the sampler
-        kept = sample_candidates(sp, logits, V);
+        kept = sp->n_kept;
         kept_total = 0.0f;
         for (int i = 0; i < kept; i++) kept_total += sp->probs[sp->order[i]];
         fprintf(f, "[explain] position %d: temperature %g", pos, sp->temperature);
@@ -1419,23 +1430,17 @@ static void explain_step(FILE *f, Model *m, Sampler *sp, const float *logits, in
                 token_label(m->tokenizer, picked, label, sizeof label), n);
 }
 
-// The five most likely tokens of a step, for the HTML page.
-typedef struct {  // one generated token
+// One generated token and the five most likely at its step, for the HTML page.
+typedef struct {
     int picked;
     int top_ids[5];
     float top_p[5];
 } StepInfo;
 
 static void record_step(StepInfo *st, const float *logits, int V, int picked) {
-    static float *p;
-    static int *order;
-    if (!p) { p = xcalloc(V, sizeof(float)); order = xcalloc(V, sizeof(int)); }
-    memcpy(p, logits, (size_t)V * sizeof(float));
-    softmax_plain(p, V);
-    for (int i = 0; i < V; i++) order[i] = i;
-    int n = V < 5 ? V : 5;
-    select_top(order, V, n, p);
-    qsort(order, n, sizeof(int), by_prob_desc);
+    const float *p;
+    const int *order;
+    int n = top_tokens(logits, V, 5, &p, &order);
     st->picked = picked;
     for (int r = 0; r < 5; r++) {
         st->top_ids[r] = order[r < n ? r : n - 1];
@@ -1871,10 +1876,9 @@ static void run_generate(const Options *o, Model *m, Sampler *sp) {
     TextOut out = {0};
     out.stops = o->stops;
     out.n_stops = o->n_stops;
-    int pos = n_prompt, generated = 0;
+    int pos = n_prompt, generated = 0;  // pos: tokens through the model so far
     int printed_ids = o->echo && o->ids ? n_prompt : 0;
     const char *why = "step limit";
-    int fed = n_prompt;  // tokens whose attention rows exist
     while (generated < o->steps) {
         const float *logits = m->state.logits;
         int next = sample(sp, logits, c->vocab_size);
@@ -1905,7 +1909,6 @@ static void run_generate(const Options *o, Model *m, Sampler *sp) {
         if (generated == o->steps && !looking) break;
         forward(m, &next, 1, pos, LOGITS_LAST);
         pos++;
-        fed = pos;
         if (generated == o->steps) break;
     }
     if (o->ids) { write_out("\n", 1); flush_out(); }
@@ -1915,13 +1918,13 @@ static void run_generate(const Options *o, Model *m, Sampler *sp) {
         int colour = tty && !getenv("NO_COLOR");
         if (o->attention) {
             if (!tty) write_out("\n", 1);
-            show_attention(stdout, m->att_log, m->tokenizer, seq, fed, n_prompt, o->layer, o->head, tty, colour);
+            show_attention(stdout, m->att_log, m->tokenizer, seq, pos, n_prompt, o->layer, o->head, tty, colour);
         }
-        if (o->attention_overview) show_attention_overview(stdout, m->att_log, fed, tty);
+        if (o->attention_overview) show_attention_overview(stdout, m->att_log, pos, tty);
         flush_out();
         if (o->attention_html)
-            write_attention_html(o->attention_html, o->model_path, m->att_log, m->tokenizer, seq, fed, n_prompt,
-                                 steps, fed - n_prompt);
+            write_attention_html(o->attention_html, o->model_path, m->att_log, m->tokenizer, seq, pos, n_prompt,
+                                 steps, pos - n_prompt);
     }
     double t2 = now_seconds();
     if (o->verbose) {
@@ -2113,6 +2116,36 @@ static Tokenizer *load_tokenizer(const char *path, const void *section, size_t l
     return t;
 }
 
+// Generation or scoring: threads, run state, sampler, and their cleanup.
+static void run_model(const Options *o, Model *m, double t0) {
+    Config *c = &m->config;
+    if (o->layer >= c->n_layer) die(EXIT_USAGE, "--layer: %d is out of range (the model has layers 0..%d)", o->layer, c->n_layer - 1);
+    if (o->head >= c->n_head) die(EXIT_USAGE, "--head: %d is out of range (the model has heads 0..%d)", o->head, c->n_head - 1);
+    madvise(m->file.data, m->file.size, MADV_WILLNEED);
+    pool_start(o->threads);
+    if (o->verbose)
+        fprintf(stderr, "model %s: %d layers, %d heads, %d wide, context %d, vocabulary %d; loaded in %.3f s; %d threads\n",
+                o->model_path, c->n_layer, c->n_head, c->n_embd, c->n_ctx, c->vocab_size, now_seconds() - t0, o->threads);
+
+    if (o->mode == MODE_SCORE) {
+        run_score(o, m);
+    } else {
+        Sampler sp = {o->temperature, o->top_k, o->top_p, 0, NULL, NULL, 0};
+        uint64_t seed = o->seed_given ? o->seed : ((uint64_t)time(NULL) ^ ((uint64_t)getpid() << 32));
+        if (o->verbose && o->temperature > 0) fprintf(stderr, "seed %llu\n", (unsigned long long)seed);
+        sp.rng = seed * 0x9E3779B97F4A7C15ULL + 1;  // spread the seed's bits
+        if (sp.rng == 0) sp.rng = 1;                // xorshift needs a nonzero state
+        sp.order = xcalloc(c->vocab_size, sizeof(int));
+        sp.probs = xcalloc(c->vocab_size, sizeof(float));
+        run_generate(o, m, &sp);
+        free(sp.order);
+        free(sp.probs);
+    }
+    pool_stop();
+    runstate_free(&m->state);
+    if (m->att_log) { free(m->att_log->w); free(m->att_log); }
+}
+
 #ifndef RUN_NO_MAIN  // tests/test_kernels.c includes this file without main()
 int main(int argc, char **argv) {
     Options o;
@@ -2141,46 +2174,14 @@ int main(int argc, char **argv) {
                 tokenizer_n_tokens(m.tokenizer), m.config.vocab_size);
         map_weights(&m.weights, &m.config, m.file.data);
     }
-    if (o.mode == MODE_TOKENIZE || o.mode == MODE_DETOKENIZE) {
-        if (o.mode == MODE_TOKENIZE) run_tokenize(&o, m.tokenizer);
-        else run_detokenize(&o, m.tokenizer);
-        free(m.weights.layers);
-        tokenizer_free(m.tokenizer);
-        free(o.stops);
-        munmap(m.file.data, m.file.size);
-        return EXIT_OK;
-    }
-
-    Config *c = &m.config;
-    if (o.layer >= c->n_layer) die(EXIT_USAGE, "--layer: %d is out of range (the model has layers 0..%d)", o.layer, c->n_layer - 1);
-    if (o.head >= c->n_head) die(EXIT_USAGE, "--head: %d is out of range (the model has heads 0..%d)", o.head, c->n_head - 1);
-    madvise(m.file.data, m.file.size, MADV_WILLNEED);
-    pool_start(o.threads);
-    if (o.verbose)
-        fprintf(stderr, "model %s: %d layers, %d heads, %d wide, context %d, vocabulary %d; loaded in %.3f s; %d threads\n",
-                o.model_path, c->n_layer, c->n_head, c->n_embd, c->n_ctx, c->vocab_size, now_seconds() - t0, o.threads);
-
-    if (o.mode == MODE_SCORE) {
-        run_score(&o, &m);
-    } else {
-        Sampler sp = {o.temperature, o.top_k, o.top_p, 0, NULL, NULL};
-        uint64_t seed = o.seed_given ? o.seed : ((uint64_t)time(NULL) ^ ((uint64_t)getpid() << 32));
-        if (o.verbose && o.temperature > 0) fprintf(stderr, "seed %llu\n", (unsigned long long)seed);
-        sp.rng = seed * 0x9E3779B97F4A7C15ULL + 1;  // never zero for the xorshift
-        if (sp.rng == 0) sp.rng = 1;
-        sp.order = xcalloc(c->vocab_size, sizeof(int));
-        sp.probs = xcalloc(c->vocab_size, sizeof(float));
-        run_generate(&o, &m, &sp);
-        free(sp.order);
-        free(sp.probs);
-    }
-    pool_stop();
-    runstate_free(&m.state);
-    if (m.att_log) { free(m.att_log->w); free(m.att_log); }
+    if (o.mode == MODE_TOKENIZE) run_tokenize(&o, m.tokenizer);
+    else if (o.mode == MODE_DETOKENIZE) run_detokenize(&o, m.tokenizer);
+    else run_model(&o, &m, t0);
     free(m.weights.layers);
     tokenizer_free(m.tokenizer);
     free(o.stops);
     munmap(m.file.data, m.file.size);
     return EXIT_OK;
 }
+
 #endif

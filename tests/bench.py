@@ -156,34 +156,6 @@ def measure_machine(max_threads, passes, prev=None, mib=1024):
 # Random-weight models, exported
 # ----------------------------------------------------------------------------
 
-def tokenizer_source():
-    """A GPT-2 vocab.json + merges.txt to put next to the random weights (the
-    tokenizer does not affect speed: prompts are given as ids). Falls back to
-    a byte-level vocabulary of 256 tokens + <|endoftext|> and no merges."""
-    for d in (os.path.join(ROOT, "tests", "data", "gpt2"), os.path.join(ROOT, "models")):
-        if all(os.path.isfile(os.path.join(d, f)) for f in ("vocab.json", "merges.txt")):
-            return d
-    return None
-
-
-def write_byte_tokenizer(d):
-    keep = (list(range(ord("!"), ord("~") + 1)) + list(range(ord("\xa1"), ord("\xac") + 1))
-            + list(range(ord("\xae"), ord("\xff") + 1)))
-    chars, extra = {}, 0
-    for b in range(256):
-        if b in keep:
-            chars[b] = chr(b)
-        else:
-            chars[b] = chr(256 + extra)
-            extra += 1
-    vocab = {chars[b]: b for b in range(256)}
-    vocab["<|endoftext|>"] = 256
-    with open(os.path.join(d, "vocab.json"), "w", encoding="utf-8") as f:
-        json.dump(vocab, f, ensure_ascii=False)
-    with open(os.path.join(d, "merges.txt"), "w", encoding="utf-8") as f:
-        f.write("#version: 0.2\n")
-
-
 def model_config(name):
     cfg = dict(MODELS[name])
     # no end-of-text token: both engines generate exactly N tokens
@@ -201,12 +173,10 @@ def build_hf_model(name, hf_dir):
     tmp = hf_dir + ".tmp"
     shutil.rmtree(tmp, ignore_errors=True)
     model.save_pretrained(tmp, safe_serialization=True)
-    src = tokenizer_source()
-    if src:
-        for f in ("vocab.json", "merges.txt"):
-            shutil.copyfile(os.path.join(src, f), os.path.join(tmp, f))
-    else:
-        write_byte_tokenizer(tmp)
+    # GPT-2's own vocabulary (test data in the repo); prompts are given as
+    # ids, so the tokenizer does not affect speed
+    for f in ("vocab.json", "merges.txt"):
+        shutil.copyfile(os.path.join(ROOT, "tests", "data", "gpt2", f), os.path.join(tmp, f))
     shutil.rmtree(hf_dir, ignore_errors=True)
     os.rename(tmp, hf_dir)
 

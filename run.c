@@ -283,9 +283,10 @@ typedef struct {
     float *xn;      // (T, C) LayerNorm output
     float *qkv;     // (T, 3C) queries, keys, values
     float *att_out; // (T, C) attention output, heads side by side
-    float *att;     // (H, seq_len) scratch: one query's scores, then weights, per head
+    float *att;     // (H, 6, seq_len rounded up to 16) scratch: scores, then weights, per head
+    float *kpack;   // (H, seq_len rounded up to 16, hd) scratch: a head's keys in panels (prefill)
     float *hidden;  // (T, F) MLP hidden layer
-    float *logits;  // (T, V)
+    float *logits;  // (min(T, LOGITS_TILE), V)
     float *k_cache; // (L, H, seq_len, hd)
     float *v_cache; // (L, H, seq_len, hd)
 } RunState;
@@ -299,7 +300,8 @@ typedef struct AttentionLog {
     float *w;                  // (L, H, tri)
 } AttentionLog;
 
-#define PREFILL_TILE 64  // prompt positions that go through the layers together
+#define PREFILL_TILE 256  // prompt positions that go through the layers together
+#define LOGITS_TILE 64     // positions per tile when every position's logits are kept
 
 static void runstate_init(RunState *s, const Config *c, int seq_len) {
     int max_T = seq_len < PREFILL_TILE ? seq_len : PREFILL_TILE;
@@ -310,16 +312,18 @@ static void runstate_init(RunState *s, const Config *c, int seq_len) {
     s->xn = xcalloc(T * C, sizeof(float));
     s->qkv = xcalloc(T * 3 * C, sizeof(float));
     s->att_out = xcalloc(T * C, sizeof(float));
-    s->att = xcalloc((size_t)c->n_head * seq_len, sizeof(float));
+    size_t S16 = ((size_t)seq_len + 15) / 16 * 16;
+    s->att = xcalloc((size_t)c->n_head * 6 * S16, sizeof(float));
+    s->kpack = xcalloc(S16 * C, sizeof(float));
     s->hidden = xcalloc(T * F, sizeof(float));
-    s->logits = xcalloc(T * V, sizeof(float));
+    s->logits = xcalloc((T < LOGITS_TILE ? T : LOGITS_TILE) * V, sizeof(float));
     size_t cache = (size_t)c->n_layer * seq_len * C;
     s->k_cache = xcalloc(cache, sizeof(float));
     s->v_cache = xcalloc(cache, sizeof(float));
 }
 
 static void runstate_free(RunState *s) {
-    free(s->x); free(s->xn); free(s->qkv); free(s->att_out); free(s->att);
+    free(s->x); free(s->xn); free(s->qkv); free(s->att_out); free(s->att); free(s->kpack);
     free(s->hidden); free(s->logits); free(s->k_cache); free(s->v_cache);
 }
 
@@ -410,6 +414,12 @@ static void weighted_sum_plain(float *out, const float *w, const float *V, int n
 static void residual_add(float *x, const float *y, size_t n) {
     for (size_t i = 0; i < n; i++) x[i] += y[i];
 }
+
+// Prefill's matrix product works on blocks of GEMM_NB output columns when
+// there are at least GEMM_MIN_T positions (see matmul_cols_gemm).
+#define GEMM_MIN_T 6   // fewer positions than one 6-row block: use matmul_rows_fast
+#define GEMM_KC 256    // k per panel: a (256,16) panel is 16 KB, L1-resident
+#define GEMM_NB 64     // output columns per unit of work (4 panels)
 
 #if SIMD_AVX2
 // --- fast paths, x86-64 AVX2 + FMA ---
@@ -533,6 +543,140 @@ static void matmul_rows_fast(float *out, const float *inp, const float *W, const
     }
 }
 
+// --- prefill: a blocked matrix product for many positions at once ---
+//
+// For T >= GEMM_MIN_T positions the product is done the way fast BLAS
+// libraries do it: W is copied, 16 rows at a time, into a transposed "panel"
+// (kc, 16) that stays in the L1 cache, and a 6 x 16 block of outputs is kept
+// in 12 registers while k runs: per k, two loads of the panel, six
+// broadcast inputs, twelve FMAs. Each output is one chain of FMAs in k order,
+// starting from its bias, so the value does not depend on the thread count
+// or on how positions are tiled (it can differ in the last bits from the
+// row-at-a-time kernel above, which sums 8 lanes and then adds them).
+
+// panel (kc,16) = W[o .. o+16, k0 .. k0+kc]^T, rows past OC as zeros: 8x8
+// blocks are loaded as rows and transposed in registers (unpack, shuffle,
+// swap 128-bit halves), then stored as columns of the panel.
+static void pack_panel(float *panel, const float *W, int C, int OC, int o, int k0, int kc) {
+    for (int half = 0; half < 2; half++) {
+        const float *rows[8];
+        int valid = 0;
+        for (int i = 0; i < 8; i++) {
+            int row = o + 8 * half + i;
+            rows[i] = W + (size_t)(row < OC ? row : o) * C + k0;  // a past-the-end row reads row o, zeroed below
+            valid += row < OC;
+        }
+        float *dst = panel + 8 * half;
+        int k = 0;
+        for (; k + 8 <= kc; k += 8) {
+            __m256 z = _mm256_setzero_ps();
+            __m256 r0 = _mm256_loadu_ps(rows[0] + k);
+            __m256 r1 = valid > 1 ? _mm256_loadu_ps(rows[1] + k) : z, r2 = valid > 2 ? _mm256_loadu_ps(rows[2] + k) : z;
+            __m256 r3 = valid > 3 ? _mm256_loadu_ps(rows[3] + k) : z, r4 = valid > 4 ? _mm256_loadu_ps(rows[4] + k) : z;
+            __m256 r5 = valid > 5 ? _mm256_loadu_ps(rows[5] + k) : z, r6 = valid > 6 ? _mm256_loadu_ps(rows[6] + k) : z;
+            __m256 r7 = valid > 7 ? _mm256_loadu_ps(rows[7] + k) : z;
+            if (valid < 1) r0 = z;
+            __m256 t0 = _mm256_unpacklo_ps(r0, r1), t1 = _mm256_unpackhi_ps(r0, r1);
+            __m256 t2 = _mm256_unpacklo_ps(r2, r3), t3 = _mm256_unpackhi_ps(r2, r3);
+            __m256 t4 = _mm256_unpacklo_ps(r4, r5), t5 = _mm256_unpackhi_ps(r4, r5);
+            __m256 t6 = _mm256_unpacklo_ps(r6, r7), t7 = _mm256_unpackhi_ps(r6, r7);
+            __m256 u0 = _mm256_shuffle_ps(t0, t2, 0x44), u1 = _mm256_shuffle_ps(t0, t2, 0xEE);
+            __m256 u2 = _mm256_shuffle_ps(t1, t3, 0x44), u3 = _mm256_shuffle_ps(t1, t3, 0xEE);
+            __m256 u4 = _mm256_shuffle_ps(t4, t6, 0x44), u5 = _mm256_shuffle_ps(t4, t6, 0xEE);
+            __m256 u6 = _mm256_shuffle_ps(t5, t7, 0x44), u7 = _mm256_shuffle_ps(t5, t7, 0xEE);
+            float *d = dst + (size_t)k * 16;
+            _mm256_storeu_ps(d + 0 * 16, _mm256_permute2f128_ps(u0, u4, 0x20));
+            _mm256_storeu_ps(d + 1 * 16, _mm256_permute2f128_ps(u1, u5, 0x20));
+            _mm256_storeu_ps(d + 2 * 16, _mm256_permute2f128_ps(u2, u6, 0x20));
+            _mm256_storeu_ps(d + 3 * 16, _mm256_permute2f128_ps(u3, u7, 0x20));
+            _mm256_storeu_ps(d + 4 * 16, _mm256_permute2f128_ps(u0, u4, 0x31));
+            _mm256_storeu_ps(d + 5 * 16, _mm256_permute2f128_ps(u1, u5, 0x31));
+            _mm256_storeu_ps(d + 6 * 16, _mm256_permute2f128_ps(u2, u6, 0x31));
+            _mm256_storeu_ps(d + 7 * 16, _mm256_permute2f128_ps(u3, u7, 0x31));
+        }
+        for (; k < kc; k++)
+            for (int i = 0; i < 8; i++) dst[(size_t)k * 16 + i] = i < valid ? rows[i][k] : 0.0f;
+    }
+}
+
+// c (6,16) = (first ? bias : c) + a (6,kc) @ b (kc,16), rows of a, b and c
+// `lda`, `ldb` and `ldc` apart (b is a packed panel, ldb = 16, or any
+// row-major matrix); only the first mr rows of c are read and written (the
+// others repeat row 0's input and are thrown away).
+static void gemm_6x16(float *c, size_t ldc, const float *a, size_t lda, const float *b, size_t ldb, int kc,
+                      int mr, int first, const float *bias) {
+    const float *a0 = a, *a1 = mr > 1 ? a0 + lda : a0, *a2 = mr > 2 ? a1 + lda : a0;
+    const float *a3 = mr > 3 ? a2 + lda : a0, *a4 = mr > 4 ? a3 + lda : a0, *a5 = mr > 5 ? a4 + lda : a0;
+    __m256 c00, c01, c10, c11, c20, c21, c30, c31, c40, c41, c50, c51;
+    if (first) {
+        c00 = bias ? _mm256_loadu_ps(bias) : _mm256_setzero_ps();
+        c01 = bias ? _mm256_loadu_ps(bias + 8) : _mm256_setzero_ps();
+        c10 = c20 = c30 = c40 = c50 = c00;
+        c11 = c21 = c31 = c41 = c51 = c01;
+    } else {
+        __m256 z = _mm256_setzero_ps();
+        c00 = _mm256_loadu_ps(c);                  c01 = _mm256_loadu_ps(c + 8);
+        c10 = mr > 1 ? _mm256_loadu_ps(c + ldc) : z;     c11 = mr > 1 ? _mm256_loadu_ps(c + ldc + 8) : z;
+        c20 = mr > 2 ? _mm256_loadu_ps(c + 2 * ldc) : z; c21 = mr > 2 ? _mm256_loadu_ps(c + 2 * ldc + 8) : z;
+        c30 = mr > 3 ? _mm256_loadu_ps(c + 3 * ldc) : z; c31 = mr > 3 ? _mm256_loadu_ps(c + 3 * ldc + 8) : z;
+        c40 = mr > 4 ? _mm256_loadu_ps(c + 4 * ldc) : z; c41 = mr > 4 ? _mm256_loadu_ps(c + 4 * ldc + 8) : z;
+        c50 = mr > 5 ? _mm256_loadu_ps(c + 5 * ldc) : z; c51 = mr > 5 ? _mm256_loadu_ps(c + 5 * ldc + 8) : z;
+    }
+    for (int k = 0; k < kc; k++) {
+        __m256 b0 = _mm256_loadu_ps(b + (size_t)k * ldb), b1 = _mm256_loadu_ps(b + (size_t)k * ldb + 8), x;
+        x = _mm256_broadcast_ss(a0 + k); c00 = _mm256_fmadd_ps(x, b0, c00); c01 = _mm256_fmadd_ps(x, b1, c01);
+        x = _mm256_broadcast_ss(a1 + k); c10 = _mm256_fmadd_ps(x, b0, c10); c11 = _mm256_fmadd_ps(x, b1, c11);
+        x = _mm256_broadcast_ss(a2 + k); c20 = _mm256_fmadd_ps(x, b0, c20); c21 = _mm256_fmadd_ps(x, b1, c21);
+        x = _mm256_broadcast_ss(a3 + k); c30 = _mm256_fmadd_ps(x, b0, c30); c31 = _mm256_fmadd_ps(x, b1, c31);
+        x = _mm256_broadcast_ss(a4 + k); c40 = _mm256_fmadd_ps(x, b0, c40); c41 = _mm256_fmadd_ps(x, b1, c41);
+        x = _mm256_broadcast_ss(a5 + k); c50 = _mm256_fmadd_ps(x, b0, c50); c51 = _mm256_fmadd_ps(x, b1, c51);
+    }
+    _mm256_storeu_ps(c, c00); _mm256_storeu_ps(c + 8, c01);
+    if (mr > 1) { _mm256_storeu_ps(c + ldc, c10); _mm256_storeu_ps(c + ldc + 8, c11); }
+    if (mr > 2) { _mm256_storeu_ps(c + 2 * ldc, c20); _mm256_storeu_ps(c + 2 * ldc + 8, c21); }
+    if (mr > 3) { _mm256_storeu_ps(c + 3 * ldc, c30); _mm256_storeu_ps(c + 3 * ldc + 8, c31); }
+    if (mr > 4) { _mm256_storeu_ps(c + 4 * ldc, c40); _mm256_storeu_ps(c + 4 * ldc + 8, c41); }
+    if (mr > 5) { _mm256_storeu_ps(c + 5 * ldc, c50); _mm256_storeu_ps(c + 5 * ldc + 8, c51); }
+}
+
+// output columns [o0, o1) of out (T,OC) = inp (T,C) @ W^T (OC,C) + b, for T >= GEMM_MIN_T
+static void matmul_cols_gemm(float *out, const float *inp, const float *W, const float *b,
+                             int T, int C, int OC, int o0, int o1) {
+    _Alignas(32) float panels[GEMM_NB / 16][GEMM_KC * 16];
+    _Alignas(32) float edge[6 * 16], edge_bias[16];
+    for (int k0 = 0; k0 < C; k0 += GEMM_KC) {
+        int kc = C - k0 < GEMM_KC ? C - k0 : GEMM_KC, first = k0 == 0;
+        for (int o = o0, p = 0; o < o1; o += 16, p++) pack_panel(panels[p], W, C, OC, o, k0, kc);
+        for (int o = o0, p = 0; o < o1; o += 16, p++) {
+            int nr = o1 - o < 16 ? o1 - o : 16;
+            const float *bias = b ? b + o : NULL;
+            if (nr < 16 && b) {  // the bias of a partial panel, padded
+                memset(edge_bias, 0, sizeof edge_bias);
+                memcpy(edge_bias, b + o, nr * sizeof(float));
+                bias = edge_bias;
+            }
+            // meanwhile bring the rows of the next panel of W into the cache:
+            // packing it would otherwise wait on main memory
+            int next_k0 = k0 + GEMM_KC < C ? k0 + GEMM_KC : 0, next_o = next_k0 ? o : o + (o1 - o0);
+            int next_kc = C - next_k0 < GEMM_KC ? C - next_k0 : GEMM_KC;
+            int next_rows = OC - next_o < 16 ? OC - next_o : 16, lines = (next_kc + 15) / 16;
+            int n_fetch = next_rows > 0 ? next_rows * lines : 0, fetched = 0;
+            int per_call = (n_fetch + (T + 5) / 6 - 1) / ((T + 5) / 6);
+            for (int t = 0; t < T; t += 6) {
+                int mr = T - t < 6 ? T - t : 6;
+                for (int f = 0; f < per_call && fetched < n_fetch; f++, fetched++)
+                    _mm_prefetch((const char *)(W + (size_t)(next_o + fetched / lines) * C + next_k0 + 16 * (fetched % lines)), _MM_HINT_T0);
+                float *c = out + (size_t)t * OC + o;
+                if (nr == 16) { gemm_6x16(c, OC, inp + (size_t)t * C + k0, C, panels[p], 16, kc, mr, first, bias); continue; }
+                // a partial panel (the last columns of W): through a (6,16) scratch block
+                for (int i = 0; i < mr && !first; i++) memcpy(edge + 16 * i, c + (size_t)i * OC, nr * sizeof(float));
+                gemm_6x16(edge, 16, inp + (size_t)t * C + k0, C, panels[p], 16, kc, mr, first, bias);
+                for (int i = 0; i < mr; i++) memcpy(c + (size_t)i * OC, edge + 16 * i, nr * sizeof(float));
+            }
+        }
+    }
+}
+
 // s = a (n) . b (n)
 static float dot_fast(const float *a, const float *b, int n) {
     int n8 = n & ~7;
@@ -594,6 +738,35 @@ static void weighted_sum_fast(float *out, const float *w, const float *V, int n,
     for (int v = 0; v < nv; v++) _mm256_storeu_ps(out + 8 * v, acc[v]);
 }
 
+// Causal attention of one head over a tile of T queries, query t at position
+// pos0 + t, as two blocked products, 6 queries at a time:
+//   p (6,n)    = q (6,hd) @ K^T (hd,n) * scale, masked, softmax per row
+//   out (6,hd) = p (6,n) @ V (n,hd)
+// K and V (n,hd) hold keys 0 .. n-1, n = pos0 + T; q rows are ldq apart,
+// out rows ldo apart. Scratch: kpack (n rounded up to 16, hd) for K in
+// panels, p (6, ldp). With log, row `pos` of the weights is kept there.
+static void attention_tile_fast(float *out, size_t ldo, const float *q, size_t ldq, const float *K, const float *V,
+                                int T, int pos0, int hd, float scale, float *kpack, float *p, size_t ldp, float *log) {
+    int n = pos0 + T;
+    for (int j = 0; j < n; j += 16) pack_panel(kpack + (size_t)j * hd, K, hd, n, j, 0, hd);
+    for (int t = 0; t < T; t += 6) {
+        int mr = T - t < 6 ? T - t : 6, nk = pos0 + t + mr;  // keys this block can see
+        const float *qt = q + (size_t)t * ldq;
+        for (int j = 0; j < nk; j += 16)
+            gemm_6x16(p + j, ldp, qt, ldq, kpack + (size_t)j * hd, 16, hd, mr, 1, NULL);
+        for (int i = 0; i < mr; i++) {
+            int pos = pos0 + t + i;
+            float *row = p + (size_t)i * ldp;
+            for (int j = 0; j <= pos; j++) row[j] *= scale;
+            softmax_fast(row, pos + 1);
+            if (log) memcpy(log + (size_t)pos * (pos + 1) / 2, row, (pos + 1) * sizeof(float));
+            for (int j = pos + 1; j < nk; j++) row[j] = 0.0f;  // the causal mask
+        }
+        for (int c0 = 0; c0 < hd; c0 += 16)
+            gemm_6x16(out + (size_t)t * ldo + c0, ldo, p, ldp, V + c0, hd, nk, mr, 1, NULL);
+    }
+}
+
 // x (n) = gelu_tanh(x), with tanh(u) = 1 - 2 / (1 + exp(2u)); other
 // activations take the plain loop.
 static void activate_fast(float *x, size_t n, int activation) {
@@ -652,6 +825,12 @@ static void matmul_rows_fast(float *out, const float *inp, const float *W, const
     }
 }
 
+// output columns [o0, o1) for many positions: the same kernel
+static void matmul_cols_gemm(float *out, const float *inp, const float *W, const float *b,
+                             int T, int C, int OC, int o0, int o1) {
+    matmul_rows_fast(out, inp, W, b, T, C, OC, o0, o1);
+}
+
 static float dot_fast(const float *a, const float *b, int n) {
     int n4 = n & ~3;
     float32x4_t acc = vdupq_n_f32(0);
@@ -673,6 +852,10 @@ static void matmul_rows_fast(float *out, const float *inp, const float *W, const
     for (int t = 0; t < T; t++)
         for (int o = o0; o < o1; o++)
             out[(size_t)t * OC + o] = dot_plain(inp + (size_t)t * C, W + (size_t)o * C, C) + (b ? b[o] : 0.0f);
+}
+static void matmul_cols_gemm(float *out, const float *inp, const float *W, const float *b,
+                             int T, int C, int OC, int o0, int o1) {
+    matmul_rows_fast(out, inp, W, b, T, C, OC, o0, o1);
 }
 static float dot_fast(const float *a, const float *b, int n) { return dot_plain(a, b, n); }
 static void softmax_fast(float *x, int n) { softmax_plain(x, n); }
@@ -818,11 +1001,21 @@ static void matmul_slice(void *ctx, int o0, int o1) {
     matmul_rows_fast(a->out, a->inp, a->W, a->b, a->T, a->C, a->OC, o0, o1);
 }
 
+// blocks [u0, u1) of GEMM_NB output columns
+static void matmul_blocks(void *ctx, int u0, int u1) {
+    MatmulArgs *a = ctx;
+    for (int u = u0; u < u1; u++) {
+        int o0 = u * GEMM_NB, o1 = o0 + GEMM_NB < a->OC ? o0 + GEMM_NB : a->OC;
+        matmul_cols_gemm(a->out, a->inp, a->W, a->b, a->T, a->C, a->OC, o0, o1);
+    }
+}
+
 // out (T,OC) = inp (T,C) @ W^T (OC,C) + b (OC); see matmul_plain for the maths
 static void matmul(float *out, const float *inp, const float *W, const float *b, int T, int C, int OC) {
     if (plain_kernels) { matmul_plain(out, inp, W, b, T, C, OC); return; }
     MatmulArgs a = {out, inp, W, b, T, C, OC};
-    parallel_for(OC, matmul_slice, &a);
+    if (T >= GEMM_MIN_T) parallel_for((OC + GEMM_NB - 1) / GEMM_NB, matmul_blocks, &a);
+    else parallel_for(OC, matmul_slice, &a);
 }
 
 typedef struct { float *x; size_t per_row; int activation; } ActivateArgs;
@@ -858,12 +1051,12 @@ typedef struct {
 // Causal self-attention for one layer, one head at a time.
 // q (T,C) holds the queries of the new positions, head h in columns h*hd ..;
 // the cache holds keys and values of positions 0 .. pos0+T-1 as (H, S, hd);
-// out (T,C) gets each head's weighted sum of values; att (H,S) is each
-// head's scratch row for one query's scores and weights.
+// out (T,C) gets each head's weighted sum of values; att (H, 6, S16) is each
+// head's scratch for scores and weights, kpack (H, S16, hd) for its keys.
 typedef struct {
-    float *out, *att;
+    float *out, *att, *kpack;
     const float *qkv, *k_cache, *v_cache;
-    int T, pos0, C, n_head, S;
+    int T, pos0, C, n_head, S, S16;
     float scale;
     float *log;      // NULL, or where to keep this layer's weights: (H, tri)
     size_t log_tri;  // floats per head in the log
@@ -875,16 +1068,25 @@ static void attention_heads(void *ctx, int h_start, int h_end) {
     for (int h = h_start; h < h_end; h++) {
         const float *K = a->k_cache + (size_t)h * a->S * hd;  // (S, hd)
         const float *Vv = a->v_cache + (size_t)h * a->S * hd; // (S, hd)
+        float *att = a->att + (size_t)h * 6 * a->S16;
+        float *log = a->log ? a->log + h * a->log_tri : NULL;
+#if SIMD_AVX2
+        if (!plain_kernels && a->T >= GEMM_MIN_T && hd % 16 == 0) {  // a prompt tile: blocked products
+            attention_tile_fast(a->out + h * hd, a->C, a->qkv + h * hd, 3 * (size_t)a->C, K, Vv, a->T, a->pos0, hd,
+                                a->scale, a->kpack + (size_t)h * a->S16 * hd, att, a->S16, log);
+            continue;
+        }
+#endif
         for (int t = 0; t < a->T; t++) {
             int pos = a->pos0 + t;
             const float *q = a->qkv + (size_t)t * 3 * a->C + h * hd;
-            float *scores = a->att + (size_t)h * a->S;
+            float *scores = att;
             // scores[j] = q . k_j * scale, for keys j <= pos only: the causal mask
             (plain_kernels ? scores_plain : scores_fast)(scores, q, K, pos + 1, hd, a->scale);
             // weights = softmax(scores)
             (plain_kernels ? softmax_plain : softmax_fast)(scores, pos + 1);
-            if (a->log)  // --attention: keep row `pos` of this head's matrix
-                memcpy(a->log + h * a->log_tri + (size_t)pos * (pos + 1) / 2, scores, (pos + 1) * sizeof(float));
+            if (log)  // --attention: keep row `pos` of this head's matrix
+                memcpy(log + (size_t)pos * (pos + 1) / 2, scores, (pos + 1) * sizeof(float));
             // out = sum_j weights[j] * v_j
             float *o = a->out + (size_t)t * a->C + h * hd;
             (plain_kernels ? weighted_sum_plain : weighted_sum_fast)(o, scores, Vv, pos + 1, hd);
@@ -910,7 +1112,8 @@ static void attention(Model *m, int layer, int T, int pos0) {
     }
     float scale = (c->flags & FLAG_SCALE_ATTN) ? 1.0f / sqrtf((float)hd) : 1.0f;
     if (c->flags & FLAG_SCALE_BY_LAYER) scale /= (float)(layer + 1);
-    AttentionArgs a = {s->att_out, s->att, s->qkv, k_cache, v_cache, T, pos0, C, H, S, scale, NULL, 0};
+    int S16 = (S + 15) / 16 * 16;
+    AttentionArgs a = {s->att_out, s->att, s->kpack, s->qkv, k_cache, v_cache, T, pos0, C, H, S, S16, scale, NULL, 0};
     if (m->att_log) {
         a.log = m->att_log->w + (size_t)layer * H * m->att_log->tri;
         a.log_tri = m->att_log->tri;
@@ -969,8 +1172,9 @@ static void forward(Model *m, const int *tokens, int T, int pos0, int logits) {
 typedef void (*TileFn)(void *ctx, const float *logits, int pos0, int T);
 
 static void prefill(Model *m, const int *tokens, int n, int pos0, int all_logits, TileFn on_tile, void *ctx) {
+    int tile = all_logits && m->state.max_T > LOGITS_TILE ? LOGITS_TILE : m->state.max_T;
     for (int done = 0; done < n;) {
-        int T = n - done < m->state.max_T ? n - done : m->state.max_T;
+        int T = n - done < tile ? n - done : tile;
         int last = done + T == n;
         forward(m, tokens + done, T, pos0 + done, all_logits ? LOGITS_ALL : last ? LOGITS_LAST : LOGITS_NONE);
         if (on_tile) on_tile(ctx, m->state.logits, pos0 + done, all_logits ? T : 1);
@@ -2121,7 +2325,12 @@ static void run_model(const Options *o, Model *m, double t0) {
     Config *c = &m->config;
     if (o->layer >= c->n_layer) die(EXIT_USAGE, "--layer: %d is out of range (the model has layers 0..%d)", o->layer, c->n_layer - 1);
     if (o->head >= c->n_head) die(EXIT_USAGE, "--head: %d is out of range (the model has heads 0..%d)", o->head, c->n_head - 1);
+    // The weights will all be read: ask for them now, and on Linux map
+    // every page up front so the first forward pass does not fault them in.
     madvise(m->file.data, m->file.size, MADV_WILLNEED);
+#ifdef MADV_POPULATE_READ
+    madvise(m->file.data, m->file.size, MADV_POPULATE_READ);
+#endif
     pool_start(o->threads);
     if (o->verbose)
         fprintf(stderr, "model %s: %d layers, %d heads, %d wide, context %d, vocabulary %d; loaded in %.3f s; %d threads\n",

@@ -31,28 +31,43 @@ static double worst(const float *a, const float *b, size_t n) {
     return w;
 }
 
+// Shapes on both sides of every blocking edge: fewer than GEMM_MIN_T positions
+// (row kernel) and more (blocked product), position counts that are not a
+// multiple of 6, output counts that are not a multiple of 4, 8 or 16, and
+// inputs longer than one GEMM_KC block (300, 513) or not a multiple of 8.
+static const int mm_shapes[][3] = {{1, 1, 1}, {1, 7, 5}, {3, 9, 4}, {5, 17, 13}, {1, 768, 37}, {7, 33, 11},
+                                   {64, 40, 120}, {2, 100, 3}, {65, 129, 67}, {4, 8, 8}, {6, 8, 16},
+                                   {13, 300, 37}, {12, 513, 70}, {31, 256, 129}, {8, 1, 3}};
+#define N_MM_SHAPES (sizeof mm_shapes / sizeof mm_shapes[0])
+static float *mm_one_thread[N_MM_SHAPES];  // each shape's output with 1 thread
+
 static void test_matmul(void) {
-    const int shapes[][3] = {{1, 1, 1}, {1, 7, 5}, {3, 9, 4}, {5, 17, 13}, {1, 768, 37}, {7, 33, 11},
-                             {64, 40, 120}, {2, 100, 3}, {65, 129, 67}, {4, 8, 8}};
-    for (size_t s = 0; s < sizeof shapes / sizeof shapes[0]; s++) {
-        int T = shapes[s][0], C = shapes[s][1], OC = shapes[s][2];
+    for (size_t s = 0; s < N_MM_SHAPES; s++) {
+        int T = mm_shapes[s][0], C = mm_shapes[s][1], OC = mm_shapes[s][2];
         float *inp = xmalloc(sizeof(float) * T * C), *W = xmalloc(sizeof(float) * OC * C), *b = xmalloc(sizeof(float) * OC);
         float *ref = xmalloc(sizeof(float) * T * OC), *out = xmalloc(sizeof(float) * T * OC);
+        uint64_t saved = seed;
+        seed = 1000 + s;  // the same inputs for every thread count
         fill(inp, (size_t)T * C, 1.0f); fill(W, (size_t)OC * C, 1.0f); fill(b, OC, 1.0f);
+        seed = saved;
         matmul_plain(ref, inp, W, b, T, C, OC);
         matmul(out, inp, W, b, T, C, OC);
         double w = worst(out, ref, (size_t)T * OC);
         char name[64];
         snprintf(name, sizeof name, "matmul T=%d C=%d OC=%d", T, C, OC);
         check(name, w < 1e-5, "worst relative diff %g", w);
-        // each position computed alone (decode) equals the batched result exactly
-        int same = 1;
-        for (int t = 0; t < T; t++) {
-            matmul(out, inp + (size_t)t * C, W, b, 1, C, OC);
-            matmul(ref, inp, W, b, T, C, OC);
-            if (memcmp(out, ref + (size_t)t * OC, sizeof(float) * OC) != 0) same = 0;
+        matmul(out, inp, W, NULL, T, C, OC);
+        matmul_plain(ref, inp, W, NULL, T, C, OC);
+        check(name, worst(out, ref, (size_t)T * OC) < 1e-5, "without bias: worst relative diff %g", worst(out, ref, (size_t)T * OC));
+        // the thread count never changes a bit of the result
+        matmul(out, inp, W, b, T, C, OC);
+        if (pool.n_threads == 1) {
+            mm_one_thread[s] = xmalloc(sizeof(float) * T * OC);
+            memcpy(mm_one_thread[s], out, sizeof(float) * T * OC);
+        } else {
+            check(name, memcmp(out, mm_one_thread[s], sizeof(float) * T * OC) == 0,
+                  "%d threads differ from 1 thread", pool.n_threads);
         }
-        check(name, same, "one position at a time differs from the batch");
         free(inp); free(W); free(b); free(ref); free(out);
     }
 }
@@ -117,6 +132,41 @@ static void test_attention_kernels(void) {
     }
 }
 
+#if SIMD_AVX2
+// The blocked prompt attention against the plain per-query loops: tiles that
+// start at position 0 and later, sizes that are not multiples of 6 or 16.
+static void test_attention_tile(void) {
+    const int cases[][3] = {{6, 0, 16}, {7, 0, 64}, {13, 5, 64}, {64, 0, 64}, {20, 100, 32}, {9, 17, 128}, {50, 3, 16}};
+    for (size_t s = 0; s < sizeof cases / sizeof cases[0]; s++) {
+        int T = cases[s][0], pos0 = cases[s][1], hd = cases[s][2], n = pos0 + T, n16 = (n + 15) / 16 * 16;
+        size_t ldq = 3 * (size_t)hd + 5;  // queries inside wider rows, as in qkv
+        float *q = xmalloc(sizeof(float) * T * ldq), *K = xmalloc(sizeof(float) * n * hd), *V = xmalloc(sizeof(float) * n * hd);
+        float *kpack = xmalloc(sizeof(float) * n16 * hd), *p = xmalloc(sizeof(float) * 6 * n16);
+        float *out = xmalloc(sizeof(float) * T * hd), *ref = xmalloc(sizeof(float) * T * hd), *row = xmalloc(sizeof(float) * n);
+        size_t tri = (size_t)n * (n + 1) / 2;
+        float *log = xcalloc(tri, sizeof(float)), *ref_log = xcalloc(tri, sizeof(float));
+        fill(q, (size_t)T * ldq, 2.0f); fill(K, (size_t)n * hd, 2.0f); fill(V, (size_t)n * hd, 1.0f);
+        float scale = 1.0f / sqrtf((float)hd);
+        for (int t = 0; t < T; t++) {
+            int pos = pos0 + t;
+            scores_plain(row, q + t * ldq, K, pos + 1, hd, scale);
+            softmax_plain(row, pos + 1);
+            memcpy(ref_log + (size_t)pos * (pos + 1) / 2, row, sizeof(float) * (pos + 1));
+            weighted_sum_plain(ref + (size_t)t * hd, row, V, pos + 1, hd);
+        }
+        attention_tile_fast(out, hd, q, ldq, K, V, T, pos0, hd, scale, kpack, p, n16, log);
+        char name[80];
+        snprintf(name, sizeof name, "attention tile T=%d pos0=%d hd=%d", T, pos0, hd);
+        double w = worst(out, ref, (size_t)T * hd);
+        check(name, w < 1e-5, "output: worst %g", w);
+        size_t first = (size_t)pos0 * (pos0 + 1) / 2;  // rows before pos0 are not the tile's
+        w = worst(log + first, ref_log + first, tri - first);
+        check(name, w < 1e-6, "weights: worst %g", w);
+        free(q); free(K); free(V); free(kpack); free(p); free(out); free(ref); free(row); free(log); free(ref_log);
+    }
+}
+#endif
+
 // Sum of one slice per call, written into per-index slots.
 static void mark(void *ctx, int start, int end) {
     int *hits = ctx;
@@ -137,6 +187,9 @@ int main(void) {
         test_matmul();
         test_dot_softmax_activate();
         test_attention_kernels();
+#if SIMD_AVX2
+        if (threads == 1) test_attention_tile();
+#endif
         test_pool();
         pool_stop();
         memset(&pool, 0, sizeof pool);

@@ -685,11 +685,44 @@ static float dot_fast(const float *a, const float *b, int n) {
     return finish_dot(acc, a, b, n8, n);
 }
 
+// out (C) = layernorm(x (C)): the sums over 8 lanes
+static void layernorm_fast(float *out, const float *x, const float *w, const float *b, int C, float eps) {
+    int C8 = C & ~7, i;
+    __m256 acc = _mm256_setzero_ps();
+    for (i = 0; i < C8; i += 8) acc = _mm256_add_ps(acc, _mm256_loadu_ps(x + i));
+    float mean = hsum8(acc);
+    for (; i < C; i++) mean += x[i];
+    mean /= C;
+    __m256 vmean = _mm256_set1_ps(mean);
+    acc = _mm256_setzero_ps();
+    for (i = 0; i < C8; i += 8) {
+        __m256 d = _mm256_sub_ps(_mm256_loadu_ps(x + i), vmean);
+        acc = _mm256_fmadd_ps(d, d, acc);
+    }
+    float var = hsum8(acc);
+    for (; i < C; i++) var += (x[i] - mean) * (x[i] - mean);
+    var /= C;
+    float rstd = 1.0f / sqrtf(var + eps);
+    __m256 vr = _mm256_set1_ps(rstd);
+    for (i = 0; i < C8; i += 8) {
+        __m256 d = _mm256_mul_ps(_mm256_sub_ps(_mm256_loadu_ps(x + i), vmean), vr);
+        _mm256_storeu_ps(out + i, _mm256_fmadd_ps(d, _mm256_loadu_ps(w + i), _mm256_loadu_ps(b + i)));
+    }
+    for (; i < C; i++) out[i] = (x[i] - mean) * rstd * w[i] + b[i];
+}
+
 // x (n) = softmax(x), with exp8
 static void softmax_fast(float *x, int n) {
     int n8 = n & ~7, i;
     float max = x[0];
-    for (i = 1; i < n; i++) if (x[i] > max) max = x[i];
+    if (n8) {
+        __m256 m8 = _mm256_loadu_ps(x);
+        for (i = 8; i < n8; i += 8) m8 = _mm256_max_ps(m8, _mm256_loadu_ps(x + i));
+        __m128 m4 = _mm_max_ps(_mm256_castps256_ps128(m8), _mm256_extractf128_ps(m8, 1));
+        m4 = _mm_max_ps(m4, _mm_movehl_ps(m4, m4));
+        max = _mm_cvtss_f32(_mm_max_ss(m4, _mm_movehdup_ps(m4)));
+    }
+    for (i = n8; i < n; i++) if (x[i] > max) max = x[i];
     __m256 vmax = _mm256_set1_ps(max), vsum = _mm256_setzero_ps();
     for (i = 0; i < n8; i += 8) {
         __m256 e = exp8(_mm256_sub_ps(_mm256_loadu_ps(x + i), vmax));
@@ -757,10 +790,12 @@ static void attention_tile_fast(float *out, size_t ldo, const float *q, size_t l
         for (int i = 0; i < mr; i++) {
             int pos = pos0 + t + i;
             float *row = p + (size_t)i * ldp;
-            for (int j = 0; j <= pos; j++) row[j] *= scale;
+            int j = 0;
+            for (; j + 8 <= pos + 1; j += 8) _mm256_storeu_ps(row + j, _mm256_mul_ps(_mm256_loadu_ps(row + j), _mm256_set1_ps(scale)));
+            for (; j <= pos; j++) row[j] *= scale;
             softmax_fast(row, pos + 1);
             if (log) memcpy(log + (size_t)pos * (pos + 1) / 2, row, (pos + 1) * sizeof(float));
-            for (int j = pos + 1; j < nk; j++) row[j] = 0.0f;  // the causal mask
+            for (j = pos + 1; j < nk; j++) row[j] = 0.0f;  // the causal mask
         }
         for (int c0 = 0; c0 < hd; c0 += 16)
             gemm_6x16(out + (size_t)t * ldo + c0, ldo, p, ldp, V + c0, hd, nk, mr, 1, NULL);
@@ -839,6 +874,7 @@ static float dot_fast(const float *a, const float *b, int n) {
 }
 
 static void softmax_fast(float *x, int n) { softmax_plain(x, n); }
+static void layernorm_fast(float *out, const float *x, const float *w, const float *b, int C, float eps) { layernorm(out, x, w, b, C, eps); }
 static void activate_fast(float *x, size_t n, int activation) { activate_plain(x, n, activation); }
 static void scores_fast(float *scores, const float *q, const float *K, int n, int hd, float scale) {
     for (int j = 0; j < n; j++) scores[j] = dot_fast(q, K + (size_t)j * hd, hd) * scale;
@@ -859,6 +895,7 @@ static void matmul_cols_gemm(float *out, const float *inp, const float *W, const
 }
 static float dot_fast(const float *a, const float *b, int n) { return dot_plain(a, b, n); }
 static void softmax_fast(float *x, int n) { softmax_plain(x, n); }
+static void layernorm_fast(float *out, const float *x, const float *w, const float *b, int C, float eps) { layernorm(out, x, w, b, C, eps); }
 static void activate_fast(float *x, size_t n, int activation) { activate_plain(x, n, activation); }
 static void scores_fast(float *scores, const float *q, const float *K, int n, int hd, float scale) { scores_plain(scores, q, K, n, hd, scale); }
 static void weighted_sum_fast(float *out, const float *w, const float *V, int n, int hd) { weighted_sum_plain(out, w, V, n, hd); }
@@ -1032,6 +1069,23 @@ static void activate(float *x, int T, int F, int activation) {
     parallel_for(T, activate_slice, &a);
 }
 
+typedef struct { float *out; const float *x, *w, *b; int C; float eps; } LayernormArgs;
+
+static void layernorm_slice(void *ctx, int t0, int t1) {
+    LayernormArgs *a = ctx;
+    for (int t = t0; t < t1; t++) layernorm_fast(a->out + (size_t)t * a->C, a->x + (size_t)t * a->C, a->w, a->b, a->C, a->eps);
+}
+
+// out (T,C) = layernorm of each row of x (T,C); see layernorm
+static void layernorm_rows(float *out, const float *x, const float *w, const float *b, int T, int C, float eps) {
+    if (plain_kernels) {
+        for (int t = 0; t < T; t++) layernorm(out + (size_t)t * C, x + (size_t)t * C, w, b, C, eps);
+        return;
+    }
+    LayernormArgs a = {out, x, w, b, C, eps};
+    parallel_for(T, layernorm_slice, &a);
+}
+
 // ----------------------------------------------------------------------------
 // 6. The forward pass
 //
@@ -1144,15 +1198,13 @@ static void forward(Model *m, const int *tokens, int T, int pos0, int logits) {
     for (int l = 0; l < c->n_layer; l++) {
         const LayerWeights *L = &w->layers[l];
         // attention block: x = x + proj(attention(ln_1(x)))
-        for (int t = 0; t < T; t++)
-            layernorm(s->xn + (size_t)t * C, s->x + (size_t)t * C, L->ln1_w, L->ln1_b, C, c->ln_eps);
+        layernorm_rows(s->xn, s->x, L->ln1_w, L->ln1_b, T, C, c->ln_eps);
         matmul(s->qkv, s->xn, L->qkv_w, L->qkv_b, T, C, 3 * C);     // qkv (T,3C)
         attention(m, l, T, pos0);                                    // att_out (T,C)
         matmul(s->xn, s->att_out, L->proj_w, L->proj_b, T, C, C);   // xn (T,C)
         residual_add(s->x, s->xn, (size_t)T * C);
         // MLP block: x = x + fc_proj(act(fc(ln_2(x))))
-        for (int t = 0; t < T; t++)
-            layernorm(s->xn + (size_t)t * C, s->x + (size_t)t * C, L->ln2_w, L->ln2_b, C, c->ln_eps);
+        layernorm_rows(s->xn, s->x, L->ln2_w, L->ln2_b, T, C, c->ln_eps);
         matmul(s->hidden, s->xn, L->fc_w, L->fc_b, T, C, F);        // hidden (T,F)
         activate(s->hidden, T, F, c->activation);
         matmul(s->xn, s->hidden, L->fc_proj_w, L->fc_proj_b, T, F, C);  // xn (T,C)
@@ -1162,8 +1214,7 @@ static void forward(Model *m, const int *tokens, int T, int pos0, int logits) {
     // final LayerNorm, then logits (T,V) = xn (T,C) @ wte^T (V,C)
     if (logits == LOGITS_NONE) return;
     int first = logits == LOGITS_ALL ? 0 : T - 1;
-    for (int t = first; t < T; t++)
-        layernorm(s->xn + (size_t)(t - first) * C, s->x + (size_t)t * C, w->lnf_w, w->lnf_b, C, c->ln_eps);
+    layernorm_rows(s->xn, s->x + (size_t)first * C, w->lnf_w, w->lnf_b, T - first, C, c->ln_eps);
     matmul(s->logits, s->xn, w->lm_head, NULL, T - first, C, V);
 }
 

@@ -94,6 +94,16 @@ static void test_dot_softmax_activate(void) {
         snprintf(name, sizeof name, "softmax n=%d", n);
         check(name, w < 1e-6 && fabsf(sum - 1) < 1e-5f, "worst %g, sum %g", w, sum);
 
+        float *gain = xmalloc(sizeof(float) * n), *bias = xmalloc(sizeof(float) * n), *ln0 = xmalloc(sizeof(float) * n);
+        fill(x, n, 4.0f); fill(gain, n, 2.0f); fill(bias, n, 1.0f);
+        for (int i = 0; i < n; i++) x[i] += 3.0f;  // a mean far from 0
+        layernorm(ln0, x, gain, bias, n, 1e-5f);
+        layernorm_fast(y, x, gain, bias, n, 1e-5f);
+        double wl = worst(y, ln0, n);
+        snprintf(name, sizeof name, "layernorm n=%d", n);
+        check(name, wl < 1e-5, "worst %g", wl);
+        free(gain); free(bias); free(ln0);
+
         for (int act = 0; act <= ACT_SILU; act++) {
             fill(x, n, 8.0f);
             if (n > 4) { x[0] = 0.0f; x[1] = -1e-4f; x[2] = 40.0f; x[3] = -40.0f; }

@@ -289,6 +289,7 @@ typedef struct {
     float *logits;  // (min(T, LOGITS_TILE), V)
     float *k_cache; // (L, H, seq_len, hd)
     float *v_cache; // (L, H, seq_len, hd)
+    size_t cache_floats;  // in each of k_cache and v_cache
 } RunState;
 
 // With --attention and friends, the attention weights of every layer and
@@ -302,6 +303,19 @@ typedef struct AttentionLog {
 
 #define PREFILL_TILE 256  // prompt positions that go through the layers together
 #define LOGITS_TILE 64     // positions per tile when every position's logits are kept
+
+// The KV cache: zeroed anonymous memory, in huge pages where the system
+// offers them, so that filling it does not take a page fault every 4 KB.
+static float *cache_alloc(size_t n_floats) {
+    if (n_floats > SIZE_MAX / sizeof(float)) die(EXIT_RUNTIME, "out of memory: KV cache of %zu floats", n_floats);
+    size_t bytes = n_floats * sizeof(float);
+    void *p = mmap(NULL, bytes ? bytes : 1, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    if (p == MAP_FAILED) die(EXIT_RUNTIME, "out of memory: KV cache of %zu bytes", bytes);
+#ifdef MADV_HUGEPAGE
+    madvise(p, bytes, MADV_HUGEPAGE);
+#endif
+    return p;
+}
 
 static void runstate_init(RunState *s, const Config *c, int seq_len) {
     int max_T = seq_len < PREFILL_TILE ? seq_len : PREFILL_TILE;
@@ -318,13 +332,16 @@ static void runstate_init(RunState *s, const Config *c, int seq_len) {
     s->hidden = xcalloc(T * F, sizeof(float));
     s->logits = xcalloc((T < LOGITS_TILE ? T : LOGITS_TILE) * V, sizeof(float));
     size_t cache = (size_t)c->n_layer * seq_len * C;
-    s->k_cache = xcalloc(cache, sizeof(float));
-    s->v_cache = xcalloc(cache, sizeof(float));
+    s->cache_floats = cache;
+    s->k_cache = cache_alloc(cache);
+    s->v_cache = cache_alloc(cache);
 }
 
 static void runstate_free(RunState *s) {
     free(s->x); free(s->xn); free(s->qkv); free(s->att_out); free(s->att); free(s->kpack);
-    free(s->hidden); free(s->logits); free(s->k_cache); free(s->v_cache);
+    free(s->hidden); free(s->logits);
+    munmap(s->k_cache, s->cache_floats ? s->cache_floats * sizeof(float) : 1);
+    munmap(s->v_cache, s->cache_floats ? s->cache_floats * sizeof(float) : 1);
 }
 
 // ----------------------------------------------------------------------------

@@ -130,6 +130,34 @@ typedef struct {
     size_t size;
 } Mapping;
 
+// mmap the whole file read-only. On Linux the mapping starts at a 2 MB
+// boundary and is marked MADV_HUGEPAGE: file offsets and addresses then agree
+// modulo 2 MB, so when the kernel reads the file into its page cache in 2 MB
+// pieces it maps them with one TLB entry each instead of 512. Streaming the
+// weights then costs far fewer TLB misses (most of all in a virtual machine),
+// and the pages are still the page cache's, shared by every process.
+static void *map_at_huge_boundary(int fd, size_t size) {
+#if defined(__linux__) && defined(MADV_HUGEPAGE)
+    const size_t huge = (size_t)2 << 20;
+    long page = sysconf(_SC_PAGESIZE);
+    if (page > 0 && size <= SIZE_MAX - 2 * huge) {
+        unsigned char *r = mmap(NULL, size + huge, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+        if (r != MAP_FAILED) {
+            unsigned char *a = (unsigned char *)(((uintptr_t)r + huge - 1) & ~(uintptr_t)(huge - 1));
+            if (mmap(a, size, PROT_READ, MAP_SHARED | MAP_FIXED, fd, 0) == a) {
+                unsigned char *end = a + (size + (size_t)page - 1) / (size_t)page * (size_t)page;
+                if (a > r) munmap(r, (size_t)(a - r));                          // the reservation before
+                if (r + size + huge > end) munmap(end, (size_t)(r + size + huge - end));  // and after
+                madvise(a, size, MADV_HUGEPAGE);
+                return a;
+            }
+            munmap(r, size + huge);
+        }
+    }
+#endif
+    return mmap(NULL, size, PROT_READ, MAP_SHARED, fd, 0);
+}
+
 static void map_file(Mapping *m, const char *path) {
     // O_NONBLOCK: opening a FIFO must not wait for a writer; it is refused below
     int fd = open(path, O_RDONLY | O_NONBLOCK);
@@ -140,7 +168,7 @@ static void map_file(Mapping *m, const char *path) {
     if (st.st_size < 16) die(EXIT_MODEL, "model '%s' is too short (%lld bytes) to be a checkpoint", path, (long long)st.st_size);
     if ((uint64_t)st.st_size > (uint64_t)SIZE_MAX) die(EXIT_MODEL, "model '%s' is too large to map", path);
     m->size = (size_t)st.st_size;
-    void *p = mmap(NULL, m->size, PROT_READ, MAP_SHARED, fd, 0);
+    void *p = map_at_huge_boundary(fd, m->size);
     if (p == MAP_FAILED) die(EXIT_MODEL, "cannot map model '%s': %s", path, strerror(errno));
     close(fd);
     m->data = p;

@@ -700,17 +700,8 @@ static void matmul_cols_gemm(float *out, const float *inp, const float *W, const
                 memcpy(edge_bias, b + o, nr * sizeof(float));
                 bias = edge_bias;
             }
-            // meanwhile bring the rows of the next panel of W into the cache:
-            // packing it would otherwise wait on main memory
-            int next_k0 = k0 + GEMM_KC < C ? k0 + GEMM_KC : 0, next_o = next_k0 ? o : o + (o1 - o0);
-            int next_kc = C - next_k0 < GEMM_KC ? C - next_k0 : GEMM_KC;
-            int next_rows = OC - next_o < 16 ? OC - next_o : 16, lines = (next_kc + 15) / 16;
-            int n_fetch = next_rows > 0 ? next_rows * lines : 0, fetched = 0;
-            int per_call = (n_fetch + (T + 5) / 6 - 1) / ((T + 5) / 6);
             for (int t = 0; t < T; t += 6) {
                 int mr = T - t < 6 ? T - t : 6;
-                for (int f = 0; f < per_call && fetched < n_fetch; f++, fetched++)
-                    _mm_prefetch((const char *)(W + (size_t)(next_o + fetched / lines) * C + next_k0 + 16 * (fetched % lines)), _MM_HINT_T0);
                 float *c = out + (size_t)t * OC + o;
                 if (nr == 16) { gemm_6x16(c, OC, inp + (size_t)t * C + k0, C, panels[p], 16, kc, mr, first, bias); continue; }
                 // a partial panel (the last columns of W): through a (6,16) scratch block

@@ -252,7 +252,23 @@ def prepare_model(name, rebuild):
         if not checkpoint_ok(ckpt, name):
             die(f"{ckpt}: the exported checkpoint does not have the expected header/size")
         log(f"{name}: exported in {time.time() - t0:.1f} s")
+    else:
+        drop_page_cache(ckpt)
     return hf_dir, ckpt
+
+
+def drop_page_cache(path):
+    """What export.py does after writing a checkpoint: drop its pages from the
+    page cache (a no-op for pages some process has mapped), so the first `run`
+    reads it back in the 2 MB pages its MADV_HUGEPAGE mapping asks for. A
+    checkpoint cached from an earlier bench would otherwise keep whatever
+    pages it was first read into."""
+    if hasattr(os, "posix_fadvise"):
+        fd = os.open(path, os.O_RDONLY)
+        try:
+            os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)
+        finally:
+            os.close(fd)
 
 
 def make_prompts(vocab_size):
@@ -479,7 +495,7 @@ def sharing_test(run, ckpt, prompt_path, n_procs):
         if len(alive) < k or any(r is None for r in rolls):
             return None
         return {key: sum(r.get(key, 0) for r in rolls)
-                for key in ("Rss", "Pss", "Shared_Clean", "Private_Clean", "Private_Dirty", "Anonymous")}
+                for key in ("Rss", "Pss", "Shared_Clean", "Private_Clean", "Private_Dirty", "Anonymous", "FilePmdMapped")}
     one = launch(1)
     many = launch(n_procs)
     return {"one": one, "many": many, "n": n_procs}
@@ -611,7 +627,8 @@ def print_report(res, machine, models, threads, reps, hf, sharing, load0):
               f"total PSS {many['Pss'] / MB:.0f} MB = {many['Pss'] / one['Pss']:.2f}x one process "
               f"(shared clean {many['Shared_Clean'] / MB:.0f} MB, private dirty "
               f"{many['Private_Dirty'] / MB:.0f} MB) -> "
-              f"{'pages shared' if many['Pss'] < 0.5 * n * one['Pss'] else 'NOT shared'}")
+              f"{'pages shared' if many['Pss'] < 0.5 * n * one['Pss'] else 'NOT shared'}; "
+              f"mapped in 2 MB pages: {one.get('FilePmdMapped', 0) / MB:.0f} MB of one process's RSS")
         else:
             p("sharing: could not sample all processes (one finished too early?)")
     print("\n".join(lines), flush=True)

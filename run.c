@@ -588,17 +588,6 @@ static void matmul_rows_fast(float *out, const float *inp, const float *W, const
     }
 }
 
-// --- prefill: a blocked matrix product for many positions at once ---
-//
-// For T >= GEMM_MIN_T positions the product is done the way fast BLAS
-// libraries do it: W is copied, 16 rows at a time, into a transposed "panel"
-// (kc, 16) that stays in the L1 cache, and a 6 x 16 block of outputs is kept
-// in 12 registers while k runs: per k, two loads of the panel, six
-// broadcast inputs, twelve FMAs. Each output is one chain of FMAs in k order,
-// starting from its bias, so the value does not depend on the thread count
-// or on how positions are tiled (it can differ in the last bits from the
-// row-at-a-time kernel above, which sums 8 lanes and then adds them).
-
 // panel (kc,16) = W[o .. o+16, k0 .. k0+kc]^T, rows past OC as zeros: 8x8
 // blocks are loaded as rows and transposed in registers (unpack, shuffle,
 // swap 128-bit halves), then stored as columns of the panel.
@@ -682,35 +671,6 @@ static void gemm_6x16(float *c, size_t ldc, const float *a, size_t lda, const fl
     if (mr > 3) { _mm256_storeu_ps(c + 3 * ldc, c30); _mm256_storeu_ps(c + 3 * ldc + 8, c31); }
     if (mr > 4) { _mm256_storeu_ps(c + 4 * ldc, c40); _mm256_storeu_ps(c + 4 * ldc + 8, c41); }
     if (mr > 5) { _mm256_storeu_ps(c + 5 * ldc, c50); _mm256_storeu_ps(c + 5 * ldc + 8, c51); }
-}
-
-// output columns [o0, o1) of out (T,OC) = inp (T,C) @ W^T (OC,C) + b, for T >= GEMM_MIN_T
-static void matmul_cols_gemm(float *out, const float *inp, const float *W, const float *b,
-                             int T, int C, int OC, int o0, int o1) {
-    _Alignas(32) float panels[GEMM_NB / 16][GEMM_KC * 16];
-    _Alignas(32) float edge[6 * 16], edge_bias[16];
-    for (int k0 = 0; k0 < C; k0 += GEMM_KC) {
-        int kc = C - k0 < GEMM_KC ? C - k0 : GEMM_KC, first = k0 == 0;
-        for (int o = o0, p = 0; o < o1; o += 16, p++) pack_panel(panels[p], W, C, OC, o, k0, kc);
-        for (int o = o0, p = 0; o < o1; o += 16, p++) {
-            int nr = o1 - o < 16 ? o1 - o : 16;
-            const float *bias = b ? b + o : NULL;
-            if (nr < 16 && b) {  // the bias of a partial panel, padded
-                memset(edge_bias, 0, sizeof edge_bias);
-                memcpy(edge_bias, b + o, nr * sizeof(float));
-                bias = edge_bias;
-            }
-            for (int t = 0; t < T; t += 6) {
-                int mr = T - t < 6 ? T - t : 6;
-                float *c = out + (size_t)t * OC + o;
-                if (nr == 16) { gemm_6x16(c, OC, inp + (size_t)t * C + k0, C, panels[p], 16, kc, mr, first, bias); continue; }
-                // a partial panel (the last columns of W): through a (6,16) scratch block
-                for (int i = 0; i < mr && !first; i++) memcpy(edge + 16 * i, c + (size_t)i * OC, nr * sizeof(float));
-                gemm_6x16(edge, 16, inp + (size_t)t * C + k0, C, panels[p], 16, kc, mr, first, bias);
-                for (int i = 0; i < mr; i++) memcpy(c + (size_t)i * OC, edge + 16 * i, nr * sizeof(float));
-            }
-        }
-    }
 }
 
 // s = a (n) . b (n)
@@ -807,35 +767,11 @@ static void weighted_sum_fast(float *out, const float *w, const float *V, int n,
     for (int v = 0; v < nv; v++) _mm256_storeu_ps(out + 8 * v, acc[v]);
 }
 
-// Causal attention of one head over a tile of T queries, query t at position
-// pos0 + t, as two blocked products, 6 queries at a time:
-//   p (6,n)    = q (6,hd) @ K^T (hd,n) * scale, masked, softmax per row
-//   out (6,hd) = p (6,n) @ V (n,hd)
-// K and V (n,hd) hold keys 0 .. n-1, n = pos0 + T; q rows are ldq apart,
-// out rows ldo apart. Scratch: kpack (n rounded up to 16, hd) for K in
-// panels, p (6, ldp). With log, row `pos` of the weights is kept there.
-static void attention_tile_fast(float *out, size_t ldo, const float *q, size_t ldq, const float *K, const float *V,
-                                int T, int pos0, int hd, float scale, float *kpack, float *p, size_t ldp, float *log) {
-    int n = pos0 + T;
-    for (int j = 0; j < n; j += 16) pack_panel(kpack + (size_t)j * hd, K, hd, n, j, 0, hd);
-    for (int t = 0; t < T; t += 6) {
-        int mr = T - t < 6 ? T - t : 6, nk = pos0 + t + mr;  // keys this block can see
-        const float *qt = q + (size_t)t * ldq;
-        for (int j = 0; j < nk; j += 16)
-            gemm_6x16(p + j, ldp, qt, ldq, kpack + (size_t)j * hd, 16, hd, mr, 1, NULL);
-        for (int i = 0; i < mr; i++) {
-            int pos = pos0 + t + i;
-            float *row = p + (size_t)i * ldp;
-            int j = 0;
-            for (; j + 8 <= pos + 1; j += 8) _mm256_storeu_ps(row + j, _mm256_mul_ps(_mm256_loadu_ps(row + j), _mm256_set1_ps(scale)));
-            for (; j <= pos; j++) row[j] *= scale;
-            softmax_fast(row, pos + 1);
-            if (log) memcpy(log + (size_t)pos * (pos + 1) / 2, row, (pos + 1) * sizeof(float));
-            for (j = pos + 1; j < nk; j++) row[j] = 0.0f;  // the causal mask
-        }
-        for (int c0 = 0; c0 < hd; c0 += 16)
-            gemm_6x16(out + (size_t)t * ldo + c0, ldo, p, ldp, V + c0, hd, nk, mr, 1, NULL);
-    }
+// x (n) *= s
+static void scale_fast(float *x, int n, float s) {
+    int i = 0;
+    for (; i + 8 <= n; i += 8) _mm256_storeu_ps(x + i, _mm256_mul_ps(_mm256_loadu_ps(x + i), _mm256_set1_ps(s)));
+    for (; i < n; i++) x[i] *= s;
 }
 
 // x (n) = gelu_tanh(x), with tanh(u) = 1 - 2 / (1 + exp(2u)); other
@@ -896,12 +832,6 @@ static void matmul_rows_fast(float *out, const float *inp, const float *W, const
     }
 }
 
-// output columns [o0, o1) for many positions: the same kernel
-static void matmul_cols_gemm(float *out, const float *inp, const float *W, const float *b,
-                             int T, int C, int OC, int o0, int o1) {
-    matmul_rows_fast(out, inp, W, b, T, C, OC, o0, o1);
-}
-
 static float dot_fast(const float *a, const float *b, int n) {
     int n4 = n & ~3;
     float32x4_t acc = vdupq_n_f32(0);
@@ -909,13 +839,150 @@ static float dot_fast(const float *a, const float *b, int n) {
     return finish_dot4(acc, a, b, n4, n);
 }
 
-static void softmax_fast(float *x, int n) { softmax_plain(x, n); }
-static void layernorm_fast(float *out, const float *x, const float *w, const float *b, int C, float eps) { layernorm(out, x, w, b, C, eps); }
-static void activate_fast(float *x, size_t n, int activation) { activate_plain(x, n, activation); }
+// panel (kc,16) = W[o .. o+16, k0 .. k0+kc]^T, rows past OC as zeros
+static void pack_panel(float *panel, const float *W, int C, int OC, int o, int k0, int kc) {
+    for (int i = 0; i < 16; i++) {
+        const float *row = W + (size_t)(o + i) * C + k0;
+        for (int k = 0; k < kc; k++) panel[(size_t)k * 16 + i] = o + i < OC ? row[k] : 0.0f;
+    }
+}
+
+// c (6,16) = (first ? bias : c) + a (6,kc) @ b (kc,16), as the AVX2 kernel:
+// 24 accumulators of 4 lanes, each output one chain of FMAs in k order
+#define GEMM_ROW(i) \
+    c##i##0 = vfmaq_n_f32(c##i##0, b0, a##i[k]); c##i##1 = vfmaq_n_f32(c##i##1, b1, a##i[k]); \
+    c##i##2 = vfmaq_n_f32(c##i##2, b2, a##i[k]); c##i##3 = vfmaq_n_f32(c##i##3, b3, a##i[k]);
+#define GEMM_LOAD(i) \
+    if (first || mr <= i) { c##i##0 = bv0; c##i##1 = bv1; c##i##2 = bv2; c##i##3 = bv3; } \
+    else { const float *ci = c + i * ldc; c##i##0 = vld1q_f32(ci); c##i##1 = vld1q_f32(ci + 4); \
+           c##i##2 = vld1q_f32(ci + 8); c##i##3 = vld1q_f32(ci + 12); }
+#define GEMM_STORE(i) \
+    if (mr > i) { float *ci = c + i * ldc; vst1q_f32(ci, c##i##0); vst1q_f32(ci + 4, c##i##1); \
+                  vst1q_f32(ci + 8, c##i##2); vst1q_f32(ci + 12, c##i##3); }
+static void gemm_6x16(float *c, size_t ldc, const float *a, size_t lda, const float *b, size_t ldb, int kc,
+                      int mr, int first, const float *bias) {
+    const float *a0 = a, *a1 = mr > 1 ? a0 + lda : a0, *a2 = mr > 2 ? a1 + lda : a0;
+    const float *a3 = mr > 3 ? a2 + lda : a0, *a4 = mr > 4 ? a3 + lda : a0, *a5 = mr > 5 ? a4 + lda : a0;
+    float32x4_t z = vdupq_n_f32(0);
+    float32x4_t bv0 = bias ? vld1q_f32(bias) : z, bv1 = bias ? vld1q_f32(bias + 4) : z;
+    float32x4_t bv2 = bias ? vld1q_f32(bias + 8) : z, bv3 = bias ? vld1q_f32(bias + 12) : z;
+    float32x4_t c00, c01, c02, c03, c10, c11, c12, c13, c20, c21, c22, c23;
+    float32x4_t c30, c31, c32, c33, c40, c41, c42, c43, c50, c51, c52, c53;
+    GEMM_LOAD(0) GEMM_LOAD(1) GEMM_LOAD(2) GEMM_LOAD(3) GEMM_LOAD(4) GEMM_LOAD(5)
+    for (int k = 0; k < kc; k++) {
+        const float *bk = b + (size_t)k * ldb;
+        float32x4_t b0 = vld1q_f32(bk), b1 = vld1q_f32(bk + 4), b2 = vld1q_f32(bk + 8), b3 = vld1q_f32(bk + 12);
+        GEMM_ROW(0) GEMM_ROW(1) GEMM_ROW(2) GEMM_ROW(3) GEMM_ROW(4) GEMM_ROW(5)
+    }
+    GEMM_STORE(0) GEMM_STORE(1) GEMM_STORE(2) GEMM_STORE(3) GEMM_STORE(4) GEMM_STORE(5)
+}
+#undef GEMM_ROW
+#undef GEMM_LOAD
+#undef GEMM_STORE
+
+// exp(x) for 4 floats, as exp8 above
+static inline float32x4_t exp4(float32x4_t x) {
+    x = vmaxq_f32(vminq_f32(x, vdupq_n_f32(88.0f)), vdupq_n_f32(-87.0f));
+    float32x4_t n = vrndnq_f32(vmulq_n_f32(x, 1.44269504088896341f));
+    float32x4_t r = vfmsq_f32(x, n, vdupq_n_f32(0.693359375f));
+    r = vfmsq_f32(r, n, vdupq_n_f32(-2.12194440e-4f));
+    float32x4_t p = vdupq_n_f32(1.0f / 720);
+    p = vfmaq_f32(vdupq_n_f32(1.0f / 120), p, r);
+    p = vfmaq_f32(vdupq_n_f32(1.0f / 24), p, r);
+    p = vfmaq_f32(vdupq_n_f32(1.0f / 6), p, r);
+    p = vfmaq_f32(vdupq_n_f32(0.5f), p, r);
+    p = vfmaq_f32(vdupq_n_f32(1.0f), p, r);
+    p = vfmaq_f32(vdupq_n_f32(1.0f), p, r);
+    int32x4_t e = vshlq_n_s32(vaddq_s32(vcvtq_s32_f32(n), vdupq_n_s32(127)), 23);
+    return vmulq_f32(p, vreinterpretq_f32_s32(e));
+}
+
+// x (n) = softmax(x), with exp4
+static void softmax_fast(float *x, int n) {
+    int n4 = n & ~3, i;
+    float max = x[0];
+    if (n4) {
+        float32x4_t m4 = vld1q_f32(x);
+        for (i = 4; i < n4; i += 4) m4 = vmaxq_f32(m4, vld1q_f32(x + i));
+        max = vmaxvq_f32(m4);
+    }
+    for (i = n4; i < n; i++) if (x[i] > max) max = x[i];
+    float32x4_t vmax = vdupq_n_f32(max), vsum = vdupq_n_f32(0);
+    for (i = 0; i < n4; i += 4) {
+        float32x4_t e = exp4(vsubq_f32(vld1q_f32(x + i), vmax));
+        vst1q_f32(x + i, e);
+        vsum = vaddq_f32(vsum, e);
+    }
+    float sum = vaddvq_f32(vsum);
+    for (; i < n; i++) { x[i] = expf(x[i] - max); sum += x[i]; }
+    for (i = 0; i < n4; i += 4) vst1q_f32(x + i, vmulq_n_f32(vld1q_f32(x + i), 1.0f / sum));
+    for (; i < n; i++) x[i] *= 1.0f / sum;
+}
+
+// out (C) = layernorm(x (C)): the sums over 4 lanes
+static void layernorm_fast(float *out, const float *x, const float *w, const float *b, int C, float eps) {
+    int C4 = C & ~3, i;
+    float32x4_t acc = vdupq_n_f32(0);
+    for (i = 0; i < C4; i += 4) acc = vaddq_f32(acc, vld1q_f32(x + i));
+    float mean = vaddvq_f32(acc);
+    for (; i < C; i++) mean += x[i];
+    mean /= C;
+    float32x4_t vmean = vdupq_n_f32(mean);
+    acc = vdupq_n_f32(0);
+    for (i = 0; i < C4; i += 4) {
+        float32x4_t d = vsubq_f32(vld1q_f32(x + i), vmean);
+        acc = vfmaq_f32(acc, d, d);
+    }
+    float var = vaddvq_f32(acc);
+    for (; i < C; i++) var += (x[i] - mean) * (x[i] - mean);
+    var /= C;
+    float rstd = 1.0f / sqrtf(var + eps);
+    for (i = 0; i < C4; i += 4) {
+        float32x4_t d = vmulq_n_f32(vsubq_f32(vld1q_f32(x + i), vmean), rstd);
+        vst1q_f32(out + i, vfmaq_f32(vld1q_f32(b + i), d, vld1q_f32(w + i)));
+    }
+    for (; i < C; i++) out[i] = (x[i] - mean) * rstd * w[i] + b[i];
+}
+
+// x (n) = gelu_tanh(x), with tanh(u) = 1 - 2 / (1 + exp(2u)); other
+// activations take the plain loop.
+static void activate_fast(float *x, size_t n, int activation) {
+    if (activation != ACT_GELU_TANH) { activate_plain(x, n, activation); return; }
+    size_t n4 = n & ~(size_t)3, i;
+    const float32x4_t one = vdupq_n_f32(1.0f), two = vdupq_n_f32(2.0f);
+    for (i = 0; i < n4; i += 4) {
+        float32x4_t v = vld1q_f32(x + i);
+        float32x4_t u = vmulq_n_f32(vfmaq_f32(v, vmulq_n_f32(v, 0.044715f), vmulq_f32(v, v)), 0.7978845608028654f);
+        float32x4_t th = vsubq_f32(one, vdivq_f32(two, vaddq_f32(one, exp4(vaddq_f32(u, u)))));
+        vst1q_f32(x + i, vmulq_f32(vmulq_n_f32(v, 0.5f), vaddq_f32(one, th)));
+    }
+    for (; i < n; i++) x[i] = gelu_tanh(x[i]);
+}
+
+// x (n) *= s
+static void scale_fast(float *x, int n, float s) {
+    int i = 0;
+    for (; i + 4 <= n; i += 4) vst1q_f32(x + i, vmulq_n_f32(vld1q_f32(x + i), s));
+    for (; i < n; i++) x[i] *= s;
+}
+
+// scores (n) = K (n,hd) @ q (hd) * scale
 static void scores_fast(float *scores, const float *q, const float *K, int n, int hd, float scale) {
     for (int j = 0; j < n; j++) scores[j] = dot_fast(q, K + (size_t)j * hd, hd) * scale;
 }
-static void weighted_sum_fast(float *out, const float *w, const float *V, int n, int hd) { weighted_sum_plain(out, w, V, n, hd); }
+
+// out (hd) = w (n) @ V (n,hd), with the output held in registers for hd <= 64
+static void weighted_sum_fast(float *out, const float *w, const float *V, int n, int hd) {
+    if (hd > 64 || hd % 4) { weighted_sum_plain(out, w, V, n, hd); return; }
+    float32x4_t acc[16];
+    int nv = hd / 4;
+    for (int v = 0; v < nv; v++) acc[v] = vdupq_n_f32(0);
+    for (int j = 0; j < n; j++) {
+        const float *row = V + (size_t)j * hd;
+        for (int v = 0; v < nv; v++) acc[v] = vfmaq_n_f32(acc[v], vld1q_f32(row + 4 * v), w[j]);
+    }
+    for (int v = 0; v < nv; v++) vst1q_f32(out + 4 * v, acc[v]);
+}
 
 #else
 // --- no vector unit known: the plain loops are the fast paths ---
@@ -925,16 +992,94 @@ static void matmul_rows_fast(float *out, const float *inp, const float *W, const
         for (int o = o0; o < o1; o++)
             out[(size_t)t * OC + o] = dot_plain(inp + (size_t)t * C, W + (size_t)o * C, C) + (b ? b[o] : 0.0f);
 }
-static void matmul_cols_gemm(float *out, const float *inp, const float *W, const float *b,
-                             int T, int C, int OC, int o0, int o1) {
-    matmul_rows_fast(out, inp, W, b, T, C, OC, o0, o1);
-}
 static float dot_fast(const float *a, const float *b, int n) { return dot_plain(a, b, n); }
 static void softmax_fast(float *x, int n) { softmax_plain(x, n); }
 static void layernorm_fast(float *out, const float *x, const float *w, const float *b, int C, float eps) { layernorm(out, x, w, b, C, eps); }
 static void activate_fast(float *x, size_t n, int activation) { activate_plain(x, n, activation); }
-static void scores_fast(float *scores, const float *q, const float *K, int n, int hd, float scale) { scores_plain(scores, q, K, n, hd, scale); }
+static void scores_fast(float *scores, const float *q, const float *K, int n, int hd, float scale) {
+    for (int j = 0; j < n; j++) scores[j] = dot_fast(q, K + (size_t)j * hd, hd) * scale;
+}
 static void weighted_sum_fast(float *out, const float *w, const float *V, int n, int hd) { weighted_sum_plain(out, w, V, n, hd); }
+#endif
+
+#if SIMD_AVX2 || SIMD_NEON
+#define HAVE_BLOCKED 1
+// --- prefill: blocked products on top of gemm_6x16 (AVX2 or NEON) ---
+//
+// For T >= GEMM_MIN_T positions the product is done the way fast BLAS
+// libraries do it: W is copied, 16 rows at a time, into a transposed "panel"
+// (kc, 16) that stays in the L1 cache (pack_panel), and gemm_6x16 keeps a
+// 6 x 16 block of outputs in registers while k runs (AVX2: per k, two loads
+// of the panel, six broadcast inputs, twelve FMAs). Each output is one chain
+// of FMAs in k order, starting from its bias, so the value does not depend
+// on the thread count or on how positions are tiled (it can differ in the
+// last bits from matmul_rows_fast, which sums in lanes and then adds them).
+
+// output columns [o0, o1) of out (T,OC) = inp (T,C) @ W^T (OC,C) + b, for T >= GEMM_MIN_T
+static void matmul_cols_gemm(float *out, const float *inp, const float *W, const float *b,
+                             int T, int C, int OC, int o0, int o1) {
+    _Alignas(32) float panels[GEMM_NB / 16][GEMM_KC * 16];
+    _Alignas(32) float edge[6 * 16], edge_bias[16];
+    for (int k0 = 0; k0 < C; k0 += GEMM_KC) {
+        int kc = C - k0 < GEMM_KC ? C - k0 : GEMM_KC, first = k0 == 0;
+        for (int o = o0, p = 0; o < o1; o += 16, p++) pack_panel(panels[p], W, C, OC, o, k0, kc);
+        for (int o = o0, p = 0; o < o1; o += 16, p++) {
+            int nr = o1 - o < 16 ? o1 - o : 16;
+            const float *bias = b ? b + o : NULL;
+            if (nr < 16 && b) {  // the bias of a partial panel, padded
+                memset(edge_bias, 0, sizeof edge_bias);
+                memcpy(edge_bias, b + o, nr * sizeof(float));
+                bias = edge_bias;
+            }
+            for (int t = 0; t < T; t += 6) {
+                int mr = T - t < 6 ? T - t : 6;
+                float *c = out + (size_t)t * OC + o;
+                if (nr == 16) { gemm_6x16(c, OC, inp + (size_t)t * C + k0, C, panels[p], 16, kc, mr, first, bias); continue; }
+                // a partial panel (the last columns of W): through a (6,16) scratch block
+                for (int i = 0; i < mr && !first; i++) memcpy(edge + 16 * i, c + (size_t)i * OC, nr * sizeof(float));
+                gemm_6x16(edge, 16, inp + (size_t)t * C + k0, C, panels[p], 16, kc, mr, first, bias);
+                for (int i = 0; i < mr; i++) memcpy(c + (size_t)i * OC, edge + 16 * i, nr * sizeof(float));
+            }
+        }
+    }
+}
+
+// Causal attention of one head over a tile of T queries, query t at position
+// pos0 + t, as two blocked products, 6 queries at a time:
+//   p (6,n)    = q (6,hd) @ K^T (hd,n) * scale, masked, softmax per row
+//   out (6,hd) = p (6,n) @ V (n,hd)
+// K and V (n,hd) hold keys 0 .. n-1, n = pos0 + T; q rows are ldq apart,
+// out rows ldo apart. Scratch: kpack (n rounded up to 16, hd) for K in
+// panels, p (6, ldp). With log, row `pos` of the weights is kept there.
+static void attention_tile_fast(float *out, size_t ldo, const float *q, size_t ldq, const float *K, const float *V,
+                                int T, int pos0, int hd, float scale, float *kpack, float *p, size_t ldp, float *log) {
+    int n = pos0 + T;
+    for (int j = 0; j < n; j += 16) pack_panel(kpack + (size_t)j * hd, K, hd, n, j, 0, hd);
+    for (int t = 0; t < T; t += 6) {
+        int mr = T - t < 6 ? T - t : 6, nk = pos0 + t + mr;  // keys this block can see
+        const float *qt = q + (size_t)t * ldq;
+        for (int j = 0; j < nk; j += 16)
+            gemm_6x16(p + j, ldp, qt, ldq, kpack + (size_t)j * hd, 16, hd, mr, 1, NULL);
+        for (int i = 0; i < mr; i++) {
+            int pos = pos0 + t + i;
+            float *row = p + (size_t)i * ldp;
+            scale_fast(row, pos + 1, scale);
+            softmax_fast(row, pos + 1);
+            if (log) memcpy(log + (size_t)pos * (pos + 1) / 2, row, (pos + 1) * sizeof(float));
+            for (int j = pos + 1; j < nk; j++) row[j] = 0.0f;  // the causal mask
+        }
+        for (int c0 = 0; c0 < hd; c0 += 16)
+            gemm_6x16(out + (size_t)t * ldo + c0, ldo, p, ldp, V + c0, hd, nk, mr, 1, NULL);
+    }
+}
+
+#else
+#define HAVE_BLOCKED 0
+// output columns [o0, o1) for many positions: the row kernel
+static void matmul_cols_gemm(float *out, const float *inp, const float *W, const float *b,
+                             int T, int C, int OC, int o0, int o1) {
+    matmul_rows_fast(out, inp, W, b, T, C, OC, o0, o1);
+}
 #endif
 
 // ----------------------------------------------------------------------------
@@ -1160,7 +1305,7 @@ static void attention_heads(void *ctx, int h_start, int h_end) {
         const float *Vv = a->v_cache + (size_t)h * a->S * hd; // (S, hd)
         float *att = a->att + (size_t)h * 6 * a->S16;
         float *log = a->log ? a->log + h * a->log_tri : NULL;
-#if SIMD_AVX2
+#if HAVE_BLOCKED
         if (!plain_kernels && a->T >= GEMM_MIN_T && hd % 16 == 0) {  // a prompt tile: blocked products
             attention_tile_fast(a->out + h * hd, a->C, a->qkv + h * hd, 3 * (size_t)a->C, K, Vv, a->T, a->pos0, hd,
                                 a->scale, a->kpack + (size_t)h * a->S16 * hd, att, a->S16, log);

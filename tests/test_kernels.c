@@ -142,7 +142,7 @@ static void test_attention_kernels(void) {
     }
 }
 
-#if SIMD_AVX2
+#if HAVE_BLOCKED
 // The blocked prompt attention against the plain per-query loops: tiles that
 // start at position 0 and later, sizes that are not multiples of 6 or 16.
 static void test_attention_tile(void) {
@@ -197,7 +197,7 @@ int main(void) {
         test_matmul();
         test_dot_softmax_activate();
         test_attention_kernels();
-#if SIMD_AVX2
+#if HAVE_BLOCKED
         if (threads == 1) test_attention_tile();
 #endif
         test_pool();

@@ -1284,13 +1284,14 @@ typedef struct {
 } Model;
 
 // Causal self-attention for one layer, one head at a time.
-// q (T,C) holds the queries of the new positions, head h in columns h*hd ..;
-// the cache holds keys and values of positions 0 .. pos0+T-1 as (H, S, hd);
+// qkv (T,3C) holds the queries, keys and values of the new positions, head h
+// in columns h*hd .. of each; each head first adds its keys and values to the
+// cache, which then holds positions 0 .. pos0+T-1 as (H, S, hd);
 // out (T,C) gets each head's weighted sum of values; att (H, 6, S16) is each
 // head's scratch for scores and weights, kpack (H, S16, hd) for its keys.
 typedef struct {
-    float *out, *att, *kpack;
-    const float *qkv, *k_cache, *v_cache;
+    float *out, *att, *kpack, *k_cache, *v_cache;
+    const float *qkv;
     int T, pos0, C, n_head, S, S16;
     float scale;
     float *log;      // NULL, or where to keep this layer's weights: (H, tri)
@@ -1301,8 +1302,14 @@ static void attention_heads(void *ctx, int h_start, int h_end) {
     AttentionArgs *a = ctx;
     int hd = a->C / a->n_head;
     for (int h = h_start; h < h_end; h++) {
-        const float *K = a->k_cache + (size_t)h * a->S * hd;  // (S, hd)
-        const float *Vv = a->v_cache + (size_t)h * a->S * hd; // (S, hd)
+        float *K = a->k_cache + (size_t)h * a->S * hd;  // (S, hd)
+        float *Vv = a->v_cache + (size_t)h * a->S * hd; // (S, hd)
+        // store this tile's keys and values in the cache, head-major: (H, S, hd)
+        for (int t = 0; t < a->T; t++) {
+            const float *k = a->qkv + (size_t)t * 3 * a->C + a->C + h * hd;
+            memcpy(K + (size_t)(a->pos0 + t) * hd, k, hd * sizeof(float));
+            memcpy(Vv + (size_t)(a->pos0 + t) * hd, k + a->C, hd * sizeof(float));
+        }
         float *att = a->att + (size_t)h * 6 * a->S16;
         float *log = a->log ? a->log + h * a->log_tri : NULL;
 #if HAVE_BLOCKED
@@ -1336,19 +1343,11 @@ static void attention(Model *m, int layer, int T, int pos0) {
     int C = c->n_embd, H = c->n_head, hd = C / H, S = s->seq_len;
     float *k_cache = s->k_cache + (size_t)layer * S * C;
     float *v_cache = s->v_cache + (size_t)layer * S * C;
-    // store this tile's keys and values in the cache, head-major: (H, S, hd)
-    for (int t = 0; t < T; t++) {
-        const float *k = s->qkv + (size_t)t * 3 * C + C;
-        const float *v = s->qkv + (size_t)t * 3 * C + 2 * C;
-        for (int h = 0; h < H; h++) {
-            memcpy(k_cache + ((size_t)h * S + pos0 + t) * hd, k + h * hd, hd * sizeof(float));
-            memcpy(v_cache + ((size_t)h * S + pos0 + t) * hd, v + h * hd, hd * sizeof(float));
-        }
-    }
     float scale = (c->flags & FLAG_SCALE_ATTN) ? 1.0f / sqrtf((float)hd) : 1.0f;
     if (c->flags & FLAG_SCALE_BY_LAYER) scale /= (float)(layer + 1);
     int S16 = (S + 15) / 16 * 16;
-    AttentionArgs a = {s->att_out, s->att, s->kpack, s->qkv, k_cache, v_cache, T, pos0, C, H, S, S16, scale, NULL, 0};
+    AttentionArgs a = {.out = s->att_out, .att = s->att, .kpack = s->kpack, .k_cache = k_cache, .v_cache = v_cache,
+                       .qkv = s->qkv, .T = T, .pos0 = pos0, .C = C, .n_head = H, .S = S, .S16 = S16, .scale = scale};
     if (m->att_log) {
         a.log = m->att_log->w + (size_t)layer * H * m->att_log->tri;
         a.log_tri = m->att_log->tri;

@@ -135,12 +135,17 @@ typedef struct {
 // modulo 2 MB, so when the kernel reads the file into its page cache in 2 MB
 // pieces it maps them with one TLB entry each instead of 512. Streaming the
 // weights then costs far fewer TLB misses (most of all in a virtual machine),
-// and the pages are still the page cache's, shared by every process.
+// and the pages are still the page cache's, shared by every process. (With
+// 16 or 64 KB base pages, as on some arm64 kernels, huge pages are larger
+// and this alignment simply does not help.)
 static void *map_at_huge_boundary(int fd, size_t size) {
 #if defined(__linux__) && defined(MADV_HUGEPAGE)
     const size_t huge = (size_t)2 << 20;
     long page = sysconf(_SC_PAGESIZE);
     if (page > 0 && size <= SIZE_MAX - 2 * huge) {
+        // reserve size + 2 MB of address space, then map the file over its first
+        // 2 MB boundary (MAP_FIXED replaces the reservation there; this runs
+        // before any thread is started, so nothing else can map in between)
         unsigned char *r = mmap(NULL, size + huge, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
         if (r != MAP_FAILED) {
             unsigned char *a = (unsigned char *)(((uintptr_t)r + huge - 1) & ~(uintptr_t)(huge - 1));
@@ -314,7 +319,8 @@ typedef struct {
     float *att;     // (H, 6, seq_len rounded up to 16) scratch: scores, then weights, per head
     float *kpack;   // (H, seq_len rounded up to 16, hd) scratch: a head's keys in panels (prefill)
     float *hidden;  // (T, F) MLP hidden layer
-    float *logits;  // (min(T, LOGITS_TILE), V)
+    float *logits;  // (logits_rows, V)
+    int logits_rows;  // min(max_T, LOGITS_TILE)
     float *k_cache; // (L, H, seq_len, hd)
     float *v_cache; // (L, H, seq_len, hd)
     size_t cache_floats;  // in each of k_cache and v_cache
@@ -358,7 +364,8 @@ static void runstate_init(RunState *s, const Config *c, int seq_len) {
     s->att = xcalloc((size_t)c->n_head * 6 * S16, sizeof(float));
     s->kpack = xcalloc(S16 * C, sizeof(float));
     s->hidden = xcalloc(T * F, sizeof(float));
-    s->logits = xcalloc((T < LOGITS_TILE ? T : LOGITS_TILE) * V, sizeof(float));
+    s->logits_rows = max_T < LOGITS_TILE ? max_T : LOGITS_TILE;
+    s->logits = xcalloc((size_t)s->logits_rows * V, sizeof(float));
     size_t cache = (size_t)c->n_layer * seq_len * C;
     s->cache_floats = cache;
     s->k_cache = cache_alloc(cache);
@@ -501,8 +508,10 @@ static inline __m256 exp8(__m256 x) {
 
 // One output: 8-lane FMA over the vector part, the lanes summed, the scalar
 // tail added. Every path in matmul_rows_fast reduces each output exactly so,
-// so a value never depends on how rows and positions were blocked (nor on
-// the thread count, nor on prefill vs decode).
+// so a value never depends on how rows and positions were blocked, nor on
+// the thread count. (Prompt tiles of GEMM_MIN_T or more positions take
+// matmul_cols_gemm, which sums in another order: the same position can differ
+// in the last bits between a prompt tile and decoding.)
 static inline float finish_dot(__m256 acc, const float *x, const float *w, int C8, int C) {
     float s = hsum8(acc);
     for (int i = C8; i < C; i++) s += x[i] * w[i];
@@ -842,7 +851,7 @@ static float dot_fast(const float *a, const float *b, int n) {
 // panel (kc,16) = W[o .. o+16, k0 .. k0+kc]^T, rows past OC as zeros
 static void pack_panel(float *panel, const float *W, int C, int OC, int o, int k0, int kc) {
     for (int i = 0; i < 16; i++) {
-        const float *row = W + (size_t)(o + i) * C + k0;
+        const float *row = W + (size_t)(o + i < OC ? o + i : o) * C + k0;  // rows past OC read row o, stored as 0
         for (int k = 0; k < kc; k++) panel[(size_t)k * 16 + i] = o + i < OC ? row[k] : 0.0f;
     }
 }
@@ -1015,7 +1024,8 @@ static void weighted_sum_fast(float *out, const float *w, const float *V, int n,
 // on the thread count or on how positions are tiled (it can differ in the
 // last bits from matmul_rows_fast, which sums in lanes and then adds them).
 
-// output columns [o0, o1) of out (T,OC) = inp (T,C) @ W^T (OC,C) + b, for T >= GEMM_MIN_T
+// output columns [o0, o1) of out (T,OC) = inp (T,C) @ W^T (OC,C) + b (any T;
+// matmul uses it for T >= GEMM_MIN_T), o1 - o0 <= GEMM_NB
 static void matmul_cols_gemm(float *out, const float *inp, const float *W, const float *b,
                              int T, int C, int OC, int o0, int o1) {
     _Alignas(32) float panels[GEMM_NB / 16][GEMM_KC * 16];
@@ -1051,6 +1061,7 @@ static void matmul_cols_gemm(float *out, const float *inp, const float *W, const
 // K and V (n,hd) hold keys 0 .. n-1, n = pos0 + T; q rows are ldq apart,
 // out rows ldo apart. Scratch: kpack (n rounded up to 16, hd) for K in
 // panels, p (6, ldp). With log, row `pos` of the weights is kept there.
+// The plain per-query loop that says the same is in attention_heads below.
 static void attention_tile_fast(float *out, size_t ldo, const float *q, size_t ldq, const float *K, const float *V,
                                 int T, int pos0, int hd, float scale, float *kpack, float *p, size_t ldp, float *log) {
     int n = pos0 + T;
@@ -1165,9 +1176,13 @@ static void pool_start(int n_threads) {
     pthread_cond_init(&pool.wake, NULL);
     pthread_cond_init(&pool.done, NULL);
     pool.threads = xcalloc(n_threads, sizeof(pthread_t));
+    pthread_attr_t attr;  // 2 MB stacks, whatever the C library's default (musl's is 128 KB)
+    pthread_attr_init(&attr);
+    pthread_attr_setstacksize(&attr, (size_t)2 << 20);
     for (int i = 1; i < n_threads; i++)  // thread 0 is the caller
-        if (pthread_create(&pool.threads[i], NULL, worker_main, NULL) != 0)
+        if (pthread_create(&pool.threads[i], &attr, worker_main, NULL) != 0)
             die(EXIT_RUNTIME, "cannot start worker thread %d of %d", i, n_threads);
+    pthread_attr_destroy(&attr);
 }
 
 static void pool_stop(void) {
@@ -1252,6 +1267,7 @@ static void activate(float *x, int T, int F, int activation) {
 
 typedef struct { float *out; const float *x, *w, *b; int C; float eps; } LayernormArgs;
 
+// rows [t0, t1) of out (T,C) = layernorm(x (T,C))
 static void layernorm_slice(void *ctx, int t0, int t1) {
     LayernormArgs *a = ctx;
     for (int t = t0; t < t1; t++) layernorm_fast(a->out + (size_t)t * a->C, a->x + (size_t)t * a->C, a->w, a->b, a->C, a->eps);
@@ -1394,6 +1410,7 @@ static void forward(Model *m, const int *tokens, int T, int pos0, int logits) {
     // final LayerNorm, then logits (T,V) = xn (T,C) @ wte^T (V,C)
     if (logits == LOGITS_NONE) return;
     int first = logits == LOGITS_ALL ? 0 : T - 1;
+    if (T - first > s->logits_rows) die(EXIT_RUNTIME, "internal error: logits for %d positions, room for %d", T - first, s->logits_rows);
     layernorm_rows(s->xn, s->x + (size_t)first * C, w->lnf_w, w->lnf_b, T - first, C, c->ln_eps);
     matmul(s->logits, s->xn, w->lm_head, NULL, T - first, C, V);
 }
@@ -2560,7 +2577,9 @@ static void run_model(const Options *o, Model *m, double t0) {
     // every page up front so the first forward pass does not fault them in.
     madvise(m->file.data, m->file.size, MADV_WILLNEED);
 #ifdef MADV_POPULATE_READ
-    madvise(m->file.data, m->file.size, MADV_POPULATE_READ);
+    long pages = sysconf(_SC_PHYS_PAGES), page = sysconf(_SC_PAGESIZE);
+    if (pages > 0 && page > 0 && m->file.size < (size_t)pages * (size_t)page / 2)  // not if over half the RAM
+        madvise(m->file.data, m->file.size, MADV_POPULATE_READ);
 #endif
     pool_start(o->threads);
     if (o->verbose)

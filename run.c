@@ -507,11 +507,12 @@ static inline __m256 exp8(__m256 x) {
 }
 
 // One output: 8-lane FMA over the vector part, the lanes summed, the scalar
-// tail added. Every path in matmul_rows_fast reduces each output exactly so,
-// so a value never depends on how rows and positions were blocked, nor on
-// the thread count. (Prompt tiles of GEMM_MIN_T or more positions take
-// matmul_cols_gemm, which sums in another order: the same position can differ
-// in the last bits between a prompt tile and decoding.)
+// tail added. The blocked paths of matmul_rows_fast reduce each output
+// exactly so, so a value never depends on how rows and positions were
+// blocked, nor on the thread count. (Decoding, T = 1, adds four such sums;
+// prompt tiles of GEMM_MIN_T or more positions take matmul_cols_gemm, which
+// sums in yet another order: the same position can differ in the last bits
+// between a prompt tile and decoding.)
 static inline float finish_dot(__m256 acc, const float *x, const float *w, int C8, int C) {
     float s = hsum8(acc);
     for (int i = C8; i < C; i++) s += x[i] * w[i];
@@ -524,18 +525,22 @@ static void matmul_rows_fast(float *out, const float *inp, const float *W, const
                              int T, int C, int OC, int o0, int o1) {
     int C8 = C & ~7;
     int o = o0;
-    if (T == 1) {  // decoding: 8 weight rows at a time, more loads in flight
-        for (; o + 8 <= o1; o += 8) {
+    if (T == 1) {  // decoding: one weight row at a time, so W is read front to back in one stream
+        for (; o < o1; o++) {
             const float *w0 = W + (size_t)o * C;
-            __m256 a[8];
-            for (int k = 0; k < 8; k++) a[k] = _mm256_setzero_ps();
-            for (int i = 0; i < C8; i += 8) {
-                __m256 x = _mm256_loadu_ps(inp + i);
-                for (int k = 0; k < 8; k++) a[k] = _mm256_fmadd_ps(x, _mm256_loadu_ps(w0 + (size_t)k * C + i), a[k]);
+            __m256 a0 = _mm256_setzero_ps(), a1 = a0, a2 = a0, a3 = a0;
+            int i = 0;
+            for (; i + 32 <= C8; i += 32) {  // four independent sums keep the FMAs from waiting on each other
+                a0 = _mm256_fmadd_ps(_mm256_loadu_ps(inp + i), _mm256_loadu_ps(w0 + i), a0);
+                a1 = _mm256_fmadd_ps(_mm256_loadu_ps(inp + i + 8), _mm256_loadu_ps(w0 + i + 8), a1);
+                a2 = _mm256_fmadd_ps(_mm256_loadu_ps(inp + i + 16), _mm256_loadu_ps(w0 + i + 16), a2);
+                a3 = _mm256_fmadd_ps(_mm256_loadu_ps(inp + i + 24), _mm256_loadu_ps(w0 + i + 24), a3);
             }
-            for (int k = 0; k < 8; k++)
-                out[o + k] = finish_dot(a[k], inp, w0 + (size_t)k * C, C8, C) + (b ? b[o + k] : 0.0f);
+            for (; i < C8; i += 8) a0 = _mm256_fmadd_ps(_mm256_loadu_ps(inp + i), _mm256_loadu_ps(w0 + i), a0);
+            __m256 acc = _mm256_add_ps(_mm256_add_ps(a0, a1), _mm256_add_ps(a2, a3));
+            out[o] = finish_dot(acc, inp, w0, C8, C) + (b ? b[o] : 0.0f);
         }
+        return;
     }
     for (; o + 4 <= o1; o += 4) {
         const float *w0 = W + (size_t)o * C, *w1 = w0 + C, *w2 = w1 + C, *w3 = w2 + C;

@@ -37,7 +37,7 @@ static double worst(const float *a, const float *b, size_t n) {
 // inputs longer than one GEMM_KC block (300, 513) or not a multiple of 8.
 static const int mm_shapes[][3] = {{1, 1, 1}, {1, 7, 5}, {3, 9, 4}, {5, 17, 13}, {1, 768, 37}, {7, 33, 11},
                                    {64, 40, 120}, {2, 100, 3}, {65, 129, 67}, {4, 8, 8}, {6, 8, 16},
-                                   {13, 300, 37}, {12, 513, 70}, {31, 256, 129}, {8, 1, 3}};
+                                   {13, 300, 37}, {12, 513, 70}, {31, 256, 129}, {8, 1, 3}, {1, 45, 9}, {1, 100, 17}};
 #define N_MM_SHAPES (sizeof mm_shapes / sizeof mm_shapes[0])
 static float *mm_one_thread[N_MM_SHAPES];  // each shape's output with 1 thread
 

@@ -81,6 +81,13 @@ $(TESTBIN)/replay_tokenizer: tests/fuzz/replay.c tests/fuzz_tokenizer.c tokenize
 	$(CC) $(CFLAGS) $(WARN) -I. -DREPLAY_DIRS='"tests/fuzz/tokenizer:tests/fuzz/regressions/tokenizer"' \
 	    -o $@ tests/fuzz/replay.c tests/fuzz_tokenizer.c tokenizer.c $(LDLIBS)
 
+# For valgrind, which cannot decode AVX-512 (that -march=native emits where the
+# machine has it): the same program for AVX2 at most (x86-64), or the baseline.
+VG_ARCH := $(shell $(CC) -mavx2 -mfma -x c -E /dev/null >/dev/null 2>&1 && echo -mavx2 -mfma)
+$(TESTBIN)/run-valgrind: $(SRC) $(HDR)
+	@mkdir -p $(TESTBIN)
+	$(CC) -O2 -g $(VG_ARCH) $(WARN) $(MODEL_DEFINE) -o $@ $(SRC) $(LDLIBS)
+
 # The same kernel tests built without -march: on x86-64 the portable C paths.
 $(TESTBIN)/test_kernels_baseline: tests/test_kernels.c run.c tokenizer.c tokenizer.h
 	@mkdir -p $(TESTBIN)
@@ -95,7 +102,7 @@ test-arm64:
 TESTS = $(TESTBIN)/test_kernels $(TESTBIN)/test_kernels_baseline tests/test_tokenizer.py tests/test_export.py tests/test_engine.py tests/test_cli.py tests/test_attention.py tests/test_model.py tests/test_readme.py \
         $(TESTBIN)/replay_checkpoint $(TESTBIN)/replay_tokenizer tests/test_badinput.py tests/test_concurrency.py
 
-test: run $(TESTBIN)/test_tokenizer $(TESTBIN)/test_kernels $(TESTBIN)/test_kernels_baseline $(TESTBIN)/replay_checkpoint $(TESTBIN)/replay_tokenizer $(FUZZ_TOK)
+test: run $(TESTBIN)/run-valgrind $(TESTBIN)/test_tokenizer $(TESTBIN)/test_kernels $(TESTBIN)/test_kernels_baseline $(TESTBIN)/replay_checkpoint $(TESTBIN)/replay_tokenizer $(FUZZ_TOK)
 	$(PYTHON) tests/run_all.py $(TESTS)
 
 # Reference checks against Hugging Face transformers / tokenizers / tiktoken, in a venv.

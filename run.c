@@ -1,21 +1,26 @@
 // run.c: GPT-2 inference in one file of C.
 //
-// Read it top to bottom, like a lecture:
-//   1. errors and exit codes
-//   2. the checkpoint and its Config
-//   3. Weights and RunState
-//   4. math kernels (each with the shapes it works on)
-//   5. the worker pool that spreads a kernel over threads
-//   6. the forward pass: embeddings, attention, MLP, logits
-//   7. sampling
-//   8. tokenizer glue and streaming output
-//   9. looking inside: attention maps, sampling explained
-//  10. the generation loop, scoring, tokenizing
-//  11. the command line
+// The file is in four parts. Read Part I from the top like a lecture: it is
+// the whole model in plain loops, and with --plain-kernels the program runs
+// on it alone. The rest is machinery around the lesson.
+//
+//   PART I    the lesson: how a GPT turns tokens into the next token
+//     I.1  errors and exit codes
+//     I.2  the checkpoint and its Config
+//     I.3  Weights and RunState
+//     I.4  the plain kernels (each with the shapes it works on)
+//     I.5  the kernel table: the operations the forward pass calls
+//     I.6  the forward pass: embeddings, attention, MLP, logits
+//     I.7  sampling
+//     I.8  streaming output
+//     I.9  the generation loop
+//   PART II   making it fast: worker pool, SIMD kernels, blocked prefill, huge pages
+//   PART III  looking inside: attention maps, sampling explained, the HTML page
+//   PART IV   the command line and main()
 //
 // The checkpoint is made by export.py from a Hugging Face GPT-2 directory;
-// its layout is described in README.md. It is memory-mapped read-only, so
-// several processes on one checkpoint share its pages.
+// its layout is described in README.md and tests/SPEC.md. It is memory-mapped
+// read-only, so several processes on one checkpoint share its pages.
 #define _POSIX_C_SOURCE 200809L
 #define _DEFAULT_SOURCE
 
@@ -42,8 +47,12 @@
 #endif
 #define RUN_VERSION "0.1.0"
 
+// ============================================================================
+// PART I. THE LESSON
+// ============================================================================
+
 // ----------------------------------------------------------------------------
-// 1. Errors and exit codes
+// I.1 Errors and exit codes
 
 enum {
     EXIT_OK = 0,
@@ -81,8 +90,9 @@ static double now_seconds(void) {
     return ts.tv_sec + ts.tv_nsec * 1e-9;
 }
 
+
 // ----------------------------------------------------------------------------
-// 2. The checkpoint and its Config
+// I.2 The checkpoint and its Config
 //
 // A 256-byte header, the tokenizer section, then float32 weights, each tensor
 // 64-byte aligned. All numbers little-endian.
@@ -111,14 +121,11 @@ typedef struct {
     uint64_t tok_offset, tok_bytes, weights_offset, weights_bytes, file_bytes;
 } Config;
 
-static uint32_t read_u32(const unsigned char *p) {
-    return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 24;
-}
 static uint64_t read_u64(const unsigned char *p) {
-    return (uint64_t)read_u32(p) | (uint64_t)read_u32(p + 4) << 32;
+    return (uint64_t)read_u32le(p) | (uint64_t)read_u32le(p + 4) << 32;
 }
 static float read_f32(const unsigned char *p) {
-    uint32_t u = read_u32(p);
+    uint32_t u = read_u32le(p);
     float f;
     memcpy(&f, &u, 4);
     return f;
@@ -130,38 +137,8 @@ typedef struct {
     size_t size;
 } Mapping;
 
-// mmap the whole file read-only. On Linux the mapping starts at a 2 MB
-// boundary and is marked MADV_HUGEPAGE: file offsets and addresses then agree
-// modulo 2 MB, so when the kernel reads the file into its page cache in 2 MB
-// pieces it maps them with one TLB entry each instead of 512. Streaming the
-// weights then costs far fewer TLB misses (most of all in a virtual machine),
-// and the pages are still the page cache's, shared by every process. (With
-// 16 or 64 KB base pages, as on some arm64 kernels, huge pages are larger
-// and this alignment simply does not help.)
-static void *map_at_huge_boundary(int fd, size_t size) {
-#if defined(__linux__) && defined(MADV_HUGEPAGE)
-    const size_t huge = (size_t)2 << 20;
-    long page = sysconf(_SC_PAGESIZE);
-    if (page > 0 && size <= SIZE_MAX - 2 * huge) {
-        // reserve size + 2 MB of address space, then map the file over its first
-        // 2 MB boundary (MAP_FIXED replaces the reservation there; this runs
-        // before any thread is started, so nothing else can map in between)
-        unsigned char *r = mmap(NULL, size + huge, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-        if (r != MAP_FAILED) {
-            unsigned char *a = (unsigned char *)(((uintptr_t)r + huge - 1) & ~(uintptr_t)(huge - 1));
-            if (mmap(a, size, PROT_READ, MAP_SHARED | MAP_FIXED, fd, 0) == a) {
-                unsigned char *end = a + (size + (size_t)page - 1) / (size_t)page * (size_t)page;
-                if (a > r) munmap(r, (size_t)(a - r));                          // the reservation before
-                if (r + size + huge > end) munmap(end, (size_t)(r + size + huge - end));  // and after
-                madvise(a, size, MADV_HUGEPAGE);
-                return a;
-            }
-            munmap(r, size + huge);
-        }
-    }
-#endif
-    return mmap(NULL, size, PROT_READ, MAP_SHARED, fd, 0);
-}
+// Part II: mmap read-only, at a huge-page boundary where that helps.
+static void *map_at_huge_boundary(int fd, size_t size);
 
 static void map_file(Mapping *m, const char *path) {
     // O_NONBLOCK: opening a FIFO must not wait for a writer; it is refused below
@@ -179,29 +156,13 @@ static void map_file(Mapping *m, const char *path) {
     m->data = p;
 }
 
-// Bytes of one tensor padded to the alignment; 0 on overflow.
-static uint64_t aligned_tensor_bytes(uint64_t n_floats) {
-    if (n_floats > (UINT64_MAX / 8)) return 0;
-    uint64_t b = n_floats * 4;
-    return (b + WEIGHT_ALIGN - 1) / WEIGHT_ALIGN * WEIGHT_ALIGN;
+static void unmap_file(Mapping *m) {
+    if (m->data) munmap(m->data, m->size);
+    m->data = NULL;
 }
 
-// The number of weight bytes a Config implies (every tensor padded to 64).
-static uint64_t expected_weight_bytes(const Config *c) {
-    uint64_t C = c->n_embd, F = c->n_inner, V = c->vocab_size, P = c->n_ctx;
-    uint64_t layer = 0;
-    layer += 2 * aligned_tensor_bytes(C);                                  // ln_1
-    layer += aligned_tensor_bytes(3 * C * C) + aligned_tensor_bytes(3 * C);// c_attn
-    layer += aligned_tensor_bytes(C * C) + aligned_tensor_bytes(C);        // attn c_proj
-    layer += 2 * aligned_tensor_bytes(C);                                  // ln_2
-    layer += aligned_tensor_bytes(F * C) + aligned_tensor_bytes(F);        // c_fc
-    layer += aligned_tensor_bytes(C * F) + aligned_tensor_bytes(C);        // mlp c_proj
-    uint64_t total = aligned_tensor_bytes(V * C) + aligned_tensor_bytes(P * C);
-    total += layer * (uint64_t)c->n_layer;
-    total += 2 * aligned_tensor_bytes(C);                                  // ln_f
-    if (c->flags & FLAG_UNTIED_LM_HEAD) total += aligned_tensor_bytes(V * C);
-    return total;
-}
+// The bytes of weights a Config implies: I.3 walks the list of tensors.
+static uint64_t expected_weight_bytes(const Config *c);
 
 // Write a message into err and return -1.
 static int fail(char *err, size_t errlen, const char *fmt, ...) {
@@ -218,14 +179,14 @@ static int fail(char *err, size_t errlen, const char *fmt, ...) {
 // in 64 bits.
 static int read_config(Config *c, const unsigned char *h, size_t size, char *err, size_t errlen) {
     if (size < HEADER_BYTES) return fail(err, errlen, "file is %zu bytes, shorter than the %d-byte header", size, HEADER_BYTES);
-    uint32_t version = read_u32(h + 8), header_bytes = read_u32(h + 12);
+    uint32_t version = read_u32le(h + 8), header_bytes = read_u32le(h + 12);
     if (version != 1) return fail(err, errlen, "format version %u, this run reads version 1", version);
     if (header_bytes != HEADER_BYTES) return fail(err, errlen, "header size %u, expected %d", header_bytes, HEADER_BYTES);
     uint32_t raw[6];
     const char *names[6] = {"n_layer", "n_head", "n_embd", "n_inner", "n_ctx", "vocab_size"};
     const uint32_t limits[6] = {4096, 4096, 1u << 16, 1u << 20, 1u << 20, 1u << 24};
     for (int i = 0; i < 6; i++) {
-        raw[i] = read_u32(h + 16 + 4 * i);
+        raw[i] = read_u32le(h + 16 + 4 * i);
         if (raw[i] == 0 || raw[i] > limits[i])
             return fail(err, errlen, "%s = %u is out of range (1..%u)", names[i], raw[i], limits[i]);
     }
@@ -235,12 +196,12 @@ static int read_config(Config *c, const unsigned char *h, size_t size, char *err
         return fail(err, errlen, "n_embd %d is not a multiple of n_head %d", c->n_embd, c->n_head);
     c->ln_eps = read_f32(h + 40);
     if (!(c->ln_eps > 0 && c->ln_eps < 1)) return fail(err, errlen, "layer_norm_epsilon %g is out of range (0..1)", c->ln_eps);
-    c->activation = (int)read_u32(h + 44);
-    if (c->activation < 0 || c->activation > ACT_SILU) return fail(err, errlen, "unknown activation code %u", read_u32(h + 44));
-    c->flags = read_u32(h + 48);
+    c->activation = (int)read_u32le(h + 44);
+    if (c->activation < 0 || c->activation > ACT_SILU) return fail(err, errlen, "unknown activation code %u", read_u32le(h + 44));
+    c->flags = read_u32le(h + 48);
     if (c->flags & ~7u) return fail(err, errlen, "unknown flag bits 0x%x", c->flags);
-    c->eos_id = (int32_t)read_u32(h + 52);
-    c->bos_id = (int32_t)read_u32(h + 96);
+    c->eos_id = (int32_t)read_u32le(h + 52);
+    c->bos_id = (int32_t)read_u32le(h + 96);
     if (c->eos_id < -1 || c->eos_id >= c->vocab_size) return fail(err, errlen, "eos_token_id %d is not a token id", c->eos_id);
     if (c->bos_id < -1 || c->bos_id >= c->vocab_size) return fail(err, errlen, "bos_token_id %d is not a token id", c->bos_id);
     c->tok_offset = read_u64(h + 56);
@@ -266,7 +227,7 @@ static int read_config(Config *c, const unsigned char *h, size_t size, char *err
 }
 
 // ----------------------------------------------------------------------------
-// 3. Weights and RunState
+// I.3 Weights and RunState
 
 typedef struct {
     const float *ln1_w, *ln1_b;      // (C)
@@ -285,27 +246,62 @@ typedef struct {
     const float *lm_head;        // (V, C): wte when tied
 } Weights;
 
-// Point each tensor into the mapping, in the order export.py wrote them.
-static void map_weights(Weights *w, const Config *c, const unsigned char *base) {
-    const unsigned char *p = base + c->weights_offset;
-    size_t C = c->n_embd, F = c->n_inner, V = c->vocab_size;
-#define NEXT(n) ((const float *)(p += aligned_tensor_bytes(n), p - aligned_tensor_bytes(n)))
-    w->wte = NEXT(V * C);
-    w->wpe = NEXT((size_t)c->n_ctx * C);
-    w->layers = xcalloc(c->n_layer, sizeof(LayerWeights));
+// Bytes of one tensor padded to the alignment; 0 on overflow.
+static uint64_t aligned_tensor_bytes(uint64_t n_floats) {
+    if (n_floats > (UINT64_MAX / 8)) return 0;
+    uint64_t b = n_floats * 4;
+    return (b + WEIGHT_ALIGN - 1) / WEIGHT_ALIGN * WEIGHT_ALIGN;
+}
+
+// The next tensor of n floats at *offset in the weights section: its address
+// (NULL when only counting, base NULL), and *offset moves past its padding.
+static const float *next_tensor(const unsigned char *base, uint64_t *offset, uint64_t n) {
+    const float *t = base ? (const float *)(base + *offset) : NULL;
+    *offset += aligned_tensor_bytes(n);
+    return t;
+}
+
+// The tensors in the order export.py writes them: the one list both for
+// counting the bytes a Config implies and for pointing Weights into the
+// mapping. With w->layers NULL the per-layer pointers are not kept. Returns
+// the size of the weights section.
+static uint64_t walk_weights(Weights *w, const Config *c, const unsigned char *base) {
+    uint64_t C = c->n_embd, F = c->n_inner, V = c->vocab_size, off = 0;
+    LayerWeights scratch;
+#define TENSOR(n) next_tensor(base, &off, (n))
+    w->wte = TENSOR(V * C);
+    w->wpe = TENSOR((uint64_t)c->n_ctx * C);
     for (int l = 0; l < c->n_layer; l++) {
-        LayerWeights *L = &w->layers[l];
-        L->ln1_w = NEXT(C);          L->ln1_b = NEXT(C);
-        L->qkv_w = NEXT(3 * C * C);  L->qkv_b = NEXT(3 * C);
-        L->proj_w = NEXT(C * C);     L->proj_b = NEXT(C);
-        L->ln2_w = NEXT(C);          L->ln2_b = NEXT(C);
-        L->fc_w = NEXT(F * C);       L->fc_b = NEXT(F);
-        L->fc_proj_w = NEXT(C * F);  L->fc_proj_b = NEXT(C);
+        LayerWeights *L = w->layers ? &w->layers[l] : &scratch;
+        L->ln1_w = TENSOR(C);          L->ln1_b = TENSOR(C);
+        L->qkv_w = TENSOR(3 * C * C);  L->qkv_b = TENSOR(3 * C);
+        L->proj_w = TENSOR(C * C);     L->proj_b = TENSOR(C);
+        L->ln2_w = TENSOR(C);          L->ln2_b = TENSOR(C);
+        L->fc_w = TENSOR(F * C);       L->fc_b = TENSOR(F);
+        L->fc_proj_w = TENSOR(C * F);  L->fc_proj_b = TENSOR(C);
     }
-    w->lnf_w = NEXT(C);
-    w->lnf_b = NEXT(C);
-    w->lm_head = (c->flags & FLAG_UNTIED_LM_HEAD) ? NEXT(V * C) : w->wte;
-#undef NEXT
+    w->lnf_w = TENSOR(C);
+    w->lnf_b = TENSOR(C);
+    w->lm_head = (c->flags & FLAG_UNTIED_LM_HEAD) ? TENSOR(V * C) : w->wte;
+#undef TENSOR
+    return off;
+}
+
+static uint64_t expected_weight_bytes(const Config *c) {
+    Weights counting = {0};
+    return walk_weights(&counting, c, NULL);
+}
+
+// Point each tensor into the mapping (read_config has checked the sizes).
+static void weights_map(Weights *w, const Config *c, const unsigned char *file) {
+    memset(w, 0, sizeof *w);
+    w->layers = xcalloc(c->n_layer, sizeof(LayerWeights));
+    walk_weights(w, c, file + c->weights_offset);
+}
+
+static void weights_free(Weights *w) {
+    free(w->layers);
+    w->layers = NULL;
 }
 
 // Activations for a tile of up to max_T positions, and the KV cache.
@@ -338,18 +334,10 @@ typedef struct AttentionLog {
 #define PREFILL_TILE 256  // prompt positions that go through the layers together
 #define LOGITS_TILE 64     // positions per tile when every position's logits are kept
 
-// The KV cache: zeroed anonymous memory, in huge pages where the system
-// offers them, so that filling it does not take a page fault every 4 KB.
-static float *cache_alloc(size_t n_floats) {
-    if (n_floats > SIZE_MAX / sizeof(float)) die(EXIT_RUNTIME, "out of memory: KV cache of %zu floats", n_floats);
-    size_t bytes = n_floats * sizeof(float);
-    void *p = mmap(NULL, bytes ? bytes : 1, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-    if (p == MAP_FAILED) die(EXIT_RUNTIME, "out of memory: KV cache of %zu bytes", bytes);
-#ifdef MADV_HUGEPAGE
-    madvise(p, bytes, MADV_HUGEPAGE);
-#endif
-    return p;
-}
+// Part II: the KV cache's memory (zeroed, in huge pages where offered).
+static float *cache_alloc(size_t n_floats);
+static void cache_free(float *p, size_t n_floats);
+
 
 static void runstate_init(RunState *s, const Config *c, int seq_len) {
     int max_T = seq_len < PREFILL_TILE ? seq_len : PREFILL_TILE;
@@ -375,27 +363,31 @@ static void runstate_init(RunState *s, const Config *c, int seq_len) {
 static void runstate_free(RunState *s) {
     free(s->x); free(s->xn); free(s->qkv); free(s->att_out); free(s->att); free(s->kpack);
     free(s->hidden); free(s->logits);
-    munmap(s->k_cache, s->cache_floats ? s->cache_floats * sizeof(float) : 1);
-    munmap(s->v_cache, s->cache_floats ? s->cache_floats * sizeof(float) : 1);
+    cache_free(s->k_cache, s->cache_floats);
+    cache_free(s->v_cache, s->cache_floats);
+    memset(s, 0, sizeof *s);
+}
+
+static AttentionLog *attention_log_new(const Config *c, int cap) {
+    AttentionLog *g = xcalloc(1, sizeof *g);
+    g->n_layer = c->n_layer;
+    g->n_head = c->n_head;
+    g->tri = (size_t)cap * (cap + 1) / 2;
+    g->w = xcalloc((size_t)c->n_layer * c->n_head * g->tri, sizeof(float));
+    return g;
+}
+
+static void attention_log_free(AttentionLog *g) {
+    if (!g) return;
+    free(g->w);
+    free(g);
 }
 
 // ----------------------------------------------------------------------------
-// 4. Math kernels
+// I.4 The plain kernels
 //
-// Each kernel is first written as the plain loop that says what it computes.
-// Where the machine has vector instructions (AVX2+FMA on x86-64, NEON on
-// arm64), a fast version sits right below it and the plain one stays as the
-// reference that tests/test_kernels.c compares it against. The section ends
-// with the blocked products a prompt tile takes (matmul_cols_gemm,
-// attention_tile_fast), built on the vector unit's 6 x 16 kernel.
-
-#if defined(__AVX2__) && defined(__FMA__)
-#include <immintrin.h>
-#define SIMD_AVX2 1
-#elif defined(__ARM_NEON) && defined(__aarch64__)
-#include <arm_neon.h>
-#define SIMD_NEON 1
-#endif
+// Each kernel is the plain loop that says what it computes, with the shapes
+// it works on. Part II has faster versions of each, checked against these.
 
 // s = a (n) . b (n)
 static float dot_plain(const float *a, const float *b, int n) {
@@ -469,6 +461,700 @@ static void residual_add(float *x, const float *y, size_t n) {
     for (size_t i = 0; i < n; i++) x[i] += y[i];
 }
 
+// out (T,C) = layernorm of each row of x (T,C)
+static void layernorm_rows_plain(float *out, const float *x, const float *w, const float *b, int T, int C, float eps) {
+    for (int t = 0; t < T; t++) layernorm(out + (size_t)t * C, x + (size_t)t * C, w, b, C, eps);
+}
+
+// x (T,F) = act(x), in place
+static void activate_rows_plain(float *x, int T, int F, int activation) {
+    activate_plain(x, (size_t)T * F, activation);
+}
+
+// ----------------------------------------------------------------------------
+// I.5 The kernel table
+//
+// The forward pass calls its heavy operations through a table chosen once at
+// start-up: PLAIN_KERNELS below, the loops of I.4 on one thread
+// (--plain-kernels), or FAST_KERNELS (Part II), the same operations with
+// vector instructions and blocked products, spread over worker threads. The
+// forward pass reads the same either way.
+
+// A slice [start, end) of some work of n items, run by parallel_for.
+typedef void (*RangeFn)(void *ctx, int start, int end);
+
+typedef struct {
+    // out (T,OC) = inp (T,C) @ W^T (OC,C) + b (OC); b may be NULL
+    void (*matmul)(float *out, const float *inp, const float *W, const float *b, int T, int C, int OC);
+    // out (T,C) = layernorm of each row of x (T,C)
+    void (*layernorm)(float *out, const float *x, const float *w, const float *b, int T, int C, float eps);
+    // x (T,F) = act(x)
+    void (*activate)(float *x, int T, int F, int activation);
+    // attention's steps for one query (see attention_heads)
+    void (*scores)(float *scores, const float *q, const float *K, int n, int hd, float scale);
+    void (*softmax)(float *x, int n);
+    void (*weighted_sum)(float *out, const float *w, const float *V, int n, int hd);
+    // all T queries of one head at once, as blocked products; returns 0 when
+    // it does not apply (then the per-query loop runs). NULL: never.
+    int (*attend_tile)(float *out, size_t ldo, const float *q, size_t ldq, const float *K, const float *V,
+                       int T, int pos0, int hd, float scale, float *kpack, float *p, size_t ldp, float *log);
+    // fn(ctx, start, end) over [0, n): in one call, or in chunks over threads
+    void (*parallel_for)(int n, RangeFn fn, void *ctx);
+} Kernels;
+
+static void serial_for(int n, RangeFn fn, void *ctx) { fn(ctx, 0, n); }
+
+static const Kernels PLAIN_KERNELS = {
+    .matmul = matmul_plain, .layernorm = layernorm_rows_plain, .activate = activate_rows_plain,
+    .scores = scores_plain, .softmax = softmax_plain, .weighted_sum = weighted_sum_plain,
+    .attend_tile = NULL, .parallel_for = serial_for,
+};
+
+// ----------------------------------------------------------------------------
+// I.6 The forward pass
+//
+// forward() runs T new tokens at positions pos0 .. pos0+T-1 through the model,
+// with the keys and values of all earlier positions already in the cache.
+// Decoding calls it with T = 1; a prompt goes through in tiles of T tokens.
+
+typedef struct {
+    Config config;
+    Weights weights;
+    RunState state;
+    Mapping file;
+    Tokenizer *tokenizer;
+    const Kernels *k;       // PLAIN_KERNELS or FAST_KERNELS
+    AttentionLog *att_log;  // kept attention weights, NULL unless asked for
+} Model;
+
+// What one layer's attention works on (heads are independent, so the worker
+// pool may take them in any order). qkv (T,3C) holds the queries, keys and
+// values of the new positions, head h in columns h*hd .. of each third; the
+// layer's cache holds (H, S, hd) keys and values; out (T,C) gets each head's
+// result in its hd columns; att (H, 6, S16) is each head's scratch for
+// scores and weights, kpack (H, S16, hd) for its keys in panels (Part II).
+typedef struct {
+    const Kernels *k;
+    float *out, *att, *kpack, *k_cache, *v_cache;
+    const float *qkv;
+    int T, pos0, C, n_head, S, S16;
+    float scale;
+    float *log;      // NULL, or where to keep this layer's weights: (H, tri)
+    size_t log_tri;  // floats per head in the log
+} AttentionArgs;
+
+// Causal self-attention, heads [h_start, h_end): each new query looks at the
+// keys of every position up to its own and mixes their values.
+static void attention_heads(void *ctx, int h_start, int h_end) {
+    AttentionArgs *a = ctx;
+    const Kernels *k = a->k;
+    int C = a->C, hd = C / a->n_head;
+    for (int h = h_start; h < h_end; h++) {
+        float *K = a->k_cache + (size_t)h * a->S * hd;  // (S, hd)
+        float *V = a->v_cache + (size_t)h * a->S * hd;  // (S, hd)
+        // the KV cache: store this tile's keys and values after those of earlier positions
+        for (int t = 0; t < a->T; t++) {
+            const float *kt = a->qkv + (size_t)t * 3 * C + C + h * hd;
+            memcpy(K + (size_t)(a->pos0 + t) * hd, kt, hd * sizeof(float));
+            memcpy(V + (size_t)(a->pos0 + t) * hd, kt + C, hd * sizeof(float));
+        }
+        const float *q0 = a->qkv + h * hd;  // this head's query of the tile's first position
+        float *out0 = a->out + h * hd;
+        float *scores = a->att + (size_t)h * 6 * a->S16;
+        float *log = a->log ? a->log + h * a->log_tri : NULL;
+        // (Part II may take the whole tile at once as two blocked products: the same maths)
+        if (k->attend_tile && k->attend_tile(out0, C, q0, 3 * (size_t)C, K, V, a->T, a->pos0, hd, a->scale,
+                                             a->kpack + (size_t)h * a->S16 * hd, scores, a->S16, log))
+            continue;
+        for (int t = 0; t < a->T; t++) {  // one query at a time
+            int pos = a->pos0 + t;
+            const float *q = q0 + (size_t)t * 3 * C;
+            // scores[j] = q . k_j * scale, for keys j <= pos only: the causal mask
+            k->scores(scores, q, K, pos + 1, hd, a->scale);
+            // weights = softmax(scores)
+            k->softmax(scores, pos + 1);
+            if (log)  // --attention: keep row `pos` of this head's matrix
+                memcpy(log + (size_t)pos * (pos + 1) / 2, scores, (pos + 1) * sizeof(float));
+            // out = sum_j weights[j] * v_j
+            k->weighted_sum(out0 + (size_t)t * C, scores, V, pos + 1, hd);
+        }
+    }
+}
+
+// out (T,C): multi-head causal attention of the new positions over the cache
+static void attention(Model *m, int layer, int T, int pos0) {
+    Config *c = &m->config;
+    RunState *s = &m->state;
+    int C = c->n_embd, H = c->n_head, hd = C / H, S = s->seq_len;
+    // GPT-2 divides the scores by sqrt(head size); some configs also by layer + 1
+    float scale = (c->flags & FLAG_SCALE_ATTN) ? 1.0f / sqrtf((float)hd) : 1.0f;
+    if (c->flags & FLAG_SCALE_BY_LAYER) scale /= (float)(layer + 1);
+    AttentionArgs a = {.k = m->k, .out = s->att_out, .att = s->att, .kpack = s->kpack,
+                       .k_cache = s->k_cache + (size_t)layer * S * C, .v_cache = s->v_cache + (size_t)layer * S * C,
+                       .qkv = s->qkv, .T = T, .pos0 = pos0, .C = C, .n_head = H, .S = S, .S16 = (S + 15) / 16 * 16,
+                       .scale = scale};
+    if (m->att_log) {
+        a.log = m->att_log->w + (size_t)layer * H * m->att_log->tri;
+        a.log_tri = m->att_log->tri;
+    }
+    m->k->parallel_for(H, attention_heads, &a);
+}
+
+// Run tokens[0..T) at positions pos0.. through the model. Logits are written
+// for every position (LOGITS_ALL), only for the last one at row 0 of
+// s->logits (LOGITS_LAST), or not at all (LOGITS_NONE: a prompt tile that
+// is not the last).
+enum { LOGITS_NONE, LOGITS_LAST, LOGITS_ALL };
+
+static void forward(Model *m, const int *tokens, int T, int pos0, int logits) {
+    Config *c = &m->config;
+    Weights *w = &m->weights;
+    RunState *s = &m->state;
+    const Kernels *k = m->k;
+    int C = c->n_embd, F = c->n_inner, V = c->vocab_size;
+
+    // token embedding + position embedding: x (T,C)
+    for (int t = 0; t < T; t++) {
+        const float *te = w->wte + (size_t)tokens[t] * C;
+        const float *pe = w->wpe + (size_t)(pos0 + t) * C;
+        for (int i = 0; i < C; i++) s->x[(size_t)t * C + i] = te[i] + pe[i];
+    }
+
+    for (int l = 0; l < c->n_layer; l++) {
+        const LayerWeights *L = &w->layers[l];
+        // attention block: x = x + proj(attention(ln_1(x)))
+        k->layernorm(s->xn, s->x, L->ln1_w, L->ln1_b, T, C, c->ln_eps);
+        k->matmul(s->qkv, s->xn, L->qkv_w, L->qkv_b, T, C, 3 * C);      // qkv (T,3C)
+        attention(m, l, T, pos0);                                      // att_out (T,C)
+        k->matmul(s->xn, s->att_out, L->proj_w, L->proj_b, T, C, C);   // xn (T,C)
+        residual_add(s->x, s->xn, (size_t)T * C);
+        // MLP block: x = x + fc_proj(act(fc(ln_2(x))))
+        k->layernorm(s->xn, s->x, L->ln2_w, L->ln2_b, T, C, c->ln_eps);
+        k->matmul(s->hidden, s->xn, L->fc_w, L->fc_b, T, C, F);        // hidden (T,F)
+        k->activate(s->hidden, T, F, c->activation);
+        k->matmul(s->xn, s->hidden, L->fc_proj_w, L->fc_proj_b, T, F, C);  // xn (T,C)
+        residual_add(s->x, s->xn, (size_t)T * C);
+    }
+
+    // final LayerNorm, then logits (T,V) = xn (T,C) @ wte^T (V,C)
+    if (logits == LOGITS_NONE) return;
+    int first = logits == LOGITS_ALL ? 0 : T - 1;
+    if (T - first > s->logits_rows) die(EXIT_RUNTIME, "internal error: logits for %d positions, room for %d", T - first, s->logits_rows);
+    k->layernorm(s->xn, s->x + (size_t)first * C, w->lnf_w, w->lnf_b, T - first, C, c->ln_eps);
+    k->matmul(s->logits, s->xn, w->lm_head, NULL, T - first, C, V);
+}
+
+// Feed a whole sequence, in tiles, starting at position pos0. With
+// all_logits, the caller's callback sees the logits of each tile.
+typedef void (*TileFn)(void *ctx, const float *logits, int pos0, int T);
+
+static void prefill(Model *m, const int *tokens, int n, int pos0, int all_logits, TileFn on_tile, void *ctx) {
+    int tile = all_logits ? m->state.logits_rows : m->state.max_T;
+    for (int done = 0; done < n;) {
+        int T = n - done < tile ? n - done : tile;
+        int last = done + T == n;
+        forward(m, tokens + done, T, pos0 + done, all_logits ? LOGITS_ALL : last ? LOGITS_LAST : LOGITS_NONE);
+        if (on_tile) on_tile(ctx, m->state.logits, pos0 + done, all_logits ? T : 1);
+        done += T;
+    }
+}
+
+// ----------------------------------------------------------------------------
+// I.7 Sampling
+
+typedef struct {
+    float temperature;  // 0: greedy
+    int top_k;          // 0: off
+    float top_p;        // 1: off
+    uint64_t rng;       // xorshift64* state
+    int *order;         // (V) candidate ids, scratch
+    float *probs;       // (V) scratch
+    int n_kept;         // candidates the last draw chose from (order[0..n_kept))
+} Sampler;
+
+static Sampler *sampler_new(int V, float temperature, int top_k, float top_p, uint64_t seed) {
+    Sampler *sp = xcalloc(1, sizeof *sp);
+    sp->temperature = temperature;
+    sp->top_k = top_k;
+    sp->top_p = top_p;
+    sp->rng = seed * 0x9E3779B97F4A7C15ULL + 1;  // spread the seed's bits
+    if (sp->rng == 0) sp->rng = 1;               // xorshift needs a nonzero state
+    sp->order = xcalloc(V, sizeof(int));
+    sp->probs = xcalloc(V, sizeof(float));
+    return sp;
+}
+
+static void sampler_free(Sampler *sp) {
+    if (!sp) return;
+    free(sp->order);
+    free(sp->probs);
+    free(sp);
+}
+
+static uint64_t rng_next(uint64_t *s) {
+    *s ^= *s >> 12;
+    *s ^= *s << 25;
+    *s ^= *s >> 27;
+    return *s * 0x2545F4914F6CDD1DULL;
+}
+
+// A uniform float in [0, 1).
+static float rng_float(uint64_t *s) {
+    return (rng_next(s) >> 40) * (1.0f / 16777216.0f);
+}
+
+static int argmax(const float *x, int n) {
+    int best = 0;
+    for (int i = 1; i < n; i++) if (x[i] > x[best]) best = i;
+    return best;
+}
+
+// p (V) = softmax(logits / temperature)
+static void probabilities(float *p, const float *logits, int V, float temperature) {
+    for (int i = 0; i < V; i++) p[i] = logits[i] / temperature;
+    softmax_plain(p, V);
+}
+
+// Does token a come before token b: more likely, or as likely and a smaller id?
+static int ranks_before(int a, int b, const float *p) {
+    return p[a] != p[b] ? p[a] > p[b] : a < b;
+}
+
+// Move the k most likely of order[0..n) to order[0..k), in no particular
+// order (quickselect: linear time on average).
+static void select_top(int *order, int n, int k, const float *p) {
+    int lo = 0, hi = n - 1;
+    while (lo < hi) {
+        int pivot = order[lo + (hi - lo) / 2], i = lo, j = hi;
+        while (i <= j) {
+            while (ranks_before(order[i], pivot, p)) i++;
+            while (ranks_before(pivot, order[j], p)) j--;
+            if (i <= j) { int t = order[i]; order[i] = order[j]; order[j] = t; i++; j--; }
+        }
+        if (k - 1 <= j) hi = j;
+        else if (k - 1 >= i) lo = i;
+        else break;
+    }
+}
+
+// Heap sort of order[0..n), most likely first (the order is total, so the
+// result does not depend on the algorithm).
+static void sift_down(int *order, int root, int n, const float *p) {
+    for (;;) {
+        int child = 2 * root + 1;
+        if (child >= n) return;
+        if (child + 1 < n && ranks_before(order[child], order[child + 1], p)) child++;  // the less likely child
+        if (!ranks_before(order[root], order[child], p)) return;
+        int t = order[root]; order[root] = order[child]; order[child] = t;
+        root = child;
+    }
+}
+
+static void sort_by_rank(int *order, int n, const float *p) {
+    for (int i = n / 2 - 1; i >= 0; i--) sift_down(order, i, n, p);
+    for (int end = n - 1; end > 0; end--) {
+        int t = order[0]; order[0] = order[end]; order[end] = t;
+        sift_down(order, 0, end, p);
+    }
+}
+
+// Of the candidates order[0..n), keep the k most likely (k 0: all), sorted
+// most likely first; returns how many are kept.
+static int keep_most_likely(int *order, int n, int k, const float *p) {
+    if (k > 0 && k < n) {
+        select_top(order, n, k, p);
+        n = k;
+    }
+    sort_by_rank(order, n, p);
+    return n;
+}
+
+// The tokens sampling may draw from: sp->probs = softmax(logits / T) (V),
+// then the top_k most likely are kept, then the smallest set whose
+// probability reaches top_p. The kept ids go to sp->order[0..n); returns n.
+static int sample_candidates(Sampler *sp, const float *logits, int V) {
+    float *p = sp->probs;
+    int *order = sp->order;
+    probabilities(p, logits, V, sp->temperature);
+    for (int i = 0; i < V; i++) order[i] = i;
+    if (!((sp->top_k > 0 && sp->top_k < V) || sp->top_p < 1.0f)) return V;
+    // Only candidates that can survive the cut need sorting: with top_p, a
+    // token below (1 - top_p) / (V - 1) can never be in the kept set (all
+    // such tokens together hold less than 1 - top_p).
+    int n = 0;
+    float floor_p = sp->top_p < 1.0f ? (1.0f - sp->top_p) / (V - 1) : 0.0f;
+    for (int i = 0; i < V; i++) if (p[i] >= floor_p) order[n++] = i;
+    n = keep_most_likely(order, n, sp->top_k, p);
+    if (sp->top_p < 1.0f) {
+        float cum = 0.0f;
+        for (int i = 0; i < n; i++) {
+            cum += p[order[i]];
+            if (cum >= sp->top_p) return i + 1;
+        }
+    }
+    return n;
+}
+
+// Pick the next token from logits (V): greedy (argmax) at temperature 0;
+// otherwise draw from the candidates in proportion to their probability.
+static int sample(Sampler *sp, const float *logits, int V) {
+    if (sp->temperature == 0.0f) return argmax(logits, V);
+    int n = sp->n_kept = sample_candidates(sp, logits, V);
+    const float *p = sp->probs;
+    const int *order = sp->order;
+    float total = 0.0f;
+    for (int i = 0; i < n; i++) total += p[order[i]];
+    float r = rng_float(&sp->rng) * total, cum = 0.0f;
+    for (int i = 0; i < n; i++) {
+        cum += p[order[i]];
+        if (r < cum) return order[i];
+    }
+    return order[n - 1];
+}
+
+// ----------------------------------------------------------------------------
+// I.8 Streaming output
+
+// Everything printed on stdout goes through here; a reader that went away
+// (| head) ends the program quietly, any other write error loudly.
+static void write_out(const void *buf, size_t n) {
+    if (n && fwrite(buf, 1, n, stdout) != n) {
+        if (errno == EPIPE) exit(EXIT_OK);
+        die(EXIT_RUNTIME, "cannot write to standard output: %s", strerror(errno));
+    }
+}
+
+static void flush_out(void) {
+    if (fflush(stdout) != 0) {
+        if (errno == EPIPE) exit(EXIT_OK);
+        die(EXIT_RUNTIME, "cannot write to standard output: %s", strerror(errno));
+    }
+}
+
+// Generated text passes through a hold-back buffer (so that a --stop string
+// is never printed, even in part) and then the UTF-8 stream (so that only
+// whole characters reach the terminal).
+typedef struct {
+    char **stops;
+    int n_stops;
+    unsigned char *held;  // bytes that may be the start of a stop string
+    size_t n_held, cap;
+    Utf8Stream utf8;
+    int stopped;          // a stop string was seen
+} TextOut;
+
+static void emit_text(TextOut *o, const unsigned char *b, size_t n) {
+    unsigned char buf[256 + 4];
+    for (size_t done = 0; done < n;) {  // in pieces: no allocation per token
+        size_t piece = n - done < 256 ? n - done : 256;
+        write_out(buf, utf8_stream_push(&o->utf8, b + done, piece, buf));
+        done += piece;
+    }
+}
+
+// Does some stop string start with the last `n` bytes of held?
+static int partial_stop(TextOut *o, size_t n) {
+    for (int i = 0; i < o->n_stops; i++) {
+        size_t len = strlen(o->stops[i]);
+        if (n < len && memcmp(o->held + o->n_held - n, o->stops[i], n) == 0) return 1;
+    }
+    return 0;
+}
+
+static void text_push(TextOut *o, const unsigned char *b, size_t n) {
+    if (o->stopped) return;
+    if (o->n_held + n > o->cap) {
+        o->cap = (o->n_held + n) * 2 + 64;
+        unsigned char *p = realloc(o->held, o->cap);
+        if (!p) die(EXIT_RUNTIME, "out of memory");
+        o->held = p;
+    }
+    memcpy(o->held + o->n_held, b, n);
+    o->n_held += n;
+    // the earliest complete stop string ends generation; print what precedes it
+    size_t cut = o->n_held;
+    for (int i = 0; i < o->n_stops; i++) {
+        size_t len = strlen(o->stops[i]);
+        for (size_t at = 0; len && at + len <= o->n_held && at < cut; at++)
+            if (memcmp(o->held + at, o->stops[i], len) == 0) { cut = at; o->stopped = 1; break; }
+    }
+    if (o->stopped) {
+        emit_text(o, o->held, cut);
+        o->n_held = 0;
+        return;
+    }
+    // keep back the longest tail that could still grow into a stop string
+    size_t keep = 0, longest = 0;
+    for (int i = 0; i < o->n_stops; i++) if (strlen(o->stops[i]) > longest) longest = strlen(o->stops[i]);
+    for (size_t k = o->n_held < longest ? o->n_held : longest; k > 0; k--)
+        if (partial_stop(o, k)) { keep = k; break; }
+    emit_text(o, o->held, o->n_held - keep);
+    memmove(o->held, o->held + o->n_held - keep, keep);
+    o->n_held = keep;
+}
+
+static void text_finish(TextOut *o) {
+    if (!o->stopped) emit_text(o, o->held, o->n_held);
+    o->n_held = 0;
+    unsigned char tail[4];
+    write_out(tail, utf8_stream_flush(&o->utf8, tail));
+    flush_out();
+}
+
+// The bytes of a token, or none for an id outside the tokenizer's vocabulary
+// (a model's embedding may have more rows than the tokenizer has tokens).
+static const unsigned char *token_bytes(Tokenizer *t, int id, size_t *len) {
+    const unsigned char *b = tokenizer_token(t, id, len);
+    if (!b) { *len = 0; return (const unsigned char *)""; }
+    return b;
+}
+
+// A token id on stdout, a space before all but the first of a line.
+static void put_id(int id, int first) {
+    char buf[16];
+    write_out(buf, (size_t)snprintf(buf, sizeof buf, first ? "%d" : " %d", id));
+}
+
+// Where generated tokens go: their text through TextOut, or (--ids) their ids.
+typedef struct {
+    Tokenizer *tok;
+    int as_ids;
+    int n_ids;     // ids already on the current line
+    TextOut text;
+} TokenSink;
+
+// Print one token; returns 1 when a stop string has ended the text.
+static int sink_put(TokenSink *s, int id) {
+    if (s->as_ids) {
+        put_id(id, s->n_ids++ == 0);
+    } else {
+        size_t n;
+        const unsigned char *b = token_bytes(s->tok, id, &n);
+        text_push(&s->text, b, n);
+    }
+    flush_out();
+    return s->text.stopped;
+}
+
+// The end of the output: the ids' line ends, held text is let out.
+static void sink_finish(TokenSink *s) {
+    if (s->as_ids) { write_out("\n", 1); flush_out(); }
+    else text_finish(&s->text);
+    free(s->text.held);
+    s->text.held = NULL;
+}
+
+// ----------------------------------------------------------------------------
+// I.9 The generation loop
+//
+// After the prompt has gone through the model (prefill), its last position's
+// logits are in m->state.logits. Each step then picks a token from them,
+// prints it, and runs it through the model at the next position, which
+// leaves the logits for the step after.
+
+typedef enum { STOP_STEPS, STOP_EOS, STOP_STRING, STOP_CONTEXT } StopReason;
+
+// Part III may look at each pick (--explain, the HTML page's steps).
+typedef struct {
+    void (*on_pick)(void *ctx, const float *logits, int picked, int pos);
+    void *ctx;
+} PickHook;
+
+typedef struct {
+    int generated;  // tokens picked and printed
+    int pos;        // tokens that have gone through the model (prompt included)
+    StopReason why;
+} Generation;
+
+// Generate up to max_new tokens after the n_prompt tokens of seq (which has
+// room for m->state.seq_len). With feed_last, the last token picked also goes
+// through the model, so that its attention row is there for the views.
+static Generation generate(Model *m, Sampler *sp, TokenSink *out, PickHook hook, int *seq, int n_prompt,
+                           int max_new, int feed_last) {
+    Config *c = &m->config;
+    Generation g = {0, n_prompt, STOP_STEPS};
+    while (g.generated < max_new) {
+        // pick the next token
+        int next = sample(sp, m->state.logits, c->vocab_size);
+        if (hook.on_pick) hook.on_pick(hook.ctx, m->state.logits, next, g.pos);
+        if (next == c->eos_id) { g.why = STOP_EOS; break; }
+        if (g.pos < m->state.seq_len) seq[g.pos] = next;
+        g.generated++;
+        // print it
+        if (sink_put(out, next)) { g.why = STOP_STRING; break; }
+        // run it through the model at the next position
+        if (g.pos >= c->n_ctx) {
+            if (g.generated < max_new) g.why = STOP_CONTEXT;
+            break;
+        }
+        if (g.generated == max_new && !feed_last) break;
+        forward(m, &next, 1, g.pos, LOGITS_LAST);
+        g.pos++;
+    }
+    return g;
+}
+
+// ============================================================================
+// PART II. MAKING IT FAST
+// ============================================================================
+//
+// Everything here computes what Part I computes, faster. Each fast path
+// replaces one plain loop and is checked against it by tests/test_kernels.c
+// (on sizes that are not multiples of the vector width or block sizes, with
+// 1 to 3 threads), and the whole model against transformers by the tests:
+//
+//   worker pool       parallel_for spreads rows or heads over threads instead
+//                     of serial_for; split by outputs, never inside a sum, so
+//                     every thread count gives the same bits (tested)
+//   matmul_rows_fast  replaces matmul_plain for decoding and short tiles:
+//                     AVX2+FMA or NEON sums, several rows and positions at once
+//   matmul_cols_gemm  replaces matmul_plain for prompt tiles of GEMM_MIN_T or
+//                     more positions: packed panels and a 6x16 register block
+//   attend_tile_fast  replaces attention_heads' per-query loop for a prompt
+//                     tile: scores and the weighted sum as blocked products
+//   layernorm_fast, activate_fast, softmax_fast, scores_fast,
+//   weighted_sum_fast replace layernorm, activate_plain, softmax_plain,
+//                     scores_plain and weighted_sum_plain (vector lanes)
+//   FAST_KERNELS      the kernel table of I.5 made of the above
+//   huge pages        the checkpoint mapped at a 2 MB boundary, the KV cache
+//                     in anonymous huge pages: fewer TLB misses, same bytes
+//
+// Results differ from the plain loops only in the order floating-point sums
+// are taken (the last bits); --plain-kernels runs the model on Part I alone.
+
+#if defined(__AVX2__) && defined(__FMA__)
+#include <immintrin.h>
+#define SIMD_AVX2 1
+#elif defined(__ARM_NEON) && defined(__aarch64__)
+#include <arm_neon.h>
+#define SIMD_NEON 1
+#endif
+
+// ----------------------------------------------------------------------------
+// II.1 The worker pool
+//
+// Threads are started once and wait for work. parallel_for(n, fn, ctx)
+// cuts the range [0, n) into chunks and the threads, the caller among them,
+// take chunks until none is left, running fn(ctx, start, end) on each; on a
+// busy machine a thread that is held up simply takes fewer chunks.
+// Kernels split by their outputs (rows, heads), never inside a sum, so the
+// results are bit-identical for any number of threads.
+//
+// Between jobs a worker spins briefly (a decode step posts a job every few
+// tens of microseconds), then sleeps on a condition variable.
+
+#include <stdatomic.h>
+
+typedef struct {
+    int n_threads;
+    pthread_t *threads;
+    pthread_mutex_t lock;
+    pthread_cond_t wake, done;
+    RangeFn fn;                 // the current job, published by `generation`
+    void *ctx;
+    int n, chunk;
+    atomic_int next;            // the first index not yet handed out
+    atomic_long generation;     // bumped for each job
+    atomic_int pending;         // workers still on the current job
+    atomic_int quit;
+} Pool;
+
+static Pool pool;
+
+#define SPIN_LIMIT 4000  // about a few microseconds of pause instructions
+
+static inline void cpu_relax(void) {
+#if defined(__x86_64__) || defined(__i386__)
+    __builtin_ia32_pause();
+#elif defined(__aarch64__)
+    __asm__ __volatile__("yield");
+#endif
+}
+
+// Take chunks of the current job until it is all handed out.
+static void run_chunks(void) {
+    for (;;) {
+        int start = atomic_fetch_add_explicit(&pool.next, pool.chunk, memory_order_relaxed);
+        if (start >= pool.n) return;
+        int end = start + pool.chunk < pool.n ? start + pool.chunk : pool.n;
+        pool.fn(pool.ctx, start, end);
+    }
+}
+
+static void *worker_main(void *unused) {
+    (void)unused;
+    long seen = 0;
+    for (;;) {
+        long g;
+        int spins = 0;
+        while ((g = atomic_load_explicit(&pool.generation, memory_order_acquire)) == seen) {
+            if (atomic_load(&pool.quit)) return NULL;
+            if (++spins < SPIN_LIMIT) { cpu_relax(); continue; }
+            pthread_mutex_lock(&pool.lock);
+            while (atomic_load(&pool.generation) == seen && !atomic_load(&pool.quit))
+                pthread_cond_wait(&pool.wake, &pool.lock);
+            pthread_mutex_unlock(&pool.lock);
+        }
+        seen = g;
+        run_chunks();
+        if (atomic_fetch_sub_explicit(&pool.pending, 1, memory_order_acq_rel) == 1) {
+            pthread_mutex_lock(&pool.lock);  // the last one out wakes the caller
+            pthread_cond_signal(&pool.done);
+            pthread_mutex_unlock(&pool.lock);
+        }
+    }
+}
+
+static void pool_start(int n_threads) {
+    pool.n_threads = n_threads;
+    pthread_mutex_init(&pool.lock, NULL);
+    pthread_cond_init(&pool.wake, NULL);
+    pthread_cond_init(&pool.done, NULL);
+    pool.threads = xcalloc(n_threads, sizeof(pthread_t));
+    pthread_attr_t attr;  // 2 MB stacks, whatever the C library's default (musl's is 128 KB)
+    pthread_attr_init(&attr);
+    pthread_attr_setstacksize(&attr, (size_t)2 << 20);
+    for (int i = 1; i < n_threads; i++)  // thread 0 is the caller
+        if (pthread_create(&pool.threads[i], &attr, worker_main, NULL) != 0)
+            die(EXIT_RUNTIME, "cannot start worker thread %d of %d", i, n_threads);
+    pthread_attr_destroy(&attr);
+}
+
+static void pool_stop(void) {
+    pthread_mutex_lock(&pool.lock);
+    atomic_store(&pool.quit, 1);
+    pthread_cond_broadcast(&pool.wake);
+    pthread_mutex_unlock(&pool.lock);
+    for (int i = 1; i < pool.n_threads; i++) pthread_join(pool.threads[i], NULL);
+    free(pool.threads);
+}
+
+static void parallel_for(int n, RangeFn fn, void *ctx) {
+    if (pool.n_threads <= 1 || n < 2) { fn(ctx, 0, n); return; }
+    pool.fn = fn;
+    pool.ctx = ctx;
+    pool.n = n;
+    // about 8 chunks per thread, in multiples of 4 (matmul's row block) when large
+    int chunk = (n + 8 * pool.n_threads - 1) / (8 * pool.n_threads);
+    pool.chunk = chunk >= 16 ? (chunk + 3) / 4 * 4 : chunk;
+    atomic_store_explicit(&pool.next, 0, memory_order_relaxed);
+    atomic_store(&pool.pending, pool.n_threads - 1);
+    atomic_fetch_add_explicit(&pool.generation, 1, memory_order_release);
+    pthread_mutex_lock(&pool.lock);  // wake the workers that went to sleep
+    pthread_cond_broadcast(&pool.wake);
+    pthread_mutex_unlock(&pool.lock);
+    run_chunks();
+    for (int spins = 0; spins < SPIN_LIMIT; spins++) {
+        if (atomic_load_explicit(&pool.pending, memory_order_acquire) == 0) return;
+        cpu_relax();
+    }
+    pthread_mutex_lock(&pool.lock);
+    while (atomic_load(&pool.pending) > 0) pthread_cond_wait(&pool.done, &pool.lock);
+    pthread_mutex_unlock(&pool.lock);
+}
+
+// ----------------------------------------------------------------------------
+// II.2 Vector kernels: AVX2 + FMA (x86-64), NEON (arm64), or the plain loops
 // Prefill's matrix product works on blocks of GEMM_NB output columns when
 // there are at least GEMM_MIN_T positions (see matmul_cols_gemm).
 #define GEMM_MIN_T 6   // fewer positions than one 6-row block: use matmul_rows_fast
@@ -1106,135 +1792,7 @@ static void matmul_cols_gemm(float *out, const float *inp, const float *W, const
 #endif
 
 // ----------------------------------------------------------------------------
-// 5. The worker pool
-//
-// Threads are started once and wait for work. parallel_for(n, fn, ctx)
-// cuts the range [0, n) into chunks and the threads, the caller among them,
-// take chunks until none is left, running fn(ctx, start, end) on each; on a
-// busy machine a thread that is held up simply takes fewer chunks.
-// Kernels split by their outputs (rows, heads), never inside a sum, so the
-// results are bit-identical for any number of threads.
-//
-// Between jobs a worker spins briefly (a decode step posts a job every few
-// tens of microseconds), then sleeps on a condition variable.
-
-#include <stdatomic.h>
-
-typedef void (*RangeFn)(void *ctx, int start, int end);
-
-typedef struct {
-    int n_threads;
-    pthread_t *threads;
-    pthread_mutex_t lock;
-    pthread_cond_t wake, done;
-    RangeFn fn;                 // the current job, published by `generation`
-    void *ctx;
-    int n, chunk;
-    atomic_int next;            // the first index not yet handed out
-    atomic_long generation;     // bumped for each job
-    atomic_int pending;         // workers still on the current job
-    atomic_int quit;
-} Pool;
-
-static Pool pool;
-
-#define SPIN_LIMIT 4000  // about a few microseconds of pause instructions
-
-static inline void cpu_relax(void) {
-#if defined(__x86_64__) || defined(__i386__)
-    __builtin_ia32_pause();
-#elif defined(__aarch64__)
-    __asm__ __volatile__("yield");
-#endif
-}
-
-// Take chunks of the current job until it is all handed out.
-static void run_chunks(void) {
-    for (;;) {
-        int start = atomic_fetch_add_explicit(&pool.next, pool.chunk, memory_order_relaxed);
-        if (start >= pool.n) return;
-        int end = start + pool.chunk < pool.n ? start + pool.chunk : pool.n;
-        pool.fn(pool.ctx, start, end);
-    }
-}
-
-static void *worker_main(void *unused) {
-    (void)unused;
-    long seen = 0;
-    for (;;) {
-        long g;
-        int spins = 0;
-        while ((g = atomic_load_explicit(&pool.generation, memory_order_acquire)) == seen) {
-            if (atomic_load(&pool.quit)) return NULL;
-            if (++spins < SPIN_LIMIT) { cpu_relax(); continue; }
-            pthread_mutex_lock(&pool.lock);
-            while (atomic_load(&pool.generation) == seen && !atomic_load(&pool.quit))
-                pthread_cond_wait(&pool.wake, &pool.lock);
-            pthread_mutex_unlock(&pool.lock);
-        }
-        seen = g;
-        run_chunks();
-        if (atomic_fetch_sub_explicit(&pool.pending, 1, memory_order_acq_rel) == 1) {
-            pthread_mutex_lock(&pool.lock);  // the last one out wakes the caller
-            pthread_cond_signal(&pool.done);
-            pthread_mutex_unlock(&pool.lock);
-        }
-    }
-}
-
-static void pool_start(int n_threads) {
-    pool.n_threads = n_threads;
-    pthread_mutex_init(&pool.lock, NULL);
-    pthread_cond_init(&pool.wake, NULL);
-    pthread_cond_init(&pool.done, NULL);
-    pool.threads = xcalloc(n_threads, sizeof(pthread_t));
-    pthread_attr_t attr;  // 2 MB stacks, whatever the C library's default (musl's is 128 KB)
-    pthread_attr_init(&attr);
-    pthread_attr_setstacksize(&attr, (size_t)2 << 20);
-    for (int i = 1; i < n_threads; i++)  // thread 0 is the caller
-        if (pthread_create(&pool.threads[i], &attr, worker_main, NULL) != 0)
-            die(EXIT_RUNTIME, "cannot start worker thread %d of %d", i, n_threads);
-    pthread_attr_destroy(&attr);
-}
-
-static void pool_stop(void) {
-    pthread_mutex_lock(&pool.lock);
-    atomic_store(&pool.quit, 1);
-    pthread_cond_broadcast(&pool.wake);
-    pthread_mutex_unlock(&pool.lock);
-    for (int i = 1; i < pool.n_threads; i++) pthread_join(pool.threads[i], NULL);
-    free(pool.threads);
-}
-
-static void parallel_for(int n, RangeFn fn, void *ctx) {
-    if (pool.n_threads <= 1 || n < 2) { fn(ctx, 0, n); return; }
-    pool.fn = fn;
-    pool.ctx = ctx;
-    pool.n = n;
-    // about 8 chunks per thread, in multiples of 4 (matmul's row block) when large
-    int chunk = (n + 8 * pool.n_threads - 1) / (8 * pool.n_threads);
-    pool.chunk = chunk >= 16 ? (chunk + 3) / 4 * 4 : chunk;
-    atomic_store_explicit(&pool.next, 0, memory_order_relaxed);
-    atomic_store(&pool.pending, pool.n_threads - 1);
-    atomic_fetch_add_explicit(&pool.generation, 1, memory_order_release);
-    pthread_mutex_lock(&pool.lock);  // wake the workers that went to sleep
-    pthread_cond_broadcast(&pool.wake);
-    pthread_mutex_unlock(&pool.lock);
-    run_chunks();
-    for (int spins = 0; spins < SPIN_LIMIT; spins++) {
-        if (atomic_load_explicit(&pool.pending, memory_order_acquire) == 0) return;
-        cpu_relax();
-    }
-    pthread_mutex_lock(&pool.lock);
-    while (atomic_load(&pool.pending) > 0) pthread_cond_wait(&pool.done, &pool.lock);
-    pthread_mutex_unlock(&pool.lock);
-}
-
-// The kernels the forward pass calls: the fast paths, spread over the pool,
-// or with --plain-kernels the plain loops on one thread (slow; for checking
-// and for reading along).
-
-static int plain_kernels;
+// II.3 FAST_KERNELS: the kernel table of I.5, spread over the worker pool
 
 typedef struct {
     float *out; const float *inp, *W, *b;
@@ -1255,9 +1813,8 @@ static void matmul_blocks(void *ctx, int u0, int u1) {
     }
 }
 
-// out (T,OC) = inp (T,C) @ W^T (OC,C) + b (OC); see matmul_plain for the maths
-static void matmul(float *out, const float *inp, const float *W, const float *b, int T, int C, int OC) {
-    if (plain_kernels) { matmul_plain(out, inp, W, b, T, C, OC); return; }
+// out (T,OC) = inp (T,C) @ W^T (OC,C) + b (OC); replaces matmul_plain
+static void matmul_fast(float *out, const float *inp, const float *W, const float *b, int T, int C, int OC) {
     MatmulArgs a = {out, inp, W, b, T, C, OC};
     if (T >= GEMM_MIN_T) parallel_for((OC + GEMM_NB - 1) / GEMM_NB, matmul_blocks, &a);
     else parallel_for(OC, matmul_slice, &a);
@@ -1270,9 +1827,8 @@ static void activate_slice(void *ctx, int r0, int r1) {
     activate_fast(a->x + (size_t)r0 * a->per_row, (size_t)(r1 - r0) * a->per_row, a->activation);
 }
 
-// x (T,F) = act(x); see activate_plain
-static void activate(float *x, int T, int F, int activation) {
-    if (plain_kernels) { activate_plain(x, (size_t)T * F, activation); return; }
+// x (T,F) = act(x); replaces activate_rows_plain
+static void activate_rows_fast(float *x, int T, int F, int activation) {
     ActivateArgs a = {x, (size_t)F, activation};
     parallel_for(T, activate_slice, &a);
 }
@@ -1285,385 +1841,110 @@ static void layernorm_slice(void *ctx, int t0, int t1) {
     for (int t = t0; t < t1; t++) layernorm_fast(a->out + (size_t)t * a->C, a->x + (size_t)t * a->C, a->w, a->b, a->C, a->eps);
 }
 
-// out (T,C) = layernorm of each row of x (T,C); see layernorm
-static void layernorm_rows(float *out, const float *x, const float *w, const float *b, int T, int C, float eps) {
-    if (plain_kernels) {
-        for (int t = 0; t < T; t++) layernorm(out + (size_t)t * C, x + (size_t)t * C, w, b, C, eps);
-        return;
-    }
+// out (T,C) = layernorm of each row of x (T,C); replaces layernorm_rows_plain
+static void layernorm_rows_fast(float *out, const float *x, const float *w, const float *b, int T, int C, float eps) {
     LayernormArgs a = {out, x, w, b, C, eps};
     parallel_for(T, layernorm_slice, &a);
 }
 
-// ----------------------------------------------------------------------------
-// 6. The forward pass
-//
-// forward() runs T new tokens at positions pos0 .. pos0+T-1 through the model,
-// with the keys and values of all earlier positions already in the cache.
-// Decoding calls it with T = 1; a prompt goes through in tiles of T tokens.
-
-typedef struct {
-    Config config;
-    Weights weights;
-    RunState state;
-    Mapping file;
-    Tokenizer *tokenizer;
-    AttentionLog *att_log;  // kept attention weights, NULL unless asked for
-} Model;
-
-// Causal self-attention for one layer, one head at a time.
-// qkv (T,3C) holds the queries, keys and values of the new positions, head h
-// in columns h*hd .. of each; each head first adds its keys and values to the
-// cache, which then holds positions 0 .. pos0+T-1 as (H, S, hd);
-// out (T,C) gets each head's weighted sum of values; att (H, 6, S16) is each
-// head's scratch for scores and weights, kpack (H, S16, hd) for its keys.
-typedef struct {
-    float *out, *att, *kpack, *k_cache, *v_cache;
-    const float *qkv;
-    int T, pos0, C, n_head, S, S16;
-    float scale;
-    float *log;      // NULL, or where to keep this layer's weights: (H, tri)
-    size_t log_tri;  // floats per head in the log
-} AttentionArgs;
-
-static void attention_heads(void *ctx, int h_start, int h_end) {
-    AttentionArgs *a = ctx;
-    int hd = a->C / a->n_head;
-    for (int h = h_start; h < h_end; h++) {
-        float *K = a->k_cache + (size_t)h * a->S * hd;  // (S, hd)
-        float *Vv = a->v_cache + (size_t)h * a->S * hd; // (S, hd)
-        // store this tile's keys and values in the cache, head-major: (H, S, hd)
-        for (int t = 0; t < a->T; t++) {
-            const float *k = a->qkv + (size_t)t * 3 * a->C + a->C + h * hd;
-            memcpy(K + (size_t)(a->pos0 + t) * hd, k, hd * sizeof(float));
-            memcpy(Vv + (size_t)(a->pos0 + t) * hd, k + a->C, hd * sizeof(float));
-        }
-        float *att = a->att + (size_t)h * 6 * a->S16;
-        float *log = a->log ? a->log + h * a->log_tri : NULL;
+// A prompt tile's attention for one head as blocked products, when the tile
+// has GEMM_MIN_T or more queries and the head size is a multiple of 16.
+static int attend_tile_fast(float *out, size_t ldo, const float *q, size_t ldq, const float *K, const float *V,
+                            int T, int pos0, int hd, float scale, float *kpack, float *p, size_t ldp, float *log) {
 #if HAVE_BLOCKED
-        if (!plain_kernels && a->T >= GEMM_MIN_T && hd % 16 == 0) {  // a prompt tile: blocked products
-            attention_tile_fast(a->out + h * hd, a->C, a->qkv + h * hd, 3 * (size_t)a->C, K, Vv, a->T, a->pos0, hd,
-                                a->scale, a->kpack + (size_t)h * a->S16 * hd, att, a->S16, log);
-            continue;
-        }
+    if (T >= GEMM_MIN_T && hd % 16 == 0) {
+        attention_tile_fast(out, ldo, q, ldq, K, V, T, pos0, hd, scale, kpack, p, ldp, log);
+        return 1;
+    }
+#else
+    (void)out; (void)ldo; (void)q; (void)ldq; (void)K; (void)V; (void)T; (void)pos0; (void)hd;
+    (void)scale; (void)kpack; (void)p; (void)ldp; (void)log;
 #endif
-        for (int t = 0; t < a->T; t++) {
-            int pos = a->pos0 + t;
-            const float *q = a->qkv + (size_t)t * 3 * a->C + h * hd;
-            float *scores = att;
-            // scores[j] = q . k_j * scale, for keys j <= pos only: the causal mask
-            (plain_kernels ? scores_plain : scores_fast)(scores, q, K, pos + 1, hd, a->scale);
-            // weights = softmax(scores)
-            (plain_kernels ? softmax_plain : softmax_fast)(scores, pos + 1);
-            if (log)  // --attention: keep row `pos` of this head's matrix
-                memcpy(log + (size_t)pos * (pos + 1) / 2, scores, (pos + 1) * sizeof(float));
-            // out = sum_j weights[j] * v_j
-            float *o = a->out + (size_t)t * a->C + h * hd;
-            (plain_kernels ? weighted_sum_plain : weighted_sum_fast)(o, scores, Vv, pos + 1, hd);
-        }
-    }
-}
-
-// out (T,C): multi-head causal attention of the new positions over the cache
-static void attention(Model *m, int layer, int T, int pos0) {
-    Config *c = &m->config;
-    RunState *s = &m->state;
-    int C = c->n_embd, H = c->n_head, hd = C / H, S = s->seq_len;
-    float *k_cache = s->k_cache + (size_t)layer * S * C;
-    float *v_cache = s->v_cache + (size_t)layer * S * C;
-    float scale = (c->flags & FLAG_SCALE_ATTN) ? 1.0f / sqrtf((float)hd) : 1.0f;
-    if (c->flags & FLAG_SCALE_BY_LAYER) scale /= (float)(layer + 1);
-    int S16 = (S + 15) / 16 * 16;
-    AttentionArgs a = {.out = s->att_out, .att = s->att, .kpack = s->kpack, .k_cache = k_cache, .v_cache = v_cache,
-                       .qkv = s->qkv, .T = T, .pos0 = pos0, .C = C, .n_head = H, .S = S, .S16 = S16, .scale = scale};
-    if (m->att_log) {
-        a.log = m->att_log->w + (size_t)layer * H * m->att_log->tri;
-        a.log_tri = m->att_log->tri;
-    }
-    if (plain_kernels) attention_heads(&a, 0, H);
-    else parallel_for(H, attention_heads, &a);
-}
-
-// Run tokens[0..T) at positions pos0.. through the model. Logits are written
-// for every position (LOGITS_ALL), only for the last one at row 0 of
-// s->logits (LOGITS_LAST), or not at all (LOGITS_NONE: a prompt tile that
-// is not the last).
-enum { LOGITS_NONE, LOGITS_LAST, LOGITS_ALL };
-
-static void forward(Model *m, const int *tokens, int T, int pos0, int logits) {
-    Config *c = &m->config;
-    Weights *w = &m->weights;
-    RunState *s = &m->state;
-    int C = c->n_embd, F = c->n_inner, V = c->vocab_size;
-
-    // token embedding + position embedding: x (T,C)
-    for (int t = 0; t < T; t++) {
-        const float *te = w->wte + (size_t)tokens[t] * C;
-        const float *pe = w->wpe + (size_t)(pos0 + t) * C;
-        for (int i = 0; i < C; i++) s->x[(size_t)t * C + i] = te[i] + pe[i];
-    }
-
-    for (int l = 0; l < c->n_layer; l++) {
-        const LayerWeights *L = &w->layers[l];
-        // attention block: x = x + proj(attention(ln_1(x)))
-        layernorm_rows(s->xn, s->x, L->ln1_w, L->ln1_b, T, C, c->ln_eps);
-        matmul(s->qkv, s->xn, L->qkv_w, L->qkv_b, T, C, 3 * C);     // qkv (T,3C)
-        attention(m, l, T, pos0);                                    // att_out (T,C)
-        matmul(s->xn, s->att_out, L->proj_w, L->proj_b, T, C, C);   // xn (T,C)
-        residual_add(s->x, s->xn, (size_t)T * C);
-        // MLP block: x = x + fc_proj(act(fc(ln_2(x))))
-        layernorm_rows(s->xn, s->x, L->ln2_w, L->ln2_b, T, C, c->ln_eps);
-        matmul(s->hidden, s->xn, L->fc_w, L->fc_b, T, C, F);        // hidden (T,F)
-        activate(s->hidden, T, F, c->activation);
-        matmul(s->xn, s->hidden, L->fc_proj_w, L->fc_proj_b, T, F, C);  // xn (T,C)
-        residual_add(s->x, s->xn, (size_t)T * C);
-    }
-
-    // final LayerNorm, then logits (T,V) = xn (T,C) @ wte^T (V,C)
-    if (logits == LOGITS_NONE) return;
-    int first = logits == LOGITS_ALL ? 0 : T - 1;
-    if (T - first > s->logits_rows) die(EXIT_RUNTIME, "internal error: logits for %d positions, room for %d", T - first, s->logits_rows);
-    layernorm_rows(s->xn, s->x + (size_t)first * C, w->lnf_w, w->lnf_b, T - first, C, c->ln_eps);
-    matmul(s->logits, s->xn, w->lm_head, NULL, T - first, C, V);
-}
-
-// Feed a whole sequence, in tiles, starting at position pos0. With
-// all_logits, the caller's callback sees the logits of each tile.
-typedef void (*TileFn)(void *ctx, const float *logits, int pos0, int T);
-
-static void prefill(Model *m, const int *tokens, int n, int pos0, int all_logits, TileFn on_tile, void *ctx) {
-    int tile = all_logits ? m->state.logits_rows : m->state.max_T;
-    for (int done = 0; done < n;) {
-        int T = n - done < tile ? n - done : tile;
-        int last = done + T == n;
-        forward(m, tokens + done, T, pos0 + done, all_logits ? LOGITS_ALL : last ? LOGITS_LAST : LOGITS_NONE);
-        if (on_tile) on_tile(ctx, m->state.logits, pos0 + done, all_logits ? T : 1);
-        done += T;
-    }
-}
-
-// ----------------------------------------------------------------------------
-// 7. Sampling
-
-typedef struct {
-    float temperature;  // 0: greedy
-    int top_k;          // 0: off
-    float top_p;        // 1: off
-    uint64_t rng;       // xorshift64* state
-    int *order;         // (V) candidate ids, scratch
-    float *probs;       // (V) scratch
-    int n_kept;         // candidates the last draw chose from (order[0..n_kept))
-} Sampler;
-
-static uint64_t rng_next(uint64_t *s) {
-    *s ^= *s >> 12;
-    *s ^= *s << 25;
-    *s ^= *s >> 27;
-    return *s * 0x2545F4914F6CDD1DULL;
-}
-
-// A uniform float in [0, 1).
-static float rng_float(uint64_t *s) {
-    return (rng_next(s) >> 40) * (1.0f / 16777216.0f);
-}
-
-static int argmax(const float *x, int n) {
-    int best = 0;
-    for (int i = 1; i < n; i++) if (x[i] > x[best]) best = i;
-    return best;
-}
-
-static const float *cmp_probs;
-static int by_prob_desc(const void *a, const void *b) {
-    float pa = cmp_probs[*(const int *)a], pb = cmp_probs[*(const int *)b];
-    if (pa != pb) return pa < pb ? 1 : -1;
-    return *(const int *)a - *(const int *)b;
-}
-
-// Move the k most likely of order[0..n) to order[0..k), in no particular
-// order (quickselect: linear time on average).
-static void select_top(int *order, int n, int k, const float *p) {
-    int lo = 0, hi = n - 1;
-    cmp_probs = p;
-    while (lo < hi) {
-        int pivot = order[lo + (hi - lo) / 2], i = lo, j = hi;
-        while (i <= j) {
-            while (by_prob_desc(&order[i], &pivot) < 0) i++;
-            while (by_prob_desc(&order[j], &pivot) > 0) j--;
-            if (i <= j) { int t = order[i]; order[i] = order[j]; order[j] = t; i++; j--; }
-        }
-        if (k - 1 <= j) hi = j;
-        else if (k - 1 >= i) lo = i;
-        else break;
-    }
-}
-
-// The tokens sampling may draw from: sp->probs = softmax(logits / T) (V),
-// then the top_k most likely are kept, then the smallest set whose
-// probability reaches top_p. The kept ids go to sp->order[0..n); returns n.
-static int sample_candidates(Sampler *sp, const float *logits, int V) {
-    float *p = sp->probs;
-    for (int i = 0; i < V; i++) p[i] = logits[i] / sp->temperature;
-    softmax_plain(p, V);
-    int n = V;
-    int *order = sp->order;
-    for (int i = 0; i < V; i++) order[i] = i;
-    if ((sp->top_k > 0 && sp->top_k < V) || sp->top_p < 1.0f) {
-        // Only candidates that can survive the cut need sorting: with top_p,
-        // a token below (1 - top_p) / (V - 1) can never be in the kept set
-        // (all such tokens together hold less than 1 - top_p).
-        int m = 0;
-        float floor_p = sp->top_p < 1.0f ? (1.0f - sp->top_p) / (V - 1) : 0.0f;
-        for (int i = 0; i < V; i++) if (p[i] >= floor_p) order[m++] = i;
-        if (sp->top_k > 0 && sp->top_k < m) {
-            select_top(order, m, sp->top_k, p);
-            m = sp->top_k;
-        }
-        cmp_probs = p;
-        qsort(order, m, sizeof(int), by_prob_desc);
-        n = m;
-        if (sp->top_p < 1.0f) {
-            float cum = 0.0f;
-            for (int i = 0; i < n; i++) {
-                cum += p[order[i]];
-                if (cum >= sp->top_p) { n = i + 1; break; }
-            }
-        }
-    }
-    return n;
-}
-
-// Pick the next token from logits (V): greedy (argmax) at temperature 0;
-// otherwise draw from the candidates in proportion to their probability.
-static int sample(Sampler *sp, const float *logits, int V) {
-    if (sp->temperature == 0.0f) return argmax(logits, V);
-    int n = sp->n_kept = sample_candidates(sp, logits, V);
-    const float *p = sp->probs;
-    const int *order = sp->order;
-    float total = 0.0f;
-    for (int i = 0; i < n; i++) total += p[order[i]];
-    float r = rng_float(&sp->rng) * total, cum = 0.0f;
-    for (int i = 0; i < n; i++) {
-        cum += p[order[i]];
-        if (r < cum) return order[i];
-    }
-    return order[n - 1];
-}
-
-// ----------------------------------------------------------------------------
-// 8. Tokenizer glue and streaming output
-
-// Everything printed on stdout goes through here; a reader that went away
-// (| head) ends the program quietly, any other write error loudly.
-static void write_out(const void *buf, size_t n) {
-    if (n && fwrite(buf, 1, n, stdout) != n) {
-        if (errno == EPIPE) exit(EXIT_OK);
-        die(EXIT_RUNTIME, "cannot write to standard output: %s", strerror(errno));
-    }
-}
-
-static void flush_out(void) {
-    if (fflush(stdout) != 0) {
-        if (errno == EPIPE) exit(EXIT_OK);
-        die(EXIT_RUNTIME, "cannot write to standard output: %s", strerror(errno));
-    }
-}
-
-// Generated text passes through a hold-back buffer (so that a --stop string
-// is never printed, even in part) and then the UTF-8 stream (so that only
-// whole characters reach the terminal).
-typedef struct {
-    char **stops;
-    int n_stops;
-    unsigned char *held;  // bytes that may be the start of a stop string
-    size_t n_held, cap;
-    Utf8Stream utf8;
-    int stopped;          // a stop string was seen
-} TextOut;
-
-static void emit_text(TextOut *o, const unsigned char *b, size_t n) {
-    unsigned char buf[256 + 4];
-    for (size_t done = 0; done < n;) {  // in pieces: no allocation per token
-        size_t piece = n - done < 256 ? n - done : 256;
-        write_out(buf, utf8_stream_push(&o->utf8, b + done, piece, buf));
-        done += piece;
-    }
-}
-
-// Does some stop string start with the last `n` bytes of held?
-static int partial_stop(TextOut *o, size_t n) {
-    for (int i = 0; i < o->n_stops; i++) {
-        size_t len = strlen(o->stops[i]);
-        if (n < len && memcmp(o->held + o->n_held - n, o->stops[i], n) == 0) return 1;
-    }
     return 0;
 }
 
-static void text_push(TextOut *o, const unsigned char *b, size_t n) {
-    if (o->stopped) return;
-    if (o->n_held + n > o->cap) {
-        o->cap = (o->n_held + n) * 2 + 64;
-        unsigned char *p = realloc(o->held, o->cap);
-        if (!p) die(EXIT_RUNTIME, "out of memory");
-        o->held = p;
-    }
-    memcpy(o->held + o->n_held, b, n);
-    o->n_held += n;
-    // the earliest complete stop string ends generation; print what precedes it
-    size_t cut = o->n_held;
-    for (int i = 0; i < o->n_stops; i++) {
-        size_t len = strlen(o->stops[i]);
-        for (size_t at = 0; len && at + len <= o->n_held && at < cut; at++)
-            if (memcmp(o->held + at, o->stops[i], len) == 0) { cut = at; o->stopped = 1; break; }
-    }
-    if (o->stopped) {
-        emit_text(o, o->held, cut);
-        o->n_held = 0;
-        return;
-    }
-    // keep back the longest tail that could still grow into a stop string
-    size_t keep = 0, longest = 0;
-    for (int i = 0; i < o->n_stops; i++) if (strlen(o->stops[i]) > longest) longest = strlen(o->stops[i]);
-    for (size_t k = o->n_held < longest ? o->n_held : longest; k > 0; k--)
-        if (partial_stop(o, k)) { keep = k; break; }
-    emit_text(o, o->held, o->n_held - keep);
-    memmove(o->held, o->held + o->n_held - keep, keep);
-    o->n_held = keep;
-}
-
-static void text_finish(TextOut *o) {
-    if (!o->stopped) emit_text(o, o->held, o->n_held);
-    o->n_held = 0;
-    unsigned char tail[4];
-    write_out(tail, utf8_stream_flush(&o->utf8, tail));
-    flush_out();
-}
-
-// The bytes of a token, or none for an id outside the tokenizer's vocabulary
-// (a model's embedding may have more rows than the tokenizer has tokens).
-static const unsigned char *token_bytes(Tokenizer *t, int id, size_t *len) {
-    const unsigned char *b = tokenizer_token(t, id, len);
-    if (!b) { *len = 0; return (const unsigned char *)""; }
-    return b;
-}
+static const Kernels FAST_KERNELS = {
+    .matmul = matmul_fast, .layernorm = layernorm_rows_fast, .activate = activate_rows_fast,
+    .scores = scores_fast, .softmax = softmax_fast, .weighted_sum = weighted_sum_fast,
+    .attend_tile = attend_tile_fast, .parallel_for = parallel_for,
+};
 
 // ----------------------------------------------------------------------------
-// 9. Looking inside: attention maps and sampling explained
+// II.4 Huge pages
+//
+// mmap the whole file read-only. On Linux the mapping starts at a 2 MB
+// boundary and is marked MADV_HUGEPAGE: file offsets and addresses then agree
+// modulo 2 MB, so when the kernel reads the file into its page cache in 2 MB
+// pieces it maps them with one TLB entry each instead of 512. Streaming the
+// weights then costs far fewer TLB misses (most of all in a virtual machine),
+// and the pages are still the page cache's, shared by every process. (With
+// 16 or 64 KB base pages, as on some arm64 kernels, huge pages are larger
+// and this alignment simply does not help.)
+static void *map_at_huge_boundary(int fd, size_t size) {
+#if defined(__linux__) && defined(MADV_HUGEPAGE)
+    const size_t huge = (size_t)2 << 20;
+    long page = sysconf(_SC_PAGESIZE);
+    if (page > 0 && size <= SIZE_MAX - 2 * huge) {
+        // reserve size + 2 MB of address space, then map the file over its first
+        // 2 MB boundary (MAP_FIXED replaces the reservation there; this runs
+        // before any thread is started, so nothing else can map in between)
+        unsigned char *r = mmap(NULL, size + huge, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+        if (r != MAP_FAILED) {
+            unsigned char *a = (unsigned char *)(((uintptr_t)r + huge - 1) & ~(uintptr_t)(huge - 1));
+            if (mmap(a, size, PROT_READ, MAP_SHARED | MAP_FIXED, fd, 0) == a) {
+                unsigned char *end = a + (size + (size_t)page - 1) / (size_t)page * (size_t)page;
+                if (a > r) munmap(r, (size_t)(a - r));                          // the reservation before
+                if (r + size + huge > end) munmap(end, (size_t)(r + size + huge - end));  // and after
+                madvise(a, size, MADV_HUGEPAGE);
+                return a;
+            }
+            munmap(r, size + huge);
+        }
+    }
+#endif
+    return mmap(NULL, size, PROT_READ, MAP_SHARED, fd, 0);
+}
+
+// The KV cache: zeroed anonymous memory, in huge pages where the system
+// offers them, so that filling it does not take a page fault every 4 KB.
+static float *cache_alloc(size_t n_floats) {
+    if (n_floats > SIZE_MAX / sizeof(float)) die(EXIT_RUNTIME, "out of memory: KV cache of %zu floats", n_floats);
+    size_t bytes = n_floats * sizeof(float);
+    void *p = mmap(NULL, bytes ? bytes : 1, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    if (p == MAP_FAILED) die(EXIT_RUNTIME, "out of memory: KV cache of %zu bytes", bytes);
+#ifdef MADV_HUGEPAGE
+    madvise(p, bytes, MADV_HUGEPAGE);
+#endif
+    return p;
+}
+
+static void cache_free(float *p, size_t n_floats) {
+    if (p) munmap(p, n_floats ? n_floats * sizeof(float) : 1);
+}
+
+// The weights will all be read: on Linux map every page up front (unless
+// the model is over half the RAM), so the first forward pass does not
+// fault them in; otherwise just ask for them to be read ahead.
+static void prefault_weights(const Mapping *file) {
+    int populated = 0;
+#ifdef MADV_POPULATE_READ
+    long pages = sysconf(_SC_PHYS_PAGES), page = sysconf(_SC_PAGESIZE);
+    if (pages > 0 && page > 0 && file->size < (size_t)pages * (size_t)page / 2)
+        populated = madvise(file->data, file->size, MADV_POPULATE_READ) == 0;
+#endif
+    if (!populated) madvise(file->data, file->size, MADV_WILLNEED);
+}
+
+// ============================================================================
+// PART III. LOOKING INSIDE
+// ============================================================================
 //
 // With --attention, --attention-overview or --attention-html, forward()
-// keeps every attention weight it computes in an AttentionLog (section 3):
-// row i of each head's matrix is softmax(q_i . k_j) over the keys j <= i.
-// Without those flags the log is NULL and nothing is kept.
-
-
-static AttentionLog *attention_log_new(const Config *c, int cap) {
-    AttentionLog *g = xcalloc(1, sizeof *g);
-    g->n_layer = c->n_layer;
-    g->n_head = c->n_head;
-    g->tri = (size_t)cap * (cap + 1) / 2;
-    g->w = xcalloc((size_t)c->n_layer * c->n_head * g->tri, sizeof(float));
-    return g;
-}
+// keeps every attention weight it computes in an AttentionLog (I.3): row i
+// of each head's matrix is softmax(q_i . k_j) over the keys j <= i. Without
+// those flags the log is NULL and nothing is kept. --explain shows, at each
+// step of generation, the tokens the model found most likely and which one
+// the sampler picked.
 
 // Row i of the matrix for (layer, head): weights over keys 0..i.
 static float *attention_row(const AttentionLog *g, int layer, int head, int i) {
@@ -1677,11 +1958,13 @@ static char *token_label(Tokenizer *tok, int id, char *out, size_t cap) {
     const unsigned char *b = token_bytes(tok, id, &n);
     for (size_t i = 0; i < n && k + 8 < cap;) {
         unsigned char c = b[i];
-        int len = c < 0x80 ? 1 : (c >> 5) == 6 ? 2 : (c >> 4) == 14 ? 3 : (c >> 3) == 30 ? 4 : 0;
-        int ok = len > 0 && i + len <= n;
-        for (int j = 1; ok && j < len; j++) ok = (b[i + j] & 0xC0) == 0x80;
-        if (ok && len == 1 && (c < 0x20 || c == 0x7f)) ok = 0;
-        if (ok) { memcpy(out + k, b + i, len); k += len; i += len; continue; }
+        int len = utf8_char_len(b, n, i);
+        if (len > 1 || (len == 1 && c >= 0x20 && c != 0x7f)) {
+            memcpy(out + k, b + i, len);
+            k += len;
+            i += len;
+            continue;
+        }
         if (c == '\n') k += snprintf(out + k, cap - k, "\\n");
         else if (c == '\t') k += snprintf(out + k, cap - k, "\\t");
         else k += snprintf(out + k, cap - k, "\\x%02X", c);
@@ -1834,31 +2117,79 @@ static void show_attention_overview(FILE *f, const AttentionLog *g, int n, int t
     }
 }
 
+// What the views are asked for on the command line.
+typedef struct {
+    int explain;              // --explain N: the N most likely tokens at each step (0: off)
+    int attention, overview;  // --attention (of layer, head), --attention-overview
+    int layer, head;
+    const char *html_path;    // --attention-html
+} ViewOptions;
+
+// One generated token and the five most likely at its step, for the HTML page.
+typedef struct {
+    int picked;
+    int top_ids[5];
+    float top_p[5];
+} StepInfo;
+
+// What the views keep while generation runs.
+typedef struct {
+    ViewOptions opt;
+    Model *m;
+    const Sampler *sp;
+    AttentionLog *log;  // when a view of attention is asked for (also m->att_log)
+    StepInfo *steps;    // (max_new + 1) for the HTML page
+    int n_steps;
+    float *p;           // (V) scratch for top_tokens
+    int *order;         // (V)
+} Views;
+
+static int views_keep_attention(const ViewOptions *o) {
+    return o->attention || o->overview || o->html_path;
+}
+
+// The views of a generation of up to max_new tokens into a cache of seq_len
+// positions; the model keeps its attention weights while they live.
+static Views *views_new(const ViewOptions *o, Model *m, const Sampler *sp, int seq_len, int max_new) {
+    Views *v = xcalloc(1, sizeof *v);
+    v->opt = *o;
+    v->m = m;
+    v->sp = sp;
+    if (views_keep_attention(o)) m->att_log = v->log = attention_log_new(&m->config, seq_len);
+    if (o->html_path) v->steps = xcalloc((size_t)max_new + 1, sizeof(StepInfo));
+    v->p = xcalloc(m->config.vocab_size, sizeof(float));
+    v->order = xcalloc(m->config.vocab_size, sizeof(int));
+    return v;
+}
+
+static void views_free(Views *v) {
+    if (v->m->att_log == v->log) v->m->att_log = NULL;
+    attention_log_free(v->log);
+    free(v->steps);
+    free(v->p);
+    free(v->order);
+    free(v);
+}
+
 // The n most likely tokens under the model (temperature 1), most likely
-// first, into order[0..n); p (V) gets softmax(logits). Scratch is kept.
-static int top_tokens(const float *logits, int V, int n, const float **p_out, const int **order_out) {
-    static float *p;
-    static int *order;
-    if (!p) { p = xcalloc(V, sizeof(float)); order = xcalloc(V, sizeof(int)); }
-    memcpy(p, logits, (size_t)V * sizeof(float));
-    softmax_plain(p, V);
-    for (int i = 0; i < V; i++) order[i] = i;
-    if (n > V) n = V;
-    select_top(order, V, n, p);
-    qsort(order, n, sizeof(int), by_prob_desc);
-    *p_out = p;
-    *order_out = order;
-    return n;
+// first, into v->order[0..n); v->p (V) gets softmax(logits).
+static int top_tokens(Views *v, const float *logits, int n) {
+    int V = v->m->config.vocab_size;
+    probabilities(v->p, logits, V, 1.0f);
+    for (int i = 0; i < V; i++) v->order[i] = i;
+    return keep_most_likely(v->order, V, n < V ? n : V, v->p);
 }
 
 // --explain N: why this token. The N most likely next tokens under the model
 // (temperature 1), their probability after temperature and the top-k/top-p
 // cut, and which one was picked.
-static void explain_step(FILE *f, Model *m, Sampler *sp, const float *logits, int picked, int pos, int top_n) {
-    int V = m->config.vocab_size;
-    const float *p;
-    const int *order;
-    int n = top_tokens(logits, V, top_n, &p, &order);
+static void explain_step(FILE *f, Views *v, const float *logits, int picked, int pos) {
+    const Sampler *sp = v->sp;
+    Tokenizer *tok = v->m->tokenizer;
+    int V = v->m->config.vocab_size;
+    int n = top_tokens(v, logits, v->opt.explain);
+    const float *p = v->p;
+    const int *order = v->order;
     int kept = 1;
     float kept_total = 1.0f;
     char label[256];
@@ -1885,31 +2216,29 @@ static void explain_step(FILE *f, Model *m, Sampler *sp, const float *logits, in
             for (int i = 0; i < kept && !in; i++) in = sp->order[i] == id;
             q = in ? sp->probs[id] / kept_total : 0.0f;
         }
-        fprintf(f, "  %4d  %7.4f  %9.4f  \"%s\"%s\n", r + 1, p[id], q, token_label(m->tokenizer, id, label, sizeof label),
+        fprintf(f, "  %4d  %7.4f  %9.4f  \"%s\"%s\n", r + 1, p[id], q, token_label(tok, id, label, sizeof label),
                 id == picked ? "   <- picked" : "");
         shown_picked |= id == picked;
     }
     if (!shown_picked)
         fprintf(f, "     .  %7.4f             \"%s\"   <- picked (outside the top %d)\n", p[picked],
-                token_label(m->tokenizer, picked, label, sizeof label), n);
+                token_label(tok, picked, label, sizeof label), n);
 }
 
-// One generated token and the five most likely at its step, for the HTML page.
-typedef struct {
-    int picked;
-    int top_ids[5];
-    float top_p[5];
-} StepInfo;
-
-static void record_step(StepInfo *st, const float *logits, int V, int picked) {
-    const float *p;
-    const int *order;
-    int n = top_tokens(logits, V, 5, &p, &order);
+static void record_step(Views *v, StepInfo *st, const float *logits, int picked) {
+    int n = top_tokens(v, logits, 5);
     st->picked = picked;
     for (int r = 0; r < 5; r++) {
-        st->top_ids[r] = order[r < n ? r : n - 1];
-        st->top_p[r] = p[st->top_ids[r]];
+        st->top_ids[r] = v->order[r < n ? r : n - 1];
+        st->top_p[r] = v->p[st->top_ids[r]];
     }
+}
+
+// The generation loop's PickHook: explain the pick, keep it for the page.
+static void views_on_pick(void *ctx, const float *logits, int picked, int pos) {
+    Views *v = ctx;
+    if (v->opt.explain) explain_step(stderr, v, logits, picked, pos);
+    if (v->steps) record_step(v, &v->steps[v->n_steps++], logits, picked);
 }
 
 // --attention-html FILE: one self-contained page (no network, no external
@@ -1918,71 +2247,152 @@ static void record_step(StepInfo *st, const float *logits, int V, int picked) {
 // The weights travel as base64 of 16-bit fractions, row after row.
 
 static const char *HTML_HEAD =
-"<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">\n"
-"<title>attention</title>\n<style>\n"
-"body{font:14px/1.4 system-ui,sans-serif;margin:20px;color:#222;background:#fafafa}\n"
-"h1{font-size:18px;margin:0 0 4px}.sub{color:#666;margin-bottom:12px}\n"
-"#controls{display:flex;gap:16px;align-items:center;flex-wrap:wrap;margin-bottom:10px}\n"
-"#tokens{margin:10px 0;line-height:2;max-width:1100px}\n"
-".tok{font-family:ui-monospace,monospace;white-space:pre;padding:2px 1px;margin:1px;border:1px solid #ddd;border-radius:3px;cursor:pointer}\n"
-".gen{border-color:#c77;} .cur{outline:2px solid #c00} .future{opacity:.3}\n"
-"#wrap{display:flex;gap:24px;align-items:flex-start}\n"
-"canvas{background:#fff;border:1px solid #ccc;image-rendering:pixelated}\n"
-"#tip{position:fixed;pointer-events:none;background:#222;color:#fff;padding:4px 8px;border-radius:4px;font-size:12px;display:none;white-space:pre}\n"
-"#steps{font-family:ui-monospace,monospace;font-size:12px;max-height:560px;overflow:auto;min-width:280px}\n"
-".step{padding:3px 6px;border-bottom:1px solid #eee;cursor:pointer}.step.sel{background:#fee}\n"
+"<!DOCTYPE html>\n"
+"<html lang=\"en\"><head><meta charset=\"utf-8\">\n"
+"<title>attention</title>\n"
+"<style>\n"
+"body { font: 14px/1.4 system-ui, sans-serif; margin: 20px; color: #222; background: #fafafa; }\n"
+"h1 { font-size: 18px; margin: 0 0 4px; }\n"
+".sub { color: #666; margin-bottom: 12px; }\n"
+"#controls { display: flex; gap: 16px; align-items: center; flex-wrap: wrap; margin-bottom: 10px; }\n"
+"#tokens { margin: 10px 0; line-height: 2; max-width: 1100px; }\n"
+".tok { font-family: ui-monospace, monospace; white-space: pre; padding: 2px 1px; margin: 1px;"
+" border: 1px solid #ddd; border-radius: 3px; cursor: pointer; }\n"
+".gen { border-color: #c77; }\n"
+".cur { outline: 2px solid #c00; }\n"
+".future { opacity: .3; }\n"
+"#wrap { display: flex; gap: 24px; align-items: flex-start; }\n"
+"canvas { background: #fff; border: 1px solid #ccc; image-rendering: pixelated; }\n"
+"#tip { position: fixed; pointer-events: none; background: #222; color: #fff; padding: 4px 8px;"
+" border-radius: 4px; font-size: 12px; display: none; white-space: pre; }\n"
+"#steps { font-family: ui-monospace, monospace; font-size: 12px; max-height: 560px; overflow: auto; min-width: 280px; }\n"
+".step { padding: 3px 6px; border-bottom: 1px solid #eee; cursor: pointer; white-space: pre; }\n"
+".step.sel { background: #fee; }\n"
 "</style></head><body>\n"
-"<h1>Attention</h1><div class=\"sub\" id=\"sub\"></div>\n"
-"<div id=\"controls\"><label>layer <select id=\"layer\"></select></label>\n"
+"<h1>Attention</h1>\n"
+"<div class=\"sub\" id=\"sub\"></div>\n"
+"<div id=\"controls\">\n"
+"<label>layer <select id=\"layer\"></select></label>\n"
 "<label>head <select id=\"head\"></select></label>\n"
-"<label>step <input type=\"range\" id=\"step\" min=\"0\" value=\"0\"> <span id=\"steplabel\"></span></label></div>\n"
+"<label>step <input type=\"range\" id=\"step\" min=\"0\" value=\"0\"> <span id=\"steplabel\"></span></label>\n"
+"</div>\n"
 "<div id=\"tokens\"></div>\n"
 "<div id=\"wrap\"><canvas id=\"map\" width=\"600\" height=\"600\"></canvas><div id=\"steps\"></div></div>\n"
-"<div id=\"tip\"></div>\n<script>\n";
+"<div id=\"tip\"></div>\n"
+"<script>\n";
 
 static const char *HTML_SCRIPT =
-"window.onerror=function(m){document.title='error: '+m;document.body.setAttribute('data-error',String(m));};\n"
-"(function(){\n"
-"const D=DATA,N=D.n,P=D.n_prompt,L=D.layers,H=D.heads,tri=N*(N+1)/2;\n"
-"const raw=atob(D.att),u16=new Uint16Array(raw.length>>1);\n"
-"for(let i=0;i<u16.length;i++)u16[i]=raw.charCodeAt(2*i)|(raw.charCodeAt(2*i+1)<<8);\n"
-"function w(l,h,i,j){return u16[(l*H+h)*tri+i*(i+1)/2+j]/65535;}\n"
-"const $=id=>document.getElementById(id),q=t=>'\u201c'+t+'\u201d';\n"
-"$('sub').textContent=D.model+': '+L+' layers x '+H+' heads; '+P+' prompt tokens, '+(N-P)+' generated (red border). Hover a cell for its weight; click a token to see where it looks.';\n"
-"for(let l=0;l<L;l++)$('layer').add(new Option('layer '+l,l));\n"
-"for(let h=0;h<H;h++)$('head').add(new Option('head '+h,h));\n"
-"const step=$('step');step.max=N-P;step.value=N-P;\n"
-"let query=N-1;\n"
-"const toks=D.tokens.map((t,i)=>{const s=document.createElement('span');s.className='tok'+(i>=P?' gen':'');s.textContent=t;s.title='position '+i;\n"
-"  s.onclick=()=>{query=i;draw();};$('tokens').appendChild(s);return s;});\n"
-"D.steps.forEach((s,k)=>{const d=document.createElement('div');d.className='step';\n"
-"  d.textContent='step '+(k+1)+': '+q(D.tokens[P+k]||'')+'\\n  '+s.top.map(t=>q(t[0])+' '+t[1].toFixed(3)).join('\\n  ');\n"
-"  d.style.whiteSpace='pre';d.onclick=()=>{step.value=k+1;query=P+k;draw();};$('steps').appendChild(d);});\n"
-"const cv=$('map'),cx=cv.getContext('2d');\n"
-"function shown(){return P+Number(step.value);}\n"
-"function draw(){\n"
-"  const l=Number($('layer').value),h=Number($('head').value),n=Math.max(1,Math.min(shown(),N));\n"
-"  if(query>=n)query=n-1;\n"
-"  const cell=Math.max(1,Math.floor(600/n));cv.width=cv.height=cell*n;\n"
-"  cx.fillStyle='#fff';cx.fillRect(0,0,cv.width,cv.height);let cells=0;\n"
-"  for(let i=0;i<n;i++)for(let j=0;j<=i;j++){const v=w(l,h,i,j);const c=Math.round(255*(1-v));\n"
-"    cx.fillStyle='rgb(255,'+c+','+c+')';cx.fillRect(j*cell,i*cell,cell,cell);cells++;}\n"
-"  cx.strokeStyle='#06c';cx.lineWidth=Math.max(1,cell/8);cx.strokeRect(0,query*cell,n*cell,cell);\n"
-"  toks.forEach((s,i)=>{s.classList.toggle('future',i>=n);s.classList.toggle('cur',i===query);\n"
-"    s.style.background=i<=query&&i<n?'rgba(220,0,0,'+w(l,h,query,i).toFixed(3)+')':'';});\n"
-"  $('steplabel').textContent=(n-P)+' of '+(N-P)+' generated';\n"
-"  document.querySelectorAll('.step').forEach((d,k)=>d.classList.toggle('sel',P+k===query));\n"
-"  document.body.setAttribute('data-rendered',String(cells));cv.dataset.cell=cell;cv.dataset.n=n;}\n"
-"cv.onmousemove=e=>{const r=cv.getBoundingClientRect(),cell=Number(cv.dataset.cell),n=Number(cv.dataset.n);\n"
-"  const j=Math.floor((e.clientX-r.left)/cell),i=Math.floor((e.clientY-r.top)/cell),tip=$('tip');\n"
-"  if(i<0||j<0||i>=n||j>i){tip.style.display='none';return;}\n"
-"  tip.textContent='query '+i+' '+q(D.tokens[i])+'\\nkey '+j+' '+q(D.tokens[j])+'\\nweight '+w(Number($('layer').value),Number($('head').value),i,j).toFixed(4);\n"
-"  tip.style.display='block';tip.style.left=(e.clientX+14)+'px';tip.style.top=(e.clientY+14)+'px';};\n"
-"cv.onmouseleave=()=>{$('tip').style.display='none';};\n"
-"cv.onclick=e=>{const r=cv.getBoundingClientRect();query=Math.floor((e.clientY-r.top)/Number(cv.dataset.cell));draw();};\n"
-"$('layer').onchange=$('head').onchange=draw;step.oninput=()=>{query=shown()-1;draw();};\n"
-"draw();\n"
-"})();\n</script></body></html>\n";
+"window.onerror = function (message) {\n"
+"  document.title = 'error: ' + message;\n"
+"  document.body.setAttribute('data-error', String(message));\n"
+"};\n"
+"(function () {\n"
+"  const D = DATA, N = D.n, P = D.n_prompt, L = D.layers, H = D.heads, tri = N * (N + 1) / 2;\n"
+"  // the weights: 16-bit fractions of 65535, little-endian, row after row\n"
+"  const raw = atob(D.att);\n"
+"  const u16 = new Uint16Array(raw.length >> 1);\n"
+"  for (let i = 0; i < u16.length; i++) {\n"
+"    u16[i] = raw.charCodeAt(2 * i) | (raw.charCodeAt(2 * i + 1) << 8);\n"
+"  }\n"
+"  function w(l, h, i, j) {\n"
+"    return u16[(l * H + h) * tri + i * (i + 1) / 2 + j] / 65535;\n"
+"  }\n"
+"  const $ = id => document.getElementById(id);\n"
+"  const quote = t => '\\u201c' + t + '\\u201d';\n"
+"  $('sub').textContent = D.model + ': ' + L + ' layers x ' + H + ' heads; ' + P + ' prompt tokens, ' +\n"
+"    (N - P) + ' generated (red border). Hover a cell for its weight; click a token to see where it looks.';\n"
+"  for (let l = 0; l < L; l++) {\n"
+"    $('layer').add(new Option('layer ' + l, l));\n"
+"  }\n"
+"  for (let h = 0; h < H; h++) {\n"
+"    $('head').add(new Option('head ' + h, h));\n"
+"  }\n"
+"  const step = $('step');\n"
+"  step.max = N - P;\n"
+"  step.value = N - P;\n"
+"  let query = N - 1;\n"
+"  // the tokens, each a button that makes it the query\n"
+"  const toks = D.tokens.map((t, i) => {\n"
+"    const s = document.createElement('span');\n"
+"    s.className = 'tok' + (i >= P ? ' gen' : '');\n"
+"    s.textContent = t;\n"
+"    s.title = 'position ' + i;\n"
+"    s.onclick = () => { query = i; draw(); };\n"
+"    $('tokens').appendChild(s);\n"
+"    return s;\n"
+"  });\n"
+"  // the generation, step by step, with the five most likely tokens of each\n"
+"  D.steps.forEach((s, k) => {\n"
+"    const d = document.createElement('div');\n"
+"    d.className = 'step';\n"
+"    const top = s.top.map(t => quote(t[0]) + ' ' + t[1].toFixed(3));\n"
+"    d.textContent = 'step ' + (k + 1) + ': ' + quote(D.tokens[P + k] || '') + '\\n  ' + top.join('\\n  ');\n"
+"    d.onclick = () => { step.value = k + 1; query = P + k; draw(); };\n"
+"    $('steps').appendChild(d);\n"
+"  });\n"
+"  const cv = $('map');\n"
+"  const cx = cv.getContext('2d');\n"
+"  function shown() {\n"
+"    return P + Number(step.value);\n"
+"  }\n"
+"  function draw() {\n"
+"    const l = Number($('layer').value), h = Number($('head').value);\n"
+"    const n = Math.max(1, Math.min(shown(), N));\n"
+"    if (query >= n) query = n - 1;\n"
+"    const cell = Math.max(1, Math.floor(600 / n));\n"
+"    cv.width = cv.height = cell * n;\n"
+"    cx.fillStyle = '#fff';\n"
+"    cx.fillRect(0, 0, cv.width, cv.height);\n"
+"    let cells = 0;\n"
+"    for (let i = 0; i < n; i++) {\n"
+"      for (let j = 0; j <= i; j++) {\n"
+"        const c = Math.round(255 * (1 - w(l, h, i, j)));\n"
+"        cx.fillStyle = 'rgb(255,' + c + ',' + c + ')';\n"
+"        cx.fillRect(j * cell, i * cell, cell, cell);\n"
+"        cells++;\n"
+"      }\n"
+"    }\n"
+"    cx.strokeStyle = '#06c';\n"
+"    cx.lineWidth = Math.max(1, cell / 8);\n"
+"    cx.strokeRect(0, query * cell, n * cell, cell);\n"
+"    toks.forEach((s, i) => {\n"
+"      s.classList.toggle('future', i >= n);\n"
+"      s.classList.toggle('cur', i === query);\n"
+"      s.style.background = i <= query && i < n ? 'rgba(220,0,0,' + w(l, h, query, i).toFixed(3) + ')' : '';\n"
+"    });\n"
+"    $('steplabel').textContent = (n - P) + ' of ' + (N - P) + ' generated';\n"
+"    document.querySelectorAll('.step').forEach((d, k) => d.classList.toggle('sel', P + k === query));\n"
+"    document.body.setAttribute('data-rendered', String(cells));\n"
+"    cv.dataset.cell = cell;\n"
+"    cv.dataset.n = n;\n"
+"  }\n"
+"  cv.onmousemove = e => {\n"
+"    const r = cv.getBoundingClientRect(), cell = Number(cv.dataset.cell), n = Number(cv.dataset.n);\n"
+"    const j = Math.floor((e.clientX - r.left) / cell), i = Math.floor((e.clientY - r.top) / cell);\n"
+"    const tip = $('tip');\n"
+"    if (i < 0 || j < 0 || i >= n || j > i) {\n"
+"      tip.style.display = 'none';\n"
+"      return;\n"
+"    }\n"
+"    const weight = w(Number($('layer').value), Number($('head').value), i, j);\n"
+"    tip.textContent = 'query ' + i + ' ' + quote(D.tokens[i]) + '\\nkey ' + j + ' ' + quote(D.tokens[j]) +\n"
+"      '\\nweight ' + weight.toFixed(4);\n"
+"    tip.style.display = 'block';\n"
+"    tip.style.left = (e.clientX + 14) + 'px';\n"
+"    tip.style.top = (e.clientY + 14) + 'px';\n"
+"  };\n"
+"  cv.onmouseleave = () => { $('tip').style.display = 'none'; };\n"
+"  cv.onclick = e => {\n"
+"    const r = cv.getBoundingClientRect();\n"
+"    query = Math.floor((e.clientY - r.top) / Number(cv.dataset.cell));\n"
+"    draw();\n"
+"  };\n"
+"  $('layer').onchange = draw;\n"
+"  $('head').onchange = draw;\n"
+"  step.oninput = () => { query = shown() - 1; draw(); };\n"
+"  draw();\n"
+"})();\n"
+"</script></body></html>\n";
 
 // Write s as a JSON string literal.
 static void json_string(FILE *f, const char *s) {
@@ -2065,8 +2475,29 @@ static void write_attention_html(const char *path, const char *model_path, const
     free(tmp);
 }
 
+// After generation: the views of attention on stdout (the text has ended),
+// and the page. seq holds the n tokens that went through the model.
+static void views_finish(Views *v, const int *seq, int n, int n_prompt, const char *model_path) {
+    if (!v->log) return;
+    int tty = isatty(STDOUT_FILENO);
+    int colour = tty && !getenv("NO_COLOR");
+    Tokenizer *tok = v->m->tokenizer;
+    if (v->opt.attention) {
+        if (!tty) write_out("\n", 1);
+        show_attention(stdout, v->log, tok, seq, n, n_prompt, v->opt.layer, v->opt.head, tty, colour);
+    }
+    if (v->opt.overview) show_attention_overview(stdout, v->log, n, tty);
+    flush_out();
+    if (v->opt.html_path)
+        write_attention_html(v->opt.html_path, model_path, v->log, tok, seq, n, n_prompt, v->steps, n - n_prompt);
+}
+
+// ============================================================================
+// PART IV. THE COMMAND LINE
+// ============================================================================
+
 // ----------------------------------------------------------------------------
-// 10. The generation loop, scoring, tokenizing
+// IV.1 Options, input, and the modes: generate, tokenize, detokenize, score
 
 typedef struct {
     const char *model_path;
@@ -2080,29 +2511,30 @@ typedef struct {
     int threads;
     char **stops;
     int n_stops;
-    int echo, verbose, ids, special;
+    int echo, verbose, ids, special, plain_kernels;
     enum { MODE_GENERATE, MODE_TOKENIZE, MODE_DETOKENIZE, MODE_SCORE } mode;
     const char *dump_logits;
-    int attention, attention_overview, layer, head, explain;
-    const char *attention_html;
+    ViewOptions view;
+    int stdin_closed;  // standard input was closed when run started
 } Options;
 
 // Standard streams that were closed: stdin and stderr are pointed at
 // /dev/null, so no file opened later takes their place; a closed stdout is
-// an error, as there would be nowhere to put the output.
-static int stdin_closed;
-
-static void check_std_streams(void) {
+// an error, as there would be nowhere to put the output. Returns 1 when
+// stdin was closed.
+static int check_std_streams(void) {
+    int stdin_closed = 0;
     if (fcntl(STDOUT_FILENO, F_GETFD) < 0) die(EXIT_RUNTIME, "standard output is closed");
     if (fcntl(STDIN_FILENO, F_GETFD) < 0) {
         stdin_closed = 1;
         if (open("/dev/null", O_RDONLY) != STDIN_FILENO) exit(EXIT_RUNTIME);
     }
     if (fcntl(STDERR_FILENO, F_GETFD) < 0 && open("/dev/null", O_WRONLY) != STDERR_FILENO) exit(EXIT_RUNTIME);
+    return stdin_closed;
 }
 
 // Read all of a file, or of stdin for "-", into a NUL-terminated buffer.
-static char *read_all(const char *path, size_t *len) {
+static char *read_all(const char *path, int stdin_closed, size_t *len) {
     if (strcmp(path, "-") == 0 && stdin_closed) die(EXIT_INPUT, "cannot read the prompt: standard input is closed");
     FILE *f = strcmp(path, "-") == 0 ? stdin : fopen(path, "rb");
     if (!f) die(EXIT_INPUT, "cannot open prompt file '%s': %s", path, strerror(errno));
@@ -2134,8 +2566,8 @@ static char *read_input(const Options *o, size_t *len) {
         memcpy(s, o->prompt, *len + 1);
         return s;
     }
-    if (o->prompt_file) return read_all(o->prompt_file, len);
-    if (stdin_closed || !isatty(STDIN_FILENO)) return read_all("-", len);
+    if (o->prompt_file) return read_all(o->prompt_file, o->stdin_closed, len);
+    if (o->stdin_closed || !isatty(STDIN_FILENO)) return read_all("-", o->stdin_closed, len);
     *len = 0;
     char *s = xmalloc(1);
     s[0] = '\0';
@@ -2187,11 +2619,7 @@ static void input_tokens(const Options *o, Tokenizer *tok, int vocab_size, Token
 }
 
 static void print_ids(const int *ids, size_t n) {
-    char buf[16];
-    for (size_t i = 0; i < n; i++) {
-        int k = snprintf(buf, sizeof buf, i ? " %d" : "%d", ids[i]);
-        write_out(buf, (size_t)k);
-    }
+    for (size_t i = 0; i < n; i++) put_id(ids[i], i == 0);
     write_out("\n", 1);
     flush_out();
 }
@@ -2286,125 +2714,85 @@ static void run_score(const Options *o, Model *m) {
     double mean = sc.nll / sc.count;
     fprintf(stderr, "score: tokens=%ld mean_nll=%.6f perplexity=%.6f\n", sc.count, mean, exp(mean));
     tokenlist_free(&ids);
+    runstate_free(&m->state);
 }
 
 // --echo: the prompt, as text or as ids, before what is generated.
 static void echo_prompt(const Options *o, Model *m, const int *ids, int n_prompt) {
-    TextOut echo_out = {0};
-    for (int i = 0; i < n_prompt; i++) {
-        size_t n;
-        const unsigned char *b = token_bytes(m->tokenizer, ids[i], &n);
-        if (o->ids) { char buf[16]; write_out(buf, snprintf(buf, sizeof buf, "%s%d", i ? " " : "", ids[i])); }
-        else text_push(&echo_out, b, n);
+    TokenSink echo = {.tok = m->tokenizer, .as_ids = o->ids};
+    for (int i = 0; i < n_prompt; i++) sink_put(&echo, ids[i]);
+    if (o->ids) free(echo.text.held);  // the generated ids go on on the same line
+    else sink_finish(&echo);
+}
+
+// The prompt's tokens; an empty prompt starts from the beginning-of-text
+// token, as GPT-2 does (*empty is then set).
+static void prompt_tokens(const Options *o, Model *m, TokenList *prompt, int *empty) {
+    Config *c = &m->config;
+    input_tokens(o, m->tokenizer, c->vocab_size, prompt);
+    *empty = prompt->len == 0;
+    if (*empty) {
+        int start = c->bos_id >= 0 ? c->bos_id : c->eos_id;
+        if (start < 0) die(EXIT_INPUT, "empty prompt, and the model has no bos/eos token to start from");
+        if (!prompt->cap) { prompt->ids = xmalloc(sizeof(int)); prompt->cap = 1; }
+        prompt->ids[prompt->len++] = start;
+    } else if (prompt->len > (size_t)c->n_ctx) {
+        die(EXIT_INPUT, "the prompt has %zu tokens, more than the model's context of %d", prompt->len, c->n_ctx);
     }
-    if (!o->ids) text_finish(&echo_out);
-    free(echo_out.held);
-    flush_out();
+}
+
+static const char *stop_reason(StopReason why) {
+    switch (why) {
+    case STOP_EOS: return "end of text";
+    case STOP_STRING: return "stop string";
+    case STOP_CONTEXT: return "context full";
+    default: return "step limit";
+    }
 }
 
 static void run_generate(const Options *o, Model *m, Sampler *sp) {
     Config *c = &m->config;
     TokenList prompt = {0};
-    input_tokens(o, m->tokenizer, c->vocab_size, &prompt);
+    int empty_prompt;
+    prompt_tokens(o, m, &prompt, &empty_prompt);
     int n_prompt = (int)prompt.len;
-    int empty_prompt = n_prompt == 0;
-    if (n_prompt == 0) {
-        // an empty prompt starts from the beginning-of-text token, as GPT-2 does
-        int start = c->bos_id >= 0 ? c->bos_id : c->eos_id;
-        if (start < 0) die(EXIT_INPUT, "empty prompt, and the model has no bos/eos token to start from");
-        if (!prompt.cap) { prompt.ids = xmalloc(sizeof(int)); prompt.cap = 1; }
-        prompt.ids[prompt.len++] = start;
-        n_prompt = 1;
-    } else if (n_prompt > c->n_ctx) {
-        die(EXIT_INPUT, "the prompt has %d tokens, more than the model's context of %d", n_prompt, c->n_ctx);
-    }
     // the cache needs room for the prompt and what follows it, not always n_ctx
     long need = (long)n_prompt + o->steps;
     int seq_len = (int)(need < c->n_ctx ? need : c->n_ctx);
     runstate_init(&m->state, c, seq_len);
-    int looking = o->attention || o->attention_overview || o->attention_html;
-    if (looking) m->att_log = attention_log_new(c, seq_len);
-    // every token that went through the model, for the attention views
-    int *seq = xmalloc(sizeof(int) * seq_len);
+    Views *views = views_new(&o->view, m, sp, seq_len, o->steps);
+    int *seq = xmalloc(sizeof(int) * seq_len);  // every token that went through the model
     memcpy(seq, prompt.ids, sizeof(int) * n_prompt);
-    StepInfo *steps = o->attention_html ? xcalloc(o->steps + 1, sizeof(StepInfo)) : NULL;
 
     double t0 = now_seconds();
     prefill(m, prompt.ids, n_prompt, 0, 0, NULL, NULL);
     double t1 = now_seconds();
     if (o->verbose)
         fprintf(stderr, "prompt: %d tokens in %.3f s (%.1f tokens/s)\n", n_prompt, t1 - t0, n_prompt / (t1 - t0));
-    if (o->echo && !empty_prompt)
-        echo_prompt(o, m, prompt.ids, n_prompt);
+    if (o->echo && !empty_prompt) echo_prompt(o, m, prompt.ids, n_prompt);
 
-    TextOut out = {0};
-    out.stops = o->stops;
-    out.n_stops = o->n_stops;
-    int pos = n_prompt, generated = 0;  // pos: tokens through the model so far
-    int printed_ids = o->echo && o->ids ? n_prompt : 0;
-    const char *why = "step limit";
-    while (generated < o->steps) {
-        const float *logits = m->state.logits;
-        int next = sample(sp, logits, c->vocab_size);
-        if (o->explain) explain_step(stderr, m, sp, logits, next, pos, o->explain);
-        if (steps) record_step(&steps[generated], logits, c->vocab_size, next);
-        if (next == c->eos_id) { why = "end of text"; break; }
-        if (pos < seq_len) seq[pos] = next;
-        generated++;
-        if (o->ids) {
-            char buf[16];
-            write_out(buf, snprintf(buf, sizeof buf, printed_ids++ ? " %d" : "%d", next));
-            flush_out();
-        } else {
-            size_t n;
-            const unsigned char *b = token_bytes(m->tokenizer, next, &n);
-            text_push(&out, b, n);
-            flush_out();
-            if (out.stopped) { why = "stop string"; break; }
-        }
-        if (pos >= c->n_ctx) {
-            if (generated < o->steps) {
-                why = "context full";
-                fprintf(stderr, "run: stopping: the context window of %d tokens is full\n", c->n_ctx);
-            }
-            break;
-        }
-        // the views want the last token's own attention row too
-        if (generated == o->steps && !looking) break;
-        forward(m, &next, 1, pos, LOGITS_LAST);
-        pos++;
-        if (generated == o->steps) break;
-    }
-    if (o->ids) { write_out("\n", 1); flush_out(); }
-    else text_finish(&out);
-    if (looking) {
-        int tty = isatty(STDOUT_FILENO);
-        int colour = tty && !getenv("NO_COLOR");
-        if (o->attention) {
-            if (!tty) write_out("\n", 1);
-            show_attention(stdout, m->att_log, m->tokenizer, seq, pos, n_prompt, o->layer, o->head, tty, colour);
-        }
-        if (o->attention_overview) show_attention_overview(stdout, m->att_log, pos, tty);
-        flush_out();
-        if (o->attention_html)
-            write_attention_html(o->attention_html, o->model_path, m->att_log, m->tokenizer, seq, pos, n_prompt,
-                                 steps, pos - n_prompt);
-    }
+    TokenSink out = {.tok = m->tokenizer, .as_ids = o->ids, .n_ids = o->echo && !empty_prompt ? n_prompt : 0,
+                     .text = {.stops = o->stops, .n_stops = o->n_stops}};
+    PickHook hook = {views_on_pick, views};
+    Generation g = generate(m, sp, &out, hook, seq, n_prompt, o->steps, views_keep_attention(&o->view));
+    if (g.why == STOP_CONTEXT) fprintf(stderr, "run: stopping: the context window of %d tokens is full\n", c->n_ctx);
+    sink_finish(&out);
+    views_finish(views, seq, g.pos, n_prompt, o->model_path);
     double t2 = now_seconds();
     if (o->verbose) {
         // the text need not end a line; start the report on a fresh one
-        if (generated && !o->ids) fputc('\n', stderr);
+        if (g.generated && !o->ids) fputc('\n', stderr);
         fprintf(stderr, "generated %d tokens in %.3f s (%.1f tokens/s), stopped by %s\n",
-                generated, t2 - t1, generated / (t2 - t1), why);
+                g.generated, t2 - t1, g.generated / (t2 - t1), stop_reason(g.why));
     }
-    free(out.held);
+    views_free(views);
     free(seq);
-    free(steps);
     tokenlist_free(&prompt);
+    runstate_free(&m->state);
 }
 
 // ----------------------------------------------------------------------------
-// 11. The command line
+// IV.2 The command line
 
 static void usage(FILE *f) {
     fprintf(f,
@@ -2543,16 +2931,16 @@ static void parse_args(Options *o, int argc, char **argv) {
         case OPT_DETOKENIZE: o->mode = MODE_DETOKENIZE; modes++; break;
         case OPT_SCORE: o->mode = MODE_SCORE; modes++; break;
         case OPT_DUMP_LOGITS: o->dump_logits = optarg; break;
-        case OPT_PLAIN: plain_kernels = 1; break;
-        case OPT_ATTENTION: o->attention = 1; break;
-        case OPT_OVERVIEW: o->attention_overview = 1; break;
-        case OPT_LAYER: o->layer = (int)parse_long("--layer", optarg, 0, 4095); break;
-        case OPT_HEAD: o->head = (int)parse_long("--head", optarg, 0, 4095); break;
+        case OPT_PLAIN: o->plain_kernels = 1; break;
+        case OPT_ATTENTION: o->view.attention = 1; break;
+        case OPT_OVERVIEW: o->view.overview = 1; break;
+        case OPT_LAYER: o->view.layer = (int)parse_long("--layer", optarg, 0, 4095); break;
+        case OPT_HEAD: o->view.head = (int)parse_long("--head", optarg, 0, 4095); break;
         case OPT_HTML:
             if (!optarg[0]) die(EXIT_USAGE, "--attention-html: the file name is empty");
-            o->attention_html = optarg;
+            o->view.html_path = optarg;
             break;
-        case OPT_EXPLAIN: o->explain = (int)parse_long("--explain", optarg, 1, 1000); break;
+        case OPT_EXPLAIN: o->view.explain = (int)parse_long("--explain", optarg, 1, 1000); break;
         case 'h': usage(stdout); exit(EXIT_OK);
         case 'V': printf("run %s\n", RUN_VERSION); exit(EXIT_OK);
         case ':': die(EXIT_USAGE, "option '%s' needs a value (see run --help)", argv[optind - 1]);
@@ -2564,7 +2952,7 @@ static void parse_args(Options *o, int argc, char **argv) {
     if (modes > 1) die(EXIT_USAGE, "--tokenize, --detokenize and --score exclude each other");
     if (o->prompt && o->prompt_file) die(EXIT_USAGE, "give the prompt with -p or -f, not both");
     if (o->dump_logits && o->mode != MODE_SCORE) die(EXIT_USAGE, "--dump-logits works with --score only");
-    if ((o->attention || o->attention_overview || o->attention_html || o->explain) && o->mode != MODE_GENERATE)
+    if ((views_keep_attention(&o->view) || o->view.explain) && o->mode != MODE_GENERATE)
         die(EXIT_USAGE, "--attention, --attention-overview, --attention-html and --explain go with generation only");
     if (o->ids && (o->mode == MODE_TOKENIZE || o->mode == MODE_DETOKENIZE))
         die(EXIT_USAGE, "--ids does not apply to --tokenize/--detokenize");
@@ -2580,21 +2968,15 @@ static Tokenizer *load_tokenizer(const char *path, const void *section, size_t l
     return t;
 }
 
-// Generation or scoring: threads, run state, sampler, and their cleanup.
+// Generation or scoring: the kernels, the threads, the sampler.
 static void run_model(const Options *o, Model *m, double t0) {
     Config *c = &m->config;
-    if (o->layer >= c->n_layer) die(EXIT_USAGE, "--layer: %d is out of range (the model has layers 0..%d)", o->layer, c->n_layer - 1);
-    if (o->head >= c->n_head) die(EXIT_USAGE, "--head: %d is out of range (the model has heads 0..%d)", o->head, c->n_head - 1);
-    // The weights will all be read: on Linux map every page up front (unless
-    // the model is over half the RAM), so the first forward pass does not
-    // fault them in; otherwise just ask for them to be read ahead.
-    int populated = 0;
-#ifdef MADV_POPULATE_READ
-    long pages = sysconf(_SC_PHYS_PAGES), page = sysconf(_SC_PAGESIZE);
-    if (pages > 0 && page > 0 && m->file.size < (size_t)pages * (size_t)page / 2)
-        populated = madvise(m->file.data, m->file.size, MADV_POPULATE_READ) == 0;
-#endif
-    if (!populated) madvise(m->file.data, m->file.size, MADV_WILLNEED);
+    if (o->view.layer >= c->n_layer)
+        die(EXIT_USAGE, "--layer: %d is out of range (the model has layers 0..%d)", o->view.layer, c->n_layer - 1);
+    if (o->view.head >= c->n_head)
+        die(EXIT_USAGE, "--head: %d is out of range (the model has heads 0..%d)", o->view.head, c->n_head - 1);
+    prefault_weights(&m->file);
+    m->k = o->plain_kernels ? &PLAIN_KERNELS : &FAST_KERNELS;
     pool_start(o->threads);
     if (o->verbose)
         fprintf(stderr, "model %s: %d layers, %d heads, %d wide, context %d, vocabulary %d; loaded in %.3f s; %d threads\n",
@@ -2603,27 +2985,21 @@ static void run_model(const Options *o, Model *m, double t0) {
     if (o->mode == MODE_SCORE) {
         run_score(o, m);
     } else {
-        Sampler sp = {o->temperature, o->top_k, o->top_p, 0, NULL, NULL, 0};
         uint64_t seed = o->seed_given ? o->seed : ((uint64_t)time(NULL) ^ ((uint64_t)getpid() << 32));
         if (o->verbose && o->temperature > 0) fprintf(stderr, "seed %llu\n", (unsigned long long)seed);
-        sp.rng = seed * 0x9E3779B97F4A7C15ULL + 1;  // spread the seed's bits
-        if (sp.rng == 0) sp.rng = 1;                // xorshift needs a nonzero state
-        sp.order = xcalloc(c->vocab_size, sizeof(int));
-        sp.probs = xcalloc(c->vocab_size, sizeof(float));
-        run_generate(o, m, &sp);
-        free(sp.order);
-        free(sp.probs);
+        Sampler *sp = sampler_new(c->vocab_size, o->temperature, o->top_k, o->top_p, seed);
+        run_generate(o, m, sp);
+        sampler_free(sp);
     }
     pool_stop();
-    runstate_free(&m->state);
-    if (m->att_log) { free(m->att_log->w); free(m->att_log); }
 }
 
 #ifndef RUN_NO_MAIN  // tests/test_kernels.c includes this file without main()
 int main(int argc, char **argv) {
     Options o;
-    check_std_streams();
+    int stdin_closed = check_std_streams();
     parse_args(&o, argc, argv);
+    o.stdin_closed = stdin_closed;
     signal(SIGPIPE, SIG_IGN);  // a closed pipe shows up as EPIPE in write_out
 
     double t0 = now_seconds();
@@ -2645,15 +3021,15 @@ int main(int argc, char **argv) {
         if (tokenizer_n_tokens(m.tokenizer) > m.config.vocab_size)
             die(EXIT_MODEL, "model '%s': the tokenizer has %d tokens but the model only %d", o.model_path,
                 tokenizer_n_tokens(m.tokenizer), m.config.vocab_size);
-        map_weights(&m.weights, &m.config, m.file.data);
+        weights_map(&m.weights, &m.config, m.file.data);
     }
     if (o.mode == MODE_TOKENIZE) run_tokenize(&o, m.tokenizer);
     else if (o.mode == MODE_DETOKENIZE) run_detokenize(&o, m.tokenizer);
     else run_model(&o, &m, t0);
-    free(m.weights.layers);
+    weights_free(&m.weights);
     tokenizer_free(m.tokenizer);
     free(o.stops);
-    munmap(m.file.data, m.file.size);
+    unmap_file(&m.file);
     return EXIT_OK;
 }
 

@@ -251,7 +251,7 @@ struct Tokenizer {
     int use_cache;
 };
 
-static uint32_t rd32(const unsigned char *p) {
+uint32_t read_u32le(const unsigned char *p) {
     return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 24;
 }
 
@@ -331,6 +331,11 @@ static inline uint32_t utf8_decode(const unsigned char *s, size_t len, size_t i,
     }
     *n = 1;
     return UINT32_MAX;
+}
+
+int utf8_char_len(const unsigned char *s, size_t len, size_t i) {
+    int n;
+    return utf8_decode(s, len, i, &n) == UINT32_MAX ? 0 : n;
 }
 
 // Class of the character at s[i] and its length in *n.
@@ -430,8 +435,8 @@ Tokenizer *tokenizer_load(const void *section, size_t len, char *err, size_t err
         set_err(err, errlen, "tokenizer section: bad magic (expected \"GPT2TOK_\")");
         return NULL;
     }
-    uint32_t version = rd32(p + 8), n_tokens = rd32(p + 12), n_merges = rd32(p + 16);
-    uint32_t n_special = rd32(p + 20), blob_bytes = rd32(p + 24), reserved = rd32(p + 28);
+    uint32_t version = read_u32le(p + 8), n_tokens = read_u32le(p + 12), n_merges = read_u32le(p + 16);
+    uint32_t n_special = read_u32le(p + 20), blob_bytes = read_u32le(p + 24), reserved = read_u32le(p + 28);
     if (version != 1) {
         set_err(err, errlen, "tokenizer section: unsupported version %u (expected 1)", version);
         return NULL;
@@ -459,15 +464,15 @@ Tokenizer *tokenizer_load(const void *section, size_t len, char *err, size_t err
     const unsigned char *sp = mp + 12 * (size_t)n_merges;
     const unsigned char *blob = sp + 4 * (size_t)n_special;
 
-    if (rd32(offs) != 0) {
-        set_err(err, errlen, "tokenizer section: token_offsets[0] is %u, not 0", rd32(offs));
+    if (read_u32le(offs) != 0) {
+        set_err(err, errlen, "tokenizer section: token_offsets[0] is %u, not 0", read_u32le(offs));
         return NULL;
     }
     int byte_id[256];
     for (int b = 0; b < 256; b++) byte_id[b] = -1;
     uint32_t prev = 0;
     for (uint32_t i = 1; i <= n_tokens; i++) {
-        uint32_t o = rd32(offs + 4 * (size_t)i);
+        uint32_t o = read_u32le(offs + 4 * (size_t)i);
         if (o < prev || o > blob_bytes) {
             set_err(err, errlen,
                     "tokenizer section: token_offsets[%u] = %u is %s (previous %u, blob %u bytes)",
@@ -484,26 +489,26 @@ Tokenizer *tokenizer_load(const void *section, size_t len, char *err, size_t err
     }
     // Special ids: in range, non-empty.
     for (uint32_t i = 0; i < n_special; i++) {
-        uint32_t id = rd32(sp + 4 * (size_t)i);
+        uint32_t id = read_u32le(sp + 4 * (size_t)i);
         if (id >= n_tokens) {
             set_err(err, errlen, "tokenizer section: special token %u has id %u >= n_tokens %u", i,
                     id, n_tokens);
             return NULL;
         }
-        if (rd32(offs + 4 * (size_t)id + 4) == rd32(offs + 4 * (size_t)id)) {
+        if (read_u32le(offs + 4 * (size_t)id + 4) == read_u32le(offs + 4 * (size_t)id)) {
             set_err(err, errlen, "tokenizer section: special token id %u has no bytes", id);
             return NULL;
         }
     }
     // Single-byte tokens: prefer ids that are not special tokens.
     for (uint32_t i = 0; i < n_special; i++) {
-        uint32_t id = rd32(sp + 4 * (size_t)i);
-        uint32_t o = rd32(offs + 4 * (size_t)id);
-        if (rd32(offs + 4 * (size_t)id + 4) - o == 1 && byte_id[blob[o]] == (int)id) {
+        uint32_t id = read_u32le(sp + 4 * (size_t)i);
+        uint32_t o = read_u32le(offs + 4 * (size_t)id);
+        if (read_u32le(offs + 4 * (size_t)id + 4) - o == 1 && byte_id[blob[o]] == (int)id) {
             byte_id[blob[o]] = -1;
             for (uint32_t j = id + 1; j < n_tokens; j++) {
-                uint32_t oj = rd32(offs + 4 * (size_t)j);
-                if (rd32(offs + 4 * (size_t)j + 4) - oj == 1 && blob[oj] == blob[o]) {
+                uint32_t oj = read_u32le(offs + 4 * (size_t)j);
+                if (read_u32le(offs + 4 * (size_t)j + 4) - oj == 1 && blob[oj] == blob[o]) {
                     byte_id[blob[o]] = (int)j;
                     break;
                 }
@@ -552,16 +557,16 @@ Tokenizer *tokenizer_load(const void *section, size_t len, char *err, size_t err
     t->merge_mask = slots - 1;
     for (uint32_t r = 0; r < n_merges; r++) {
         const unsigned char *m = mp + 12 * (size_t)r;
-        uint32_t a = rd32(m), b = rd32(m + 4), c = rd32(m + 8);
+        uint32_t a = read_u32le(m), b = read_u32le(m + 4), c = read_u32le(m + 8);
         if (a >= n_tokens || b >= n_tokens || c >= n_tokens) {
             set_err(err, errlen, "tokenizer section: merge %u (%u, %u -> %u) has an id >= n_tokens %u",
                     r, a, b, c, n_tokens);
             tokenizer_free(t);
             return NULL;
         }
-        uint32_t oa = rd32(offs + 4 * (size_t)a), la = rd32(offs + 4 * (size_t)a + 4) - oa;
-        uint32_t ob = rd32(offs + 4 * (size_t)b), lb = rd32(offs + 4 * (size_t)b + 4) - ob;
-        uint32_t oc = rd32(offs + 4 * (size_t)c), lc = rd32(offs + 4 * (size_t)c + 4) - oc;
+        uint32_t oa = read_u32le(offs + 4 * (size_t)a), la = read_u32le(offs + 4 * (size_t)a + 4) - oa;
+        uint32_t ob = read_u32le(offs + 4 * (size_t)b), lb = read_u32le(offs + 4 * (size_t)b + 4) - ob;
+        uint32_t oc = read_u32le(offs + 4 * (size_t)c), lc = read_u32le(offs + 4 * (size_t)c + 4) - oc;
         if (la == 0 || lb == 0 || (uint64_t)lc != (uint64_t)la + lb ||
             memcmp(blob + oc, blob + oa, la) != 0 || memcmp(blob + oc + la, blob + ob, lb) != 0) {
             set_err(err, errlen,
@@ -587,7 +592,7 @@ Tokenizer *tokenizer_load(const void *section, size_t len, char *err, size_t err
             return NULL;
         }
         for (uint32_t i = 0; i < n_special; i++) {
-            uint32_t id = rd32(sp + 4 * (size_t)i);
+            uint32_t id = read_u32le(sp + 4 * (size_t)i);
             size_t l;
             const unsigned char *s = tokenizer_token(t, (int)id, &l);
             t->specials[t->n_specials].id = (int)id;
@@ -623,7 +628,7 @@ const unsigned char *tokenizer_token(const Tokenizer *t, int id, size_t *len) {
         if (len) *len = 0;
         return NULL;
     }
-    uint32_t o = rd32(t->offs + 4 * (size_t)id), e = rd32(t->offs + 4 * (size_t)id + 4);
+    uint32_t o = read_u32le(t->offs + 4 * (size_t)id), e = read_u32le(t->offs + 4 * (size_t)id + 4);
     if (len) *len = e - o;
     return t->blob + o;
 }

@@ -76,4 +76,14 @@ void tokenizer_set_options(Tokenizer *t, size_t small_piece, int use_cache);
 // Unicode version of the class table, e.g. "16.0.0".
 const char *tokenizer_unicode_version(void);
 
+// ---------------------------------------------------------------------------
+// Shared with run.c, so that each rule has one home.
+
+// The little-endian 32-bit number at p (the checkpoint's byte order).
+uint32_t read_u32le(const unsigned char *p);
+
+// The length of the well-formed UTF-8 character at s[i] (i < len), 1 to 4,
+// or 0 when the bytes there do not form one (the rules of utf8_decode).
+int utf8_char_len(const unsigned char *s, size_t len, size_t i);
+
 #endif

@@ -101,7 +101,7 @@ static void try_checkpoint(const unsigned char *data, size_t size) {
     }
     if (tokenizer_n_tokens(t) <= c.vocab_size) {  // main() refuses the file otherwise
         Weights w;
-        map_weights(&w, &c, data);
+        weights_map(&w, &c, data);
         const unsigned char *lo = data + c.weights_offset, *hi = data + size;
         size_t C = c.n_embd, F = c.n_inner, V = c.vocab_size;
         check_tensor(data, w.wte, V * C, lo, hi);
@@ -118,7 +118,7 @@ static void try_checkpoint(const unsigned char *data, size_t size) {
         check_tensor(data, w.lnf_w, C, lo, hi);
         check_tensor(data, w.lnf_b, C, lo, hi);
         check_tensor(data, w.lm_head, V * C, lo, hi);
-        free(w.layers);
+        weights_free(&w);
     }
     exercise_tokenizer(t, &c);
     tokenizer_free(t);

@@ -51,25 +51,25 @@ static void test_matmul(void) {
         fill(inp, (size_t)T * C, 1.0f); fill(W, (size_t)OC * C, 1.0f); fill(b, OC, 1.0f);
         seed = saved;
         matmul_plain(ref, inp, W, b, T, C, OC);
-        matmul(out, inp, W, b, T, C, OC);
+        matmul_fast(out, inp, W, b, T, C, OC);
         double w = worst(out, ref, (size_t)T * OC);
         char name[64];
         snprintf(name, sizeof name, "matmul T=%d C=%d OC=%d", T, C, OC);
         check(name, w < 1e-5, "worst relative diff %g", w);
-        matmul(out, inp, W, NULL, T, C, OC);
+        matmul_fast(out, inp, W, NULL, T, C, OC);
         matmul_plain(ref, inp, W, NULL, T, C, OC);
         check(name, worst(out, ref, (size_t)T * OC) < 1e-5, "without bias: worst relative diff %g", worst(out, ref, (size_t)T * OC));
         // prompt tiles of GEMM_MIN_T or more positions: a position's result does
         // not depend on which tile it is in (each output is one chain in k order)
         if (T >= 2 * GEMM_MIN_T) {
             int T1 = GEMM_MIN_T + (T - 2 * GEMM_MIN_T) / 2;  // split into two tiles of >= GEMM_MIN_T
-            matmul(ref, inp, W, b, T, C, OC);
-            matmul(out, inp, W, b, T1, C, OC);
-            matmul(out + (size_t)T1 * OC, inp + (size_t)T1 * C, W, b, T - T1, C, OC);
+            matmul_fast(ref, inp, W, b, T, C, OC);
+            matmul_fast(out, inp, W, b, T1, C, OC);
+            matmul_fast(out + (size_t)T1 * OC, inp + (size_t)T1 * C, W, b, T - T1, C, OC);
             check(name, memcmp(out, ref, sizeof(float) * T * OC) == 0, "tiles of %d and %d differ from one of %d", T1, T - T1, T);
         }
         // the thread count never changes a bit of the result
-        matmul(out, inp, W, b, T, C, OC);
+        matmul_fast(out, inp, W, b, T, C, OC);
         if (pool.n_threads == 1) {
             mm_one_thread[s] = xmalloc(sizeof(float) * T * OC);
             memcpy(mm_one_thread[s], out, sizeof(float) * T * OC);

@@ -864,13 +864,17 @@ def read_config(hf_dir):
             raise ExportError(f"{path}: {key} must be a positive integer (<= {limit}), got {v!r}")
         return v
 
-    C, L, H = pos_int("n_embd"), pos_int("n_layer", 4096), pos_int("n_head", 4096)
-    P, V = pos_int("n_positions"), pos_int("vocab_size", 1 << 24)
-    F = 4 * C if cfg["n_inner"] is None else pos_int("n_inner")
+    # the same ranges as run's read_config (tests/test_contract.py walks both)
+    C, L, H = pos_int("n_embd", 1 << 16), pos_int("n_layer", 4096), pos_int("n_head", 4096)
+    P, V = pos_int("n_positions", 1 << 20), pos_int("vocab_size", 1 << 24)
+    F = 4 * C if cfg["n_inner"] is None else pos_int("n_inner", 1 << 20)
+    if F > 1 << 20:
+        raise ExportError(f"{path}: n_inner (4 * n_embd = {F}) must be <= {1 << 20}")
     if C % H:
         raise ExportError(f"{path}: n_embd {C} is not divisible by n_head {H}")
     eps = cfg["layer_norm_epsilon"]
-    if type(eps) not in (int, float) or not 0 <= eps < 1:
+    # checked as the header stores it: float32 (0.99999999 rounds to 1)
+    if type(eps) not in (int, float) or not 0 <= eps < 1 or not struct.unpack("<f", struct.pack("<f", eps))[0] < 1:
         raise ExportError(f"{path}: layer_norm_epsilon must be a small non-negative number, got {eps!r}")
     act = cfg["activation_function"]
     if act not in ACTIVATIONS:

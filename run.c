@@ -195,7 +195,8 @@ static int read_config(Config *c, const unsigned char *h, size_t size, char *err
     if (c->n_embd % c->n_head != 0)
         return fail(err, errlen, "n_embd %d is not a multiple of n_head %d", c->n_embd, c->n_head);
     c->ln_eps = read_f32(h + 40);
-    if (!(c->ln_eps > 0 && c->ln_eps < 1)) return fail(err, errlen, "layer_norm_epsilon %g is out of range (0..1)", c->ln_eps);
+    if (!(c->ln_eps >= 0 && c->ln_eps < 1))
+        return fail(err, errlen, "layer_norm_epsilon %g is out of range (0 <= eps < 1)", c->ln_eps);
     c->activation = (int)read_u32le(h + 44);
     if (c->activation < 0 || c->activation > ACT_SILU) return fail(err, errlen, "unknown activation code %u", read_u32le(h + 44));
     c->flags = read_u32le(h + 48);
@@ -2711,6 +2712,8 @@ static void run_score(const Options *o, Model *m) {
     if (sc.dump && fclose(sc.dump) != 0) die(EXIT_RUNTIME, "cannot write --dump-logits file '%s': %s", o->dump_logits, strerror(errno));
     double dt = now_seconds() - t0;
     if (o->verbose) fprintf(stderr, "scored %zu tokens in %.2f s (%.1f tokens/s)\n", ids.len, dt, ids.len / dt);
+    if (sc.count == 0)  // every chunk is one token: a context of 1
+        die(EXIT_INPUT, "--score: the model's context of %d token(s) leaves no token to predict", c->n_ctx);
     double mean = sc.nll / sc.count;
     fprintf(stderr, "score: tokens=%ld mean_nll=%.6f perplexity=%.6f\n", sc.count, mean, exp(mean));
     tokenlist_free(&ids);

@@ -238,7 +238,7 @@ for name, off, fmt, vals in fields:
         else:
             bad_model(f"{name} = {shown} (still a valid file)", data, code=0,
                       stdout=None)
-for v, code in ((0.0, 3), (-1e-5, 3), (1.0, 3), (float("inf"), 3), (float("nan"), 3),
+for v, code in ((0.0, 0), (-0.0, 0), (-1e-5, 3), (1.0, 3), (float("inf"), 3), (float("nan"), 3),
                 (3.4e38, 3), (1e-12, 0), (0.5, 0)):
     bad_model(f"layer_norm_epsilon = {v}", put(GOOD, 40, "<f", v), code=code,
               needles=["epsilon"] if code else ())

@@ -333,9 +333,8 @@ static inline uint32_t utf8_decode(const unsigned char *s, size_t len, size_t i,
     return UINT32_MAX;
 }
 
-int utf8_char_len(const unsigned char *s, size_t len, size_t i) {
-    int n;
-    return utf8_decode(s, len, i, &n) == UINT32_MAX ? 0 : n;
+uint32_t utf8_char(const unsigned char *s, size_t len, size_t i, int *n) {
+    return utf8_decode(s, len, i, n);
 }
 
 // Class of the character at s[i] and its length in *n.

@@ -82,8 +82,9 @@ const char *tokenizer_unicode_version(void);
 // The little-endian 32-bit number at p (the checkpoint's byte order).
 uint32_t read_u32le(const unsigned char *p);
 
-// The length of the well-formed UTF-8 character at s[i] (i < len), 1 to 4,
-// or 0 when the bytes there do not form one (the rules of utf8_decode).
-int utf8_char_len(const unsigned char *s, size_t len, size_t i);
+// The well-formed UTF-8 character at s[i] (i < len): its code point, with
+// its length (1 to 4) in *n; for bytes that do not form one, UINT32_MAX and
+// *n = 1. The tokenizer's own rules (no overlong forms, no surrogates).
+uint32_t utf8_char(const unsigned char *s, size_t len, size_t i, int *n);
 
 #endif

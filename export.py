@@ -30,6 +30,11 @@ Decisions worth knowing:
 - eos/bos ids missing from config.json take GPT2Config's default (50256); an id
   that is not below vocab_size (small test models keep 50256) is written as -1
   with a warning.
+- The tokenizer files are checked setting by setting (tokenizer_json_problems,
+  tokenizer_config_problems): `run` implements GPT-2's encoding only, so any
+  normalizer, other pre-tokenizer, BPE option, post-processor adding tokens,
+  non-special added token, add_prefix_space / add_bos_token / add_eos_token,
+  unknown key and so on is refused, naming the file, setting and value.
 - Memory is bounded by about two copies of the largest tensor (wte): tensors
   are read, converted and written one at a time.  The output is written to
   OUT.tmp-<pid> beside OUT and renamed over it only when complete; any error,
@@ -157,7 +162,18 @@ def check_vocab(vocab, path):
     return vocab
 
 
-def collect_added_tokens(hf_dir, tok_json):
+def read_tokenizer_config(hf_dir):
+    """tokenizer_config.json as an object, or None when there is none."""
+    path = os.path.join(hf_dir, "tokenizer_config.json")
+    if not os.path.isfile(path):
+        return None
+    cfg = read_json(path, "tokenizer config")
+    if not isinstance(cfg, dict):
+        raise ExportError(f"{path}: expected a JSON object")
+    return cfg
+
+
+def collect_added_tokens(hf_dir, tok_json, cfg):
     """Added tokens from tokenizer.json and tokenizer_config.json: {id: (content, special)}."""
     added = {}
 
@@ -179,9 +195,8 @@ def collect_added_tokens(hf_dir, tok_json):
                 raise ExportError(f"{path}: added_tokens[{n}] is not an object")
             add(t.get("id"), t.get("content"), t.get("special", False), f"{path}: added_tokens[{n}]")
     cfg_path = os.path.join(hf_dir, "tokenizer_config.json")
-    if os.path.isfile(cfg_path):
-        cfg = read_json(cfg_path, "tokenizer config")
-        dec = cfg.get("added_tokens_decoder") if isinstance(cfg, dict) else None
+    if cfg is not None:
+        dec = cfg.get("added_tokens_decoder")
         if dec is not None:
             if not isinstance(dec, dict):
                 raise ExportError(f"{cfg_path}: added_tokens_decoder is not an object")
@@ -194,6 +209,324 @@ def collect_added_tokens(hf_dir, tok_json):
                     raise ExportError(f"{cfg_path}: added_tokens_decoder[{k}] is not an object")
                 add(i, t.get("content"), t.get("special", False), f"{cfg_path}: added_tokens_decoder[{k}]")
     return added
+
+
+# ----------------------------------------------------------------------------
+# What the tokenizer files declare, against what `run` implements.
+#
+# `run` implements one encoding: GPT-2's pre-tokenizer regex, byte-level BPE
+# by merge rank, no normalisation, no added ids, and special tokens that are
+# plain text unless --special.  Every setting of tokenizer.json and
+# tokenizer_config.json that decides the ids is read here; anything that would
+# make Hugging Face give other ids is refused, naming the file, the setting and
+# its value.  Accepted is what GPT-2's own files declare, plus the equivalent
+# forms listed (each checked against `tokenizers` by tests/hf_export_refusals.py).
+# ----------------------------------------------------------------------------
+
+# The regex of tokenizers' ByteLevel pre-tokenizer (and of tokenizer.c).
+GPT2_PATTERN = r"'s|'t|'re|'ve|'m|'ll|'d| ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]+|\s+(?!\S)|\s+"
+
+TOKENIZER_JSON_KEYS = ("version", "truncation", "padding", "added_tokens", "normalizer",
+                       "pre_tokenizer", "post_processor", "decoder", "model")
+
+
+def show(v, limit=90):
+    s = json.dumps(v, ensure_ascii=False)
+    return s if len(s) <= limit else s[:limit - 3] + "..."
+
+
+def is_false(v):
+    return v is False
+
+
+def is_bool(v):
+    return isinstance(v, bool)
+
+
+def is_null(v):
+    return v is None
+
+
+def is_empty(v):
+    return v is None or v == ""
+
+
+def check_options(node, where, options, problems, required=()):
+    """node's keys other than "type" must be in options {key: (accepts(value), wanted)};
+    a key in `required` must be present; an absent one takes tokenizers' default."""
+    for k, v in node.items():
+        if k == "type":
+            continue
+        if k not in options:
+            problems.append(f"{where}: unknown option {k!r} = {show(v)} (not known to export.py; "
+                            f"it may change the ids)")
+        elif not options[k][0](v):
+            problems.append(f"{where}.{k} = {show(v)} is not supported (run implements {options[k][1]})")
+    for k in required:
+        if k not in node:
+            problems.append(f"{where}.{k} is missing (tokenizers cannot load it; GPT-2 declares "
+                            f"{options[k][1]})")
+
+
+def node_type(node, where, problems):
+    """The "type" of a component object, or None after recording a problem."""
+    if not isinstance(node, dict):
+        problems.append(f"{where} = {show(node)} is not an object")
+        return None
+    t = node.get("type")
+    if not isinstance(t, str):
+        problems.append(f"{where} has no type")
+        return None
+    return t
+
+
+def sequence_items(node, key, where, problems):
+    items = node.get(key)
+    if not isinstance(items, list):
+        problems.append(f"{where}.{key} = {show(items)} is not a list")
+        return []
+    return [(item, f"{where}.{key}[{n}]") for n, item in enumerate(items)]
+
+
+def check_normalizer(node, where, problems):
+    """Only no normalisation: null, or a Sequence of nothing."""
+    if node is None:
+        return
+    t = node_type(node, where, problems)
+    if t == "Sequence":
+        check_options(node, where, {"normalizers": (lambda v: True, "")}, problems)
+        for item, w in sequence_items(node, "normalizers", where, problems):
+            check_normalizer(item, w, problems)
+    elif t is not None:
+        problems.append(f"{where} {t} is not supported (run does not normalise text; GPT-2 "
+                        f"has no normalizer)")
+
+
+BYTE_LEVEL_PRE = {"add_prefix_space": (is_false, "false: no space is prepended"),
+                  "trim_offsets": (is_bool, "true or false: offsets only"),
+                  "use_regex": (lambda v: v is True, "true: GPT-2's regex")}
+
+
+def check_byte_level_pre(node, where, problems, use_regex=True):
+    opts = dict(BYTE_LEVEL_PRE)
+    if not use_regex:   # after a Split with GPT-2's regex, the text is split already
+        opts["use_regex"] = (is_false, "false after a Split with GPT-2's regex")
+    elif "use_regex" not in node:   # tokenizers' default is true
+        opts.pop("use_regex")
+    check_options(node, where, opts, problems, required=("add_prefix_space", "trim_offsets"))
+
+
+def check_split_gpt2(node, where, problems):
+    """Split with GPT-2's regex, each match its own piece (what ByteLevel's regex does)."""
+    check_options(node, where, {
+        "pattern": (lambda v: v == {"Regex": GPT2_PATTERN}, f"only GPT-2's regex {show({'Regex': GPT2_PATTERN})}"),
+        "behavior": (lambda v: v == "Isolated", '"Isolated"'),
+        "invert": (is_false, "false")}, problems, required=("pattern", "behavior", "invert"))
+
+
+def check_pre_tokenizer(node, where, problems):
+    """ByteLevel with GPT-2's regex; a Sequence of just that; or Split(GPT-2's regex,
+    Isolated) followed by ByteLevel(use_regex false)."""
+    if node is None:
+        problems.append(f"{where} is null (tokenizers would not split the text; run splits it "
+                        f"with GPT-2's ByteLevel regex)")
+        return
+    t = node_type(node, where, problems)
+    if t == "ByteLevel":
+        check_byte_level_pre(node, where, problems)
+    elif t == "Sequence":
+        items = sequence_items(node, "pretokenizers", where, problems)
+        check_options(node, where, {"pretokenizers": (lambda v: True, "")}, problems)
+        kinds = [item.get("type") if isinstance(item, dict) else None for item, _w in items]
+        if kinds == ["ByteLevel"]:
+            check_byte_level_pre(*items[0], problems)
+        elif kinds == ["Split", "ByteLevel"]:
+            check_split_gpt2(*items[0], problems)
+            check_byte_level_pre(*items[1], problems, use_regex=False)
+        else:
+            problems.append(f"{where} = Sequence of {show(kinds)} is not supported (run implements "
+                            f'["ByteLevel"] or ["Split" with GPT-2\'s regex, "ByteLevel"])')
+    elif t is not None:
+        problems.append(f"{where} {t} is not supported (run implements ByteLevel with GPT-2's regex)")
+
+
+def check_post_processor(node, where, problems):
+    """Nothing that adds ids: null, ByteLevel (offsets only), a TemplateProcessing
+    whose single-sequence template is just the text, or a Sequence of those."""
+    if node is None:
+        return
+    t = node_type(node, where, problems)
+    if t == "ByteLevel":
+        check_options(node, where, {k: (is_bool, "true or false: offsets only")
+                                    for k in ("add_prefix_space", "trim_offsets", "use_regex")}, problems)
+    elif t == "TemplateProcessing":
+        # `run` encodes one text, never a pair: only "single" matters.
+        single = node.get("single")
+        ok = (isinstance(single, list) and len(single) == 1 and isinstance(single[0], dict)
+              and list(single[0]) == ["Sequence"] and isinstance(single[0]["Sequence"], dict)
+              and single[0]["Sequence"].get("id") == "A")
+        if not ok:
+            problems.append(f"{where}.single = {show(single)} is not supported (it adds tokens around "
+                            f"the text; run adds none)")
+    elif t == "Sequence":
+        check_options(node, where, {"processors": (lambda v: True, "")}, problems)
+        for item, w in sequence_items(node, "processors", where, problems):
+            check_post_processor(item, w, problems)
+    elif t is not None:
+        problems.append(f"{where} {t} is not supported (it adds tokens around the text; run adds none)")
+
+
+def check_decoder(node, where, problems):
+    """Decoding is the token bytes concatenated: the ByteLevel decoder (its options
+    only matter for offsets), or none (the vocabulary is checked to be byte-level)."""
+    if node is None:
+        return
+    t = node_type(node, where, problems)
+    if t == "ByteLevel":
+        check_options(node, where, {k: (is_bool, "true or false") for k in
+                                    ("add_prefix_space", "trim_offsets", "use_regex")}, problems)
+    elif t == "Sequence":
+        check_options(node, where, {"decoders": (lambda v: True, "")}, problems)
+        for item, w in sequence_items(node, "decoders", where, problems):
+            check_decoder(item, w, problems)
+    elif t is not None:
+        problems.append(f"{where} {t} is not supported (run decodes by concatenating the tokens' "
+                        f"bytes, as the ByteLevel decoder does)")
+
+
+BPE_OPTIONS = {
+    "dropout": (is_null, "null: no dropout"),
+    "unk_token": (is_null, "null: GPT-2 has no unknown token"),
+    "continuing_subword_prefix": (is_empty, '"" or null'),
+    "end_of_word_suffix": (is_empty, '"" or null'),
+    "fuse_unk": (is_false, "false"),
+    "byte_fallback": (is_false, "false"),
+    "ignore_merges": (is_false, "false: every word is merged by rank, even one that is in the vocabulary"),
+    "vocab": (lambda v: True, ""),
+    "merges": (lambda v: True, ""),
+}
+
+
+def check_added_token_flags(t, where, problems):
+    """A special token that matches exactly where it is written, like run's --special."""
+    check_options(t, where, {
+        "id": (lambda v: True, ""), "content": (lambda v: True, ""),
+        "special": (lambda v: v is True, "only special added tokens: tokenizers matches a non-special "
+                                        "one everywhere in the text, run never does"),
+        "single_word": (is_false, "false"), "lstrip": (is_false, "false"), "rstrip": (is_false, "false"),
+        "normalized": (is_bool, "true or false: there is no normalizer")}, problems)
+    if "special" not in t:
+        problems.append(f"{where}.special is missing (a non-special added token is matched everywhere "
+                        f"by tokenizers, never by run)")
+
+
+def tokenizer_json_problems(path, data):
+    """Every part of tokenizer.json that decides the ids, against what run implements."""
+    problems = []
+    for k in data:
+        if k not in TOKENIZER_JSON_KEYS:
+            problems.append(f"{path}: unknown key {k!r} (not known to export.py; it may change the ids)")
+    for k in ("truncation", "padding"):
+        if data.get(k) is not None:
+            problems.append(f"{path}: {k} = {show(data[k])} is not supported (it changes the ids; "
+                            f"run uses none)")
+    check_normalizer(data.get("normalizer"), f"{path}: normalizer", problems)
+    if "pre_tokenizer" not in data:
+        problems.append(f"{path}: pre_tokenizer is missing (tokenizers would not split the text; "
+                        f"run splits it with GPT-2's ByteLevel regex)")
+    else:
+        check_pre_tokenizer(data["pre_tokenizer"], f"{path}: pre_tokenizer", problems)
+    check_post_processor(data.get("post_processor"), f"{path}: post_processor", problems)
+    check_decoder(data.get("decoder"), f"{path}: decoder", problems)
+    model = data.get("model")
+    if isinstance(model, dict):
+        if model.get("type", "BPE") != "BPE":
+            problems.append(f"{path}: model type {show(model.get('type'))} is not supported (run "
+                            f"implements BPE)")
+        else:
+            check_options(model, f"{path}: model", BPE_OPTIONS, problems)
+    for n, t in enumerate(data.get("added_tokens") or []):
+        if isinstance(t, dict):
+            check_added_token_flags(t, f"{path}: added_tokens[{n}]", problems)
+    return problems
+
+
+# tokenizer_class values whose encoding is the tokenizer files as they are
+# (RobertaTokenizer, for one, adds <s> and </s>).
+GPT2_TOKENIZER_CLASSES = ("GPT2Tokenizer", "GPT2TokenizerFast")
+FILE_TOKENIZER_CLASSES = ("PreTrainedTokenizerFast", "TokenizersBackend")
+
+
+def special_token_names(obj):
+    """Token strings named in a tokenizer_config.json / special_tokens_map.json value."""
+    if isinstance(obj, str):
+        return [obj]
+    if isinstance(obj, dict) and isinstance(obj.get("content"), str):
+        return [obj["content"]]
+    if isinstance(obj, list):
+        return [s for x in obj for s in special_token_names(x)]
+    return []
+
+
+NAMED_SPECIAL_KEYS = ("bos_token", "eos_token", "unk_token", "sep_token", "pad_token", "cls_token",
+                      "mask_token", "additional_special_tokens", "extra_special_tokens")
+
+
+def tokenizer_config_problems(hf_dir, cfg, has_tokenizer_json, vocab, added):
+    """tokenizer_config.json, special_tokens_map.json and added_tokens.json, as
+    transformers applies them on top of the vocabulary `vocab` ({string: id})
+    and the added tokens `added` ({id: (content, special)})."""
+    problems = []
+    cfg_path = os.path.join(hf_dir, "tokenizer_config.json")
+    if cfg is not None:
+        for k, why in (("add_prefix_space", "a space before the text"),
+                       ("add_bos_token", "a BOS id before the text"),
+                       ("add_eos_token", "an EOS id after the text")):
+            if cfg.get(k) not in (None, False):
+                problems.append(f"{cfg_path}: {k} = {show(cfg[k])} is not supported (transformers adds "
+                                f"{why}; run does not)")
+        cls = cfg.get("tokenizer_class")
+        ok_classes = GPT2_TOKENIZER_CLASSES + (FILE_TOKENIZER_CLASSES if has_tokenizer_json else ())
+        if cls is not None and cls not in ok_classes:
+            problems.append(f"{cfg_path}: tokenizer_class = {show(cls)} is not supported (run "
+                            f"implements {', '.join(ok_classes)})")
+        dec = cfg.get("added_tokens_decoder")
+        if isinstance(dec, dict):
+            for k, t in dec.items():
+                if isinstance(t, dict):
+                    check_added_token_flags(t, f"{cfg_path}: added_tokens_decoder[{k}]", problems)
+    # Special tokens named by string: one that is nowhere in the files is
+    # added by transformers with a new id, which run does not have.
+    added_ids = {c: i for i, (c, _sp) in added.items()}
+    named = set()
+    map_path = os.path.join(hf_dir, "special_tokens_map.json")
+    sources = [(cfg_path, cfg)]
+    if os.path.isfile(map_path):
+        sources.append((map_path, read_json(map_path, "special tokens map")))
+    for p, obj in sources:
+        if not isinstance(obj, dict):
+            continue
+        for k in NAMED_SPECIAL_KEYS:
+            for s in special_token_names(obj.get(k)):
+                named.add(s)
+                if s not in vocab and s not in added_ids:
+                    problems.append(f"{p}: {k} {s!r} is in neither the vocabulary nor the added "
+                                    f"tokens (transformers would add it with a new id)")
+    # added_tokens.json (slow tokenizers' added tokens): matched everywhere in
+    # the text by transformers unless special; run only knows the special ones.
+    at_path = os.path.join(hf_dir, "added_tokens.json")
+    if os.path.isfile(at_path):
+        at = read_json(at_path, "added tokens")
+        if not isinstance(at, dict):
+            problems.append(f"{at_path}: expected an object mapping token -> id")
+            return problems
+        for s, i in at.items():
+            declared = (added_ids.get(s) == i and added[i][1]) or (vocab.get(s) == i and s in named)
+            if not declared:
+                problems.append(f"{at_path}: {s!r} (id {i!r}) is not declared special in tokenizer.json "
+                                f"or tokenizer_config.json (transformers matches it everywhere in the "
+                                f"text, run does not)")
+    return problems
 
 
 def load_tokenizer(hf_dir):
@@ -236,7 +569,12 @@ def load_tokenizer(hf_dir):
         raise ExportError(f"{hf_dir}: no tokenizer found (looked for vocab.json + merges.txt, "
                           f"tokenizer.json, encoder.json + vocab.bpe)")
 
-    added = collect_added_tokens(hf_dir, tok_json)
+    cfg = read_tokenizer_config(hf_dir)
+    added = collect_added_tokens(hf_dir, tok_json, cfg)
+    problems = tokenizer_json_problems(*tok_json) if tok_json is not None else []
+    problems += tokenizer_config_problems(hf_dir, cfg, tok_json is not None, vocab, added)
+    if problems:
+        raise ExportError(f"{'; '.join(problems)} (run's tokenizer implements GPT-2's only)")
     n_tokens = max(list(vocab.values()) + list(added.keys())) + 1
     token_bytes = [b""] * n_tokens
     for tok, i in vocab.items():

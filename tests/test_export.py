@@ -316,6 +316,8 @@ def write_tokenizer(d, kind="txt", added=None):
             f.write("\n".join(MERGE_LINES) + "\n")
     else:
         tj = {"version": "1.0", "added_tokens": added or [],
+              "pre_tokenizer": {"type": "ByteLevel", "add_prefix_space": False,
+                                "trim_offsets": True, "use_regex": True},
               "model": {"type": "BPE", "vocab": VOCAB,
                         "merges": [list(l.split(" ")) for l in MERGE_LINES[1:]]}}
         with open(os.path.join(d, "tokenizer.json"), "w") as f:
@@ -614,12 +616,12 @@ def test_tokenizer():
             os.path.exists(out) and open(out, "rb").read() == tok_section(TOKS, MERGES, SPECIALS))
 
     # added tokens from tokenizer.json, one inside the vocabulary and others past it
-    # (UTF-8 text, not byte-mapped), special and not
+    # (UTF-8 text, not byte-mapped); non-special ones are refused (test_export_tokenizer.py)
     d2 = os.path.join(TMP, "tokjson_added")
     os.makedirs(d2)
     added = [{"id": N_TOK - 1, "content": "<|endoftext|>", "special": True},
              {"id": N_TOK, "content": "<|pad é|>", "special": True},
-             {"id": N_TOK + 2, "content": "plain added", "special": False}]
+             {"id": N_TOK + 2, "content": "plain added", "special": True}]
     write_tokenizer(d2, "json", added)
     out2 = os.path.join(TMP, "added.tok")
     r = tok_only(d2, out2)
@@ -630,8 +632,8 @@ def test_tokenizer():
         h.check("added tokens: UTF-8 text, gap id empty",
                 t["toks"][N_TOK] == "<|pad é|>".encode() and t["toks"][N_TOK + 1] == b""
                 and t["toks"][N_TOK + 2] == b"plain added")
-        h.check("added tokens: specials = special ones only",
-                t["specials"] == [N_TOK - 1, N_TOK], t["specials"])
+        h.check("added tokens: all special",
+                t["specials"] == [N_TOK - 1, N_TOK, N_TOK + 2], t["specials"])
         h.check("merges from tokenizer.json ([a, b] pairs)", t["merges"] == MERGES)
     # tokenizer_config.json added_tokens_decoder also marks specials
     d3 = os.path.join(TMP, "tokcfg")

@@ -99,7 +99,7 @@ test-arm64:
 	aarch64-linux-gnu-gcc -O2 -static $(WARN) -Wno-unused-function -I. -o $(TESTBIN)/test_kernels_arm64 tests/test_kernels.c tokenizer.c $(LDLIBS)
 	qemu-aarch64 $(TESTBIN)/test_kernels_arm64
 
-TESTS = $(TESTBIN)/test_kernels $(TESTBIN)/test_kernels_baseline tests/test_tokenizer.py tests/test_export.py tests/test_export_tokenizer.py tests/test_engine.py tests/test_cli.py tests/test_attention.py tests/test_model.py tests/test_readme.py tests/test_contract.py \
+TESTS = $(TESTBIN)/test_kernels $(TESTBIN)/test_kernels_baseline tests/test_tokenizer.py tests/test_export.py tests/test_export_tokenizer.py tests/test_engine.py tests/test_cli.py tests/test_attention.py tests/test_model.py tests/test_readme.py tests/test_contract.py tests/test_terminal.py \
         $(TESTBIN)/replay_checkpoint $(TESTBIN)/replay_tokenizer tests/test_badinput.py tests/test_concurrency.py
 
 test: run $(TESTBIN)/run-valgrind $(TESTBIN)/test_tokenizer $(TESTBIN)/test_kernels $(TESTBIN)/test_kernels_baseline $(TESTBIN)/replay_checkpoint $(TESTBIN)/replay_tokenizer $(FUZZ_TOK)

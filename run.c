@@ -663,26 +663,60 @@ static void prefill(Model *m, const int *tokens, int n, int pos0, int all_logits
 
 // ----------------------------------------------------------------------------
 // I.7 Sampling
+//
+// The logits of the next token become a choice in four steps:
+//   1. penalties against repetition (off by default), on the logits l:
+//      repetition (--repeat-penalty r over the last --repeat-last-n tokens of
+//      the context, prompt included; each such token once):
+//          l = l / r where l > 0, l * r otherwise
+//      presence and frequency (--presence-penalty a, --frequency-penalty b;
+//      c = how often the token was generated so far):
+//          l = l - b c - a [c > 0]
+//   2. temperature 0 takes the largest; otherwise p = softmax(l / T)
+//   3. the candidates: the top_k most likely, then the smallest set whose
+//      probability reaches top_p, then those with p >= min_p * max p
+//   4. a draw among them in proportion to p, with the seeded generator
 
 typedef struct {
-    float temperature;  // 0: greedy
-    int top_k;          // 0: off
-    float top_p;        // 1: off
+    float temperature;   // 0: greedy
+    int top_k;           // 0: off
+    float top_p;         // 1: off
+    float min_p;         // 0: off
+    float repeat_penalty;     // 1: off
+    int repeat_last_n;        // tokens of context it looks back over
+    float presence_penalty, frequency_penalty;  // 0: off
+} SamplerSettings;
+
+typedef struct {
+    SamplerSettings set;
+    float temperature, top_p;  // (copies of set's, as the views read them)
+    int top_k;
     uint64_t rng;       // xorshift64* state
     int *order;         // (V) candidate ids, scratch
     float *probs;       // (V) scratch
     int n_kept;         // candidates the last draw chose from (order[0..n_kept))
+    float *penalized;   // (V) the logits after step 1
+    int *recent;        // (repeat_last_n) the last tokens of the context, a ring
+    int n_recent, next_recent;
+    int *count;         // (V) how often each token was generated
+    int *stamp;         // (V) scratch: the penalty step a token was last penalised in
+    int step;
 } Sampler;
 
-static Sampler *sampler_new(int V, float temperature, int top_k, float top_p, uint64_t seed) {
+static Sampler *sampler_new(int V, const SamplerSettings *set, uint64_t seed) {
     Sampler *sp = xcalloc(1, sizeof *sp);
-    sp->temperature = temperature;
-    sp->top_k = top_k;
-    sp->top_p = top_p;
+    sp->set = *set;
+    sp->temperature = set->temperature;
+    sp->top_k = set->top_k;
+    sp->top_p = set->top_p;
     sp->rng = seed * 0x9E3779B97F4A7C15ULL + 1;  // spread the seed's bits
     if (sp->rng == 0) sp->rng = 1;               // xorshift needs a nonzero state
     sp->order = xcalloc(V, sizeof(int));
     sp->probs = xcalloc(V, sizeof(float));
+    sp->penalized = xcalloc(V, sizeof(float));
+    sp->recent = xcalloc(set->repeat_last_n > 0 ? set->repeat_last_n : 1, sizeof(int));
+    sp->count = xcalloc(V, sizeof(int));
+    sp->stamp = xcalloc(V, sizeof(int));
     return sp;
 }
 
@@ -690,7 +724,47 @@ static void sampler_free(Sampler *sp) {
     if (!sp) return;
     free(sp->order);
     free(sp->probs);
+    free(sp->penalized);
+    free(sp->recent);
+    free(sp->count);
+    free(sp->stamp);
     free(sp);
+}
+
+// A token joined the context: the prompt's (generated 0) or a generated one.
+static void sampler_accept(Sampler *sp, int id, int generated) {
+    if (sp->set.repeat_last_n > 0) {
+        sp->recent[sp->next_recent] = id;
+        sp->next_recent = (sp->next_recent + 1) % sp->set.repeat_last_n;
+        if (sp->n_recent < sp->set.repeat_last_n) sp->n_recent++;
+    }
+    if (generated) sp->count[id]++;
+}
+
+static int sampler_penalizes(const Sampler *sp) {
+    return (sp->set.repeat_penalty != 1.0f && sp->n_recent > 0) || sp->set.presence_penalty != 0.0f ||
+           sp->set.frequency_penalty != 0.0f;
+}
+
+// Step 1: the logits (V) with the penalties applied (the logits themselves
+// when there are none).
+static const float *penalize(Sampler *sp, const float *logits, int V) {
+    if (!sampler_penalizes(sp)) return logits;
+    float *l = sp->penalized;
+    memcpy(l, logits, (size_t)V * sizeof(float));
+    sp->step++;
+    float r = sp->set.repeat_penalty;
+    for (int i = 0; i < sp->n_recent && r != 1.0f; i++) {
+        int id = sp->recent[i];
+        if (sp->stamp[id] == sp->step) continue;  // each token once
+        sp->stamp[id] = sp->step;
+        l[id] = l[id] > 0 ? l[id] / r : l[id] * r;
+    }
+    float a = sp->set.presence_penalty, b = sp->set.frequency_penalty;
+    if (a != 0.0f || b != 0.0f)
+        for (int i = 0; i < V; i++)
+            if (sp->count[i]) l[i] -= b * (float)sp->count[i] + a;
+    return l;
 }
 
 static uint64_t rng_next(uint64_t *s) {
@@ -771,27 +845,32 @@ static int keep_most_likely(int *order, int n, int k, const float *p) {
     return n;
 }
 
-// The tokens sampling may draw from: sp->probs = softmax(logits / T) (V),
-// then the top_k most likely are kept, then the smallest set whose
-// probability reaches top_p. The kept ids go to sp->order[0..n); returns n.
+// Step 3: the tokens sampling may draw from: sp->probs = softmax(logits / T)
+// (V), then the top_k most likely are kept, then the smallest set whose
+// probability reaches top_p, then those with p >= min_p * max p. The kept
+// ids go to sp->order[0..n); returns n.
 static int sample_candidates(Sampler *sp, const float *logits, int V) {
     float *p = sp->probs;
     int *order = sp->order;
     probabilities(p, logits, V, sp->temperature);
     for (int i = 0; i < V; i++) order[i] = i;
-    if (!((sp->top_k > 0 && sp->top_k < V) || sp->top_p < 1.0f)) return V;
+    if (!((sp->top_k > 0 && sp->top_k < V) || sp->top_p < 1.0f || sp->set.min_p > 0.0f)) return V;
     // Only candidates that can survive the cut need sorting: with top_p, a
     // token below (1 - top_p) / (V - 1) can never be in the kept set (all
     // such tokens together hold less than 1 - top_p).
     int n = 0;
     float floor_p = sp->top_p < 1.0f ? (1.0f - sp->top_p) / (V - 1) : 0.0f;
+    if (sp->set.min_p > 0.0f) {  // below min_p * max p a token is out whatever else holds
+        float max = p[argmax(p, V)] * sp->set.min_p;
+        if (max > floor_p) floor_p = max;
+    }
     for (int i = 0; i < V; i++) if (p[i] >= floor_p) order[n++] = i;
     n = keep_most_likely(order, n, sp->top_k, p);
     if (sp->top_p < 1.0f) {
         float cum = 0.0f;
         for (int i = 0; i < n; i++) {
             cum += p[order[i]];
-            if (cum >= sp->top_p) return i + 1;
+            if (cum >= sp->top_p) { n = i + 1; break; }
         }
     }
     return n;
@@ -800,6 +879,7 @@ static int sample_candidates(Sampler *sp, const float *logits, int V) {
 // Pick the next token from logits (V): greedy (argmax) at temperature 0;
 // otherwise draw from the candidates in proportion to their probability.
 static int sample(Sampler *sp, const float *logits, int V) {
+    logits = penalize(sp, logits, V);
     if (sp->temperature == 0.0f) return argmax(logits, V);
     int n = sp->n_kept = sample_candidates(sp, logits, V);
     const float *p = sp->probs;
@@ -934,8 +1014,9 @@ typedef struct {
     Tokenizer *tok;
     int as_ids;
     int n_ids;            // ids already on the current line
-    int tty;              // stdout is a terminal
+    int end_line;         // end the text with a newline if it did not end with one (a terminal)
     int notes_share;      // stderr goes where stdout goes (same_output)
+    int stop_at_newline;  // a newline after some text ends the text (-i: one line per turn)
     TextOut text;
 } TokenSink;
 
@@ -949,7 +1030,8 @@ static int same_output(void) {
 }
 
 static TokenSink sink_new(Tokenizer *tok, int as_ids, char **stops, int n_stops) {
-    TokenSink s = {.tok = tok, .as_ids = as_ids, .tty = isatty(STDOUT_FILENO), .notes_share = same_output(),
+    int tty = isatty(STDOUT_FILENO);
+    TokenSink s = {.tok = tok, .as_ids = as_ids, .end_line = tty, .notes_share = same_output(),
                    .text = {.stops = stops, .n_stops = n_stops}};
     return s;
 }
@@ -986,7 +1068,14 @@ static int sink_put(TokenSink *s, int id) {
     } else {
         size_t n;
         const unsigned char *b = token_bytes(s->tok, id, &n);
-        text_push(&s->text, b, n);
+        if (s->stop_at_newline && !s->text.line_open)  // a reply starts at its first non-blank line
+            while (n && (*b == '\n' || *b == '\r')) { b++; n--; }
+        const unsigned char *nl = s->stop_at_newline ? memchr(b, '\n', n) : NULL;
+        text_push(&s->text, b, nl ? (size_t)(nl - b) + 1 : n);
+        if (nl && !s->text.stopped) {  // the line is done (-i): the rest of the token is dropped
+            text_finish(&s->text);
+            s->text.stopped = 1;
+        }
     }
     flush_out();
     return s->text.stopped;
@@ -996,7 +1085,7 @@ static int sink_put(TokenSink *s, int id) {
 // does the text's in a terminal.
 static void sink_finish(TokenSink *s) {
     if (!s->as_ids) text_finish(&s->text);
-    if (s->as_ids || (s->tty && s->text.line_open)) {
+    if (s->as_ids || (s->end_line && s->text.line_open)) {
         write_out("\n", 1);
         s->text.line_open = 0;
     }
@@ -1013,7 +1102,7 @@ static void sink_finish(TokenSink *s) {
 // prints it, and runs it through the model at the next position, which
 // leaves the logits for the step after.
 
-typedef enum { STOP_STEPS, STOP_EOS, STOP_STRING, STOP_CONTEXT } StopReason;
+typedef enum { STOP_STEPS, STOP_EOS, STOP_STRING, STOP_CONTEXT, STOP_INTERRUPT } StopReason;
 
 // Part III may look at each pick (--explain, the HTML page's steps).
 typedef struct {
@@ -1022,35 +1111,67 @@ typedef struct {
 } PickHook;
 
 typedef struct {
+    int max_new;        // tokens to generate at most
+    int feed_last;      // run the last token through the model too (the views want its attention row)
+    int context_shift;  // when the context is full, keep its last half and go on
+    const volatile sig_atomic_t *interrupted;  // stop when it is set (Ctrl-C in -i); NULL: never
+} GenerateSettings;
+
+typedef struct {
     int generated;  // tokens picked and printed
-    int pos;        // tokens that have gone through the model (prompt included)
+    int pos;        // tokens in the context (the cache), prompt included
     StopReason why;
+    int last;       // the last token picked (-1: none)
+    int last_fed;   // ... and it went through the model
+    int shifts;     // times the context was shifted
 } Generation;
 
-// Generate up to max_new tokens after the n_prompt tokens of seq (which has
-// room for m->state.seq_len). With feed_last, the last token picked also goes
-// through the model, so that its attention row is there for the views.
-static Generation generate(Model *m, Sampler *sp, TokenSink *out, PickHook hook, int *seq, int n_prompt,
-                           int max_new, int feed_last) {
+// The context is full (pos = n_ctx) and `next` does not fit: keep the most
+// recent half, next included, as the whole context. GPT-2's positions are
+// learned, so the keys and values of the kept tokens change with their new
+// positions 0, 1, ..: they are computed again (a prefill). Returns the new
+// number of tokens in the context.
+static int shift_context(Model *m, int *seq, int pos, int next) {
+    int keep = m->config.n_ctx / 2 > 1 ? m->config.n_ctx / 2 : 1;
+    memmove(seq, seq + pos - (keep - 1), sizeof(int) * (keep - 1));
+    seq[keep - 1] = next;
+    prefill(m, seq, keep, 0, 0, NULL, NULL);
+    return keep;
+}
+
+// Generate after the n_ctx0 tokens of seq that are in the cache (seq has
+// room for m->state.seq_len tokens).
+static Generation generate(Model *m, Sampler *sp, TokenSink *out, PickHook hook, int *seq, int n_ctx0,
+                           const GenerateSettings *set) {
     Config *c = &m->config;
-    Generation g = {0, n_prompt, STOP_STEPS};
-    while (g.generated < max_new) {
+    Generation g = {0, n_ctx0, STOP_STEPS, -1, 0, 0};
+    while (g.generated < set->max_new) {
+        if (set->interrupted && *set->interrupted) { g.why = STOP_INTERRUPT; break; }
         // pick the next token
         int next = sample(sp, m->state.logits, c->vocab_size);
         if (hook.on_pick) hook.on_pick(hook.ctx, m->state.logits, next, g.pos);
+        g.last = next;
+        g.last_fed = 0;
         if (next == c->eos_id) { g.why = STOP_EOS; break; }
+        sampler_accept(sp, next, 1);
         if (g.pos < m->state.seq_len) seq[g.pos] = next;
         g.generated++;
         // print it
         if (sink_put(out, next)) { g.why = STOP_STRING; break; }
+        if (g.generated == set->max_new && !set->feed_last) break;
         // run it through the model at the next position
         if (g.pos >= c->n_ctx) {
-            if (g.generated < max_new) g.why = STOP_CONTEXT;
-            break;
+            if (!set->context_shift) {
+                if (g.generated < set->max_new) g.why = STOP_CONTEXT;
+                break;
+            }
+            g.pos = shift_context(m, seq, g.pos, next);
+            g.shifts++;
+        } else {
+            forward(m, &next, 1, g.pos, LOGITS_LAST);
+            g.pos++;
         }
-        if (g.generated == max_new && !feed_last) break;
-        forward(m, &next, 1, g.pos, LOGITS_LAST);
-        g.pos++;
+        g.last_fed = 1;
     }
     return g;
 }
@@ -1175,9 +1296,13 @@ static void pool_start(int n_threads) {
     pthread_attr_t attr;  // 2 MB stacks, whatever the C library's default (musl's is 128 KB)
     pthread_attr_init(&attr);
     pthread_attr_setstacksize(&attr, (size_t)2 << 20);
+    sigset_t all, old;  // the workers take no signals: Ctrl-C reaches the main thread (-i)
+    sigfillset(&all);
+    pthread_sigmask(SIG_SETMASK, &all, &old);
     for (int i = 1; i < n_threads; i++)  // thread 0 is the caller
         if (pthread_create(&pool.threads[i], &attr, worker_main, NULL) != 0)
             die(EXIT_RUNTIME, "cannot start worker thread %d of %d", i, n_threads);
+    pthread_sigmask(SIG_SETMASK, &old, NULL);
     pthread_attr_destroy(&attr);
 }
 
@@ -2272,12 +2397,16 @@ static void show_attention_overview(FILE *f, const AttentionLog *g, int n, int t
     }
     int cells = n < OVERVIEW_CELLS ? n : OVERVIEW_CELLS;
     int per_line = columns / (cells * 2 + 2) > 1 ? columns / (cells * 2 + 2) : 1;  // maps side by side
-    fprintf(f, "\nattention of every head over %d tokens (each map: queries down, keys across, shrunk to %dx%d):\n", n, cells, cells);
+    fprintf(f, "\nattention of every head over %d tokens\n(each map: queries down, keys across, %dx%d)\n", n, cells, cells);
     for (int l = 0; l < g->n_layer; l++) {
         for (int h0 = 0; h0 < g->n_head; h0 += per_line) {
             int h1 = h0 + per_line < g->n_head ? h0 + per_line : g->n_head;
             fputc('\n', f);
-            for (int h = h0; h < h1; h++) fprintf(f, "L%-2d H%-2d%*s", l, h, cells * 2 - 6 > 0 ? cells * 2 - 6 + 2 : 2, "");
+            for (int h = h0; h < h1; h++) {
+                char name[32];
+                snprintf(name, sizeof name, "L%d H%d", l, h);
+                fprintf(f, "%-*s", cells * 2 + 2, name);
+            }
             fputc('\n', f);
             for (int r = 0; r < cells; r++) {
                 for (int h = h0; h < h1; h++) {
@@ -2394,7 +2523,16 @@ static void explain_step(FILE *f, Views *v, const float *logits, int picked, int
         fprintf(f, "[explain] position %d: temperature %g", pos, sp->temperature);
         if (sp->top_k > 0) fprintf(f, ", top-k %d", sp->top_k);
         if (sp->top_p < 1.0f) fprintf(f, ", top-p %g", sp->top_p);
+        if (sp->set.min_p > 0.0f) fprintf(f, ", min-p %g", sp->set.min_p);
         fprintf(f, ": drawn from %d of %d tokens\n", kept, V);
+    }
+    if (sampler_penalizes(sp)) {  // the picks were made from the penalised logits
+        fprintf(f, "  penalties on the logits:");
+        if (sp->set.repeat_penalty != 1.0f)
+            fprintf(f, " repeat %g over the last %d tokens", sp->set.repeat_penalty, sp->n_recent);
+        if (sp->set.presence_penalty != 0.0f) fprintf(f, "%s presence %g", sp->set.repeat_penalty != 1.0f ? "," : "", sp->set.presence_penalty);
+        if (sp->set.frequency_penalty != 0.0f) fprintf(f, "%s frequency %g", sp->set.repeat_penalty != 1.0f || sp->set.presence_penalty != 0.0f ? "," : "", sp->set.frequency_penalty);
+        fputc('\n', f);
     }
     fprintf(f, "  rank  model p  sampled p  token\n");
     int shown_picked = 0;
@@ -2708,15 +2846,18 @@ typedef struct {
     const char *prompt;       // -p
     const char *prompt_file;  // -f
     int steps;
-    float temperature, top_p;
-    int top_k;
+    SamplerSettings sampling;
     uint64_t seed;
     int seed_given;
     int threads;
     char **stops;
     int n_stops;
     int echo, verbose, ids, special, plain_kernels;
+    int keep_newline;   // --keep-newline: a prompt from a file or stdin keeps its final newline
+    int interactive;    // -i
+    int context_shift;  // --context-shift
     enum { MODE_GENERATE, MODE_TOKENIZE, MODE_DETOKENIZE, MODE_SCORE } mode;
+    int pieces;         // --pieces: --tokenize prints each id with its text
     const char *dump_logits;
     ViewOptions view;
     int stdin_closed;  // standard input was closed when run started
@@ -2812,10 +2953,16 @@ static void parse_ids(const char *text, size_t len, int vocab_size, TokenList *o
     }
 }
 
-// The prompt as token ids, from text or (--ids) from numbers.
+// The prompt as token ids, from text or (--ids) from numbers. A prompt for
+// generation read from a file or stdin loses one final newline (what `echo`
+// and editors add), unless --keep-newline; other modes keep every byte.
 static void input_tokens(const Options *o, Tokenizer *tok, int vocab_size, TokenList *out) {
     size_t len;
     char *text = read_input(o, &len);
+    if (o->mode == MODE_GENERATE && !o->prompt && !o->ids && !o->keep_newline && len && text[len - 1] == '\n') {
+        len--;
+        if (len && text[len - 1] == '\r') len--;  // a Windows line ending
+    }
     if (o->ids) parse_ids(text, len, vocab_size, out);
     else if (tokenizer_encode(tok, (const unsigned char *)text, len, o->special, out) != 0)
         die(EXIT_RUNTIME, "out of memory while tokenizing");
@@ -2828,6 +2975,20 @@ static void print_ids(const int *ids, size_t n) {
     flush_out();
 }
 
+// --tokenize --pieces: each id and the text it carries, one per line, as
+// the views label it ("id<TAB>piece").
+static void print_pieces(Tokenizer *tok, const int *ids, size_t n) {
+    char **labels = labels_new(tok, ids, (int)n, 0);
+    for (size_t i = 0; i < n; i++) {
+        char buf[32];
+        write_out(buf, (size_t)snprintf(buf, sizeof buf, "%d\t", ids[i]));
+        write_out(labels[i], strlen(labels[i]));
+        write_out("\n", 1);
+    }
+    flush_out();
+    labels_free(labels, (int)n);
+}
+
 static void run_tokenize(const Options *o, Tokenizer *tok) {
     TokenList ids = {0};
     size_t len;
@@ -2835,7 +2996,8 @@ static void run_tokenize(const Options *o, Tokenizer *tok) {
     if (tokenizer_encode(tok, (const unsigned char *)text, len, o->special, &ids) != 0)
         die(EXIT_RUNTIME, "out of memory while tokenizing");
     free(text);
-    print_ids(ids.ids, ids.len);
+    if (o->pieces) print_pieces(tok, ids.ids, ids.len);
+    else print_ids(ids.ids, ids.len);
     tokenlist_free(&ids);
 }
 
@@ -2956,11 +3118,12 @@ static void run_generate(const Options *o, Model *m, Sampler *sp) {
     int n_prompt = (int)prompt.len;
     // the cache needs room for the prompt and what follows it, not always n_ctx
     long need = (long)n_prompt + o->steps;
-    int seq_len = (int)(need < c->n_ctx ? need : c->n_ctx);
+    int seq_len = (int)(need < c->n_ctx && !o->context_shift ? need : c->n_ctx);
     runstate_init(&m->state, c, seq_len);
     Views *views = views_new(&o->view, m, sp, seq_len, o->steps);
-    int *seq = xmalloc(sizeof(int) * seq_len);  // every token that went through the model
+    int *seq = xmalloc(sizeof(int) * seq_len);  // the tokens in the context
     memcpy(seq, prompt.ids, sizeof(int) * n_prompt);
+    for (int i = 0; i < n_prompt; i++) sampler_accept(sp, prompt.ids[i], 0);
 
     double t0 = now_seconds();
     prefill(m, prompt.ids, n_prompt, 0, 0, NULL, NULL);
@@ -2972,22 +3135,125 @@ static void run_generate(const Options *o, Model *m, Sampler *sp) {
     views->sink = &out;
     views->seq = seq;
     PickHook hook = {views_on_pick, views};
-    Generation g = generate(m, sp, &out, hook, seq, n_prompt, o->steps, views_keep_attention(&o->view));
+    GenerateSettings set = {.max_new = o->steps, .feed_last = views_keep_attention(&o->view),
+                            .context_shift = o->context_shift};
+    Generation g = generate(m, sp, &out, hook, seq, n_prompt, &set);
     if (g.why == STOP_CONTEXT) {
         sink_note(&out);
-        fprintf(stderr, "run: stopping: the context window of %d tokens is full\n", c->n_ctx);
+        fprintf(stderr, "run: stopping: the context window of %d tokens is full (--context-shift goes on)\n", c->n_ctx);
     }
     sink_finish(&out);
     views_finish(views, seq, g.pos, n_prompt, o->model_path, out.text.line_open);
     double t2 = now_seconds();
     if (o->verbose) {
         sink_note(&out);
-        fprintf(stderr, "generated %d tokens in %.3f s (%.1f tokens/s), stopped by %s\n",
-                g.generated, t2 - t1, g.generated / (t2 - t1), stop_reason(g.why));
+        fprintf(stderr, "generated %d tokens in %.3f s (%.1f tokens/s), stopped by %s", g.generated, t2 - t1,
+                g.generated / (t2 - t1), stop_reason(g.why));
+        if (g.shifts) fprintf(stderr, "; the context was shifted %d time(s)", g.shifts);
+        fputc('\n', stderr);
     }
     views_free(views);
     free(seq);
     tokenlist_free(&prompt);
+    runstate_free(&m->state);
+}
+
+// -i: a conversation with the model, one line at a time. Each line typed is
+// added to the context (the KV cache keeps everything before it), and the
+// model goes on until a newline, a stop string, the end of text or -n
+// tokens. Ctrl-C stops a reply; Ctrl-C at the prompt, or Ctrl-D, leaves.
+// With stdin not a terminal the lines are read from it, with no prompt.
+static volatile sig_atomic_t interrupted;  // set by the SIGINT handler: signals have no other way in
+
+static void on_interrupt(int sig) {
+    (void)sig;
+    interrupted = 1;
+}
+
+// Run tokens through the model after the context's pos tokens (and tell
+// the sampler, unless sp is NULL); returns the new count, or -1 when they
+// do not fit (and the context cannot shift).
+static int extend_context(const Options *o, Model *m, Sampler *sp, int *seq, int pos, const int *ids, int n) {
+    int n_ctx = m->config.n_ctx;
+    if (pos + n > n_ctx) {
+        if (!o->context_shift || n > n_ctx / 2) return -1;
+        int keep = n_ctx / 2 - n;  // the most recent tokens, then the new ones: half the context
+        memmove(seq, seq + pos - keep, sizeof(int) * keep);
+        memcpy(seq + keep, ids, sizeof(int) * n);
+        prefill(m, seq, keep + n, 0, 0, NULL, NULL);
+        pos = keep + n;
+    } else {
+        memcpy(seq + pos, ids, sizeof(int) * n);
+        prefill(m, ids, n, pos, 0, NULL, NULL);
+        pos += n;
+    }
+    for (int i = 0; i < n && sp; i++) sampler_accept(sp, ids[i], 0);
+    return pos;
+}
+
+static void run_interactive(const Options *o, Model *m, Sampler *sp) {
+    Config *c = &m->config;
+    int tty = isatty(STDIN_FILENO) && !o->stdin_closed;
+    runstate_init(&m->state, c, c->n_ctx);
+    int *seq = xmalloc(sizeof(int) * c->n_ctx);
+    int pos = 0;
+    TokenList ids = {0};
+    if (o->prompt || o->prompt_file) {  // a text to start from
+        input_tokens(o, m->tokenizer, c->vocab_size, &ids);
+        if ((pos = extend_context(o, m, sp, seq, 0, ids.ids, (int)ids.len)) < 0)
+            die(EXIT_INPUT, "the prompt has %zu tokens, more than the model's context of %d", ids.len, c->n_ctx);
+    }
+    struct sigaction sa, old_sa;
+    memset(&sa, 0, sizeof sa);
+    sa.sa_handler = on_interrupt;  // no SA_RESTART: Ctrl-C at the prompt ends the read
+    sigemptyset(&sa.sa_mask);
+    sigaction(SIGINT, &sa, &old_sa);
+    if (tty) fprintf(stderr, "run: interactive; a line is added to the context and the model goes on to the end of "
+                             "its line. Ctrl-C stops a reply, Ctrl-C again or Ctrl-D leaves.\n");
+    char *line = NULL;
+    size_t cap = 0;
+    for (;;) {
+        if (tty) fprintf(stderr, "[%d/%d] > ", c->n_ctx - pos, c->n_ctx);
+        interrupted = 0;
+        errno = 0;
+        ssize_t len = getline(&line, &cap, stdin);
+        if (len < 0) {  // Ctrl-D, the end of piped input, or Ctrl-C at the prompt
+            if (tty) fputc('\n', stderr);
+            break;
+        }
+        ids.len = 0;
+        if (tokenizer_encode(m->tokenizer, (const unsigned char *)line, (size_t)len, o->special, &ids) != 0)
+            die(EXIT_RUNTIME, "out of memory while tokenizing");
+        int next_pos = extend_context(o, m, sp, seq, pos, ids.ids, (int)ids.len);
+        if (next_pos < 0) {
+            fprintf(stderr, "run: the context of %d tokens is full (%d left, the line has %zu); "
+                            "--context-shift keeps the most recent half instead\n", c->n_ctx, c->n_ctx - pos, ids.len);
+            break;
+        }
+        pos = next_pos;
+        if (pos == 0) continue;  // an empty line and nothing before it: nothing to go on from
+        TokenSink out = sink_new(m->tokenizer, 0, o->stops, o->n_stops);
+        out.stop_at_newline = out.end_line = 1;  // a reply is one line
+        GenerateSettings set = {.max_new = o->steps, .context_shift = o->context_shift, .interrupted = &interrupted};
+        Generation g = generate(m, sp, &out, (PickHook){0}, seq, pos, &set);
+        pos = g.pos;
+        // the reply's last token joins the context too (generate stops before feeding it)
+        if (g.last >= 0 && !g.last_fed) {
+            int last = g.last;
+            int p2 = extend_context(o, m, NULL, seq, pos, &last, 1);
+            if (p2 >= 0) pos = p2;
+        }
+        sink_finish(&out);
+        if (g.why == STOP_INTERRUPT) fprintf(stderr, "run: stopped\n");
+        if (g.why == STOP_CONTEXT) {
+            fprintf(stderr, "run: the context window of %d tokens is full\n", c->n_ctx);
+            break;
+        }
+    }
+    sigaction(SIGINT, &old_sa, NULL);
+    free(line);
+    free(seq);
+    tokenlist_free(&ids);
     runstate_free(&m->state);
 }
 
@@ -3005,6 +3271,8 @@ static void usage(FILE *f) {
         "  -p, --prompt TEXT      the prompt text\n"
         "  -f, --file PATH        read the prompt from PATH ('-' for stdin)\n"
         "                         (with neither, stdin is read when it is not a terminal)\n"
+        "      --keep-newline     keep the final newline of a prompt from a file or stdin\n"
+        "                         (by default one is dropped, so the text goes on the same line)\n"
         "      --ids              the input is whitespace-separated token ids, and\n"
         "                         generated tokens are printed as ids\n"
         "      --special          recognise special tokens such as <|endoftext|> in text\n"
@@ -3014,13 +3282,26 @@ static void usage(FILE *f) {
         "  -t, --temperature T    0 is greedy (default 1.0)\n"
         "  -k, --top-k K          sample from the K most likely tokens (0 = off, default)\n"
         "      --top-p P          sample from the smallest set with probability P (default 1 = off)\n"
+        "      --min-p P          drop tokens less likely than P times the most likely (default 0 = off)\n"
+        "      --repeat-penalty R divide a positive logit by R (multiply a negative one) for each\n"
+        "                         token of the last --repeat-last-n tokens (default 1 = off)\n"
+        "      --repeat-last-n N  how far back --repeat-penalty looks (default 64)\n"
+        "      --presence-penalty A   subtract A from the logit of each token generated so far\n"
+        "      --frequency-penalty B  subtract B times the number of times it was generated\n"
         "  -s, --seed N           random seed (default: from the clock; shown with -v)\n"
         "      --stop STR         stop before STR appears in the output (repeatable)\n"
         "      --echo             print the prompt before the generated text\n"
+        "      --context-shift    when the context window is full, keep its most recent half and\n"
+        "                         go on; GPT-2's positions are learned, so the kept tokens are run\n"
+        "                         through the model again at their new positions (default: stop)\n"
+        "  -i, --interactive      a conversation: each line typed is added to the context and\n"
+        "                         the model goes on to the end of its line (-n at most);\n"
+        "                         Ctrl-C stops a reply, Ctrl-C at the prompt or Ctrl-D leaves\n"
         "      --threads N        worker threads (default: online CPUs)\n"
         "\n"
         "Other modes:\n"
         "      --tokenize         print the input's token ids on one line\n"
+        "      --pieces           with --tokenize: each id and its text, one per line\n"
         "      --detokenize       print the text of the input ids\n"
         "      --score            print 'pos<TAB>id<TAB>logprob' for each predicted token;\n"
         "                         mean NLL and perplexity on stderr\n"
@@ -3034,12 +3315,14 @@ static void usage(FILE *f) {
         "      --layer L, --head H  which head --attention shows (default 0, 0)\n"
         "      --attention-overview  every head as a small map, with what it mostly attends to\n"
         "      --attention-html FILE  write a self-contained page to explore every head\n"
-        "      --explain N        for each generated token, the N most likely tokens, their\n"
-        "                         probabilities and which was picked (on stderr); --top N too\n"
-        "  -v, --verbose          timings, seed and tokens/s on stderr\n"
+        "      --explain [N]      for each generated token, the N (default 5) most likely tokens,\n"
+        "                         their probabilities and which was picked (on stderr); --top N too\n"
+        "  -v, --verbose          the model, the seed, and the speed of the prompt and of\n"
+        "                         generation in tokens/s, on stderr\n"
         "  -h, --help             this help\n"
         "  -V, --version          the version\n"
         "\n"
+        "An option that does nothing in the chosen mode is an error.\n"
         "Exit status: 0 success, 1 runtime error, 2 usage error, 3 bad model file,\n"
         "4 bad input.\n",
         DEFAULT_MODEL);
@@ -3072,51 +3355,115 @@ static uint64_t parse_seed(const char *s) {
 
 enum { OPT_TOP_P = 256, OPT_THREADS, OPT_STOP, OPT_ECHO, OPT_IDS, OPT_SPECIAL, OPT_TOKENIZE,
        OPT_DETOKENIZE, OPT_SCORE, OPT_DUMP_LOGITS, OPT_PLAIN, OPT_ATTENTION, OPT_OVERVIEW, OPT_LAYER,
-       OPT_HEAD, OPT_HTML, OPT_EXPLAIN };
+       OPT_HEAD, OPT_HTML, OPT_EXPLAIN, OPT_PIECES, OPT_KEEP_NEWLINE, OPT_MIN_P, OPT_REPEAT_PENALTY,
+       OPT_REPEAT_LAST_N, OPT_PRESENCE, OPT_FREQUENCY, OPT_CONTEXT_SHIFT, OPT_COUNT };
+
+static const struct option LONG_OPTIONS[] = {
+    {"prompt", required_argument, 0, 'p'},      {"file", required_argument, 0, 'f'},
+    {"steps", required_argument, 0, 'n'},       {"temperature", required_argument, 0, 't'},
+    {"top-k", required_argument, 0, 'k'},       {"top-p", required_argument, 0, OPT_TOP_P},
+    {"min-p", required_argument, 0, OPT_MIN_P},
+    {"repeat-penalty", required_argument, 0, OPT_REPEAT_PENALTY},
+    {"repeat-last-n", required_argument, 0, OPT_REPEAT_LAST_N},
+    {"presence-penalty", required_argument, 0, OPT_PRESENCE},
+    {"frequency-penalty", required_argument, 0, OPT_FREQUENCY},
+    {"seed", required_argument, 0, 's'},        {"threads", required_argument, 0, OPT_THREADS},
+    {"stop", required_argument, 0, OPT_STOP},   {"echo", no_argument, 0, OPT_ECHO},
+    {"context-shift", no_argument, 0, OPT_CONTEXT_SHIFT}, {"interactive", no_argument, 0, 'i'},
+    {"verbose", no_argument, 0, 'v'},           {"ids", no_argument, 0, OPT_IDS},
+    {"special", no_argument, 0, OPT_SPECIAL},   {"keep-newline", no_argument, 0, OPT_KEEP_NEWLINE},
+    {"tokenize", no_argument, 0, OPT_TOKENIZE}, {"pieces", no_argument, 0, OPT_PIECES},
+    {"detokenize", no_argument, 0, OPT_DETOKENIZE}, {"score", no_argument, 0, OPT_SCORE},
+    {"dump-logits", required_argument, 0, OPT_DUMP_LOGITS},
+    {"plain-kernels", no_argument, 0, OPT_PLAIN},
+    {"attention", no_argument, 0, OPT_ATTENTION}, {"attention-overview", no_argument, 0, OPT_OVERVIEW},
+    {"layer", required_argument, 0, OPT_LAYER}, {"head", required_argument, 0, OPT_HEAD},
+    {"attention-html", required_argument, 0, OPT_HTML}, {"explain", optional_argument, 0, OPT_EXPLAIN},
+    {"top", optional_argument, 0, OPT_EXPLAIN},
+    {"help", no_argument, 0, 'h'},              {"version", no_argument, 0, 'V'},
+    {0, 0, 0, 0},
+};
+
+// The modes an option does something in; given in another, it is an error.
+enum { IN_GEN = 1, IN_TOK = 2, IN_DETOK = 4, IN_SCORE = 8, IN_ALL = 15 };
+
+static int option_modes(int ch) {
+    switch (ch) {
+    case 'p': case 'f': case 'v': case OPT_TOKENIZE: case OPT_DETOKENIZE: case OPT_SCORE: return IN_ALL;
+    case OPT_SPECIAL: return IN_GEN | IN_TOK | IN_SCORE;
+    case OPT_IDS: case OPT_THREADS: case OPT_PLAIN: return IN_GEN | IN_SCORE;
+    case OPT_PIECES: return IN_TOK;
+    case OPT_DUMP_LOGITS: return IN_SCORE;
+    default: return IN_GEN;  // the sampling, stopping, echo, -i, the views
+    }
+}
+
+static const char *mode_flag(int mode) {
+    return mode == MODE_TOKENIZE ? "--tokenize" : mode == MODE_DETOKENIZE ? "--detokenize" : mode == MODE_SCORE ? "--score"
+                                                                                                                : "generation";
+}
+
+// The long name of an option ("steps" for 'n').
+static const char *option_name(int ch) {
+    for (const struct option *op = LONG_OPTIONS; op->name; op++)
+        if (op->val == ch) return op->name;
+    return "?";
+}
+
+// Does path's directory exist and take a new file (a write target checked
+// before any work)?
+static void check_write_target(const char *flag, const char *path) {
+    const char *slash = strrchr(path, '/');
+    char dir[4096];
+    if (!slash) snprintf(dir, sizeof dir, ".");
+    else if (slash == path) snprintf(dir, sizeof dir, "/");
+    else snprintf(dir, sizeof dir, "%.*s", (int)(slash - path), path);
+    struct stat st;
+    if (stat(dir, &st) != 0 || !S_ISDIR(st.st_mode))
+        die(EXIT_RUNTIME, "%s: cannot write '%s': the directory '%s' does not exist", flag, path, dir);
+    if (access(dir, W_OK) != 0 && access(path, W_OK) != 0)
+        die(EXIT_RUNTIME, "%s: cannot write '%s': %s", flag, path, strerror(errno));
+    if (stat(path, &st) == 0 && S_ISDIR(st.st_mode)) die(EXIT_RUNTIME, "%s: '%s' is a directory", flag, path);
+}
 
 static void parse_args(Options *o, int argc, char **argv) {
-    static const struct option longopts[] = {
-        {"prompt", required_argument, 0, 'p'},      {"file", required_argument, 0, 'f'},
-        {"steps", required_argument, 0, 'n'},       {"temperature", required_argument, 0, 't'},
-        {"top-k", required_argument, 0, 'k'},       {"top-p", required_argument, 0, OPT_TOP_P},
-        {"seed", required_argument, 0, 's'},        {"threads", required_argument, 0, OPT_THREADS},
-        {"stop", required_argument, 0, OPT_STOP},   {"echo", no_argument, 0, OPT_ECHO},
-        {"verbose", no_argument, 0, 'v'},           {"ids", no_argument, 0, OPT_IDS},
-        {"special", no_argument, 0, OPT_SPECIAL},   {"tokenize", no_argument, 0, OPT_TOKENIZE},
-        {"detokenize", no_argument, 0, OPT_DETOKENIZE}, {"score", no_argument, 0, OPT_SCORE},
-        {"dump-logits", required_argument, 0, OPT_DUMP_LOGITS},
-        {"plain-kernels", no_argument, 0, OPT_PLAIN},
-        {"attention", no_argument, 0, OPT_ATTENTION}, {"attention-overview", no_argument, 0, OPT_OVERVIEW},
-        {"layer", required_argument, 0, OPT_LAYER}, {"head", required_argument, 0, OPT_HEAD},
-        {"attention-html", required_argument, 0, OPT_HTML}, {"explain", required_argument, 0, OPT_EXPLAIN},
-        {"top", required_argument, 0, OPT_EXPLAIN},
-        {"help", no_argument, 0, 'h'},              {"version", no_argument, 0, 'V'},
-        {0, 0, 0, 0},
-    };
     memset(o, 0, sizeof *o);
     o->steps = 256;
-    o->temperature = 1.0f;
-    o->top_p = 1.0f;
+    o->sampling = (SamplerSettings){.temperature = 1.0f, .top_p = 1.0f, .repeat_penalty = 1.0f, .repeat_last_n = 64};
+    SamplerSettings *sp = &o->sampling;
     long cpus = sysconf(_SC_NPROCESSORS_ONLN);
     o->threads = cpus > 0 ? (int)(cpus < 256 ? cpus : 256) : 1;
     o->stops = xcalloc(argc, sizeof(char *));
     int modes = 0;
+    unsigned char given[OPT_COUNT + 128] = {0};  // which options were given
     opterr = 0;
     int ch;
-    while ((ch = getopt_long(argc, argv, ":p:f:n:t:k:s:vhV", longopts, NULL)) != -1) {
+    while ((ch = getopt_long(argc, argv, ":p:f:n:t:k:s:ivhV", LONG_OPTIONS, NULL)) != -1) {
+        if (ch >= 0 && ch < (int)sizeof given) given[ch] = 1;
         switch (ch) {
         case 'p': o->prompt = optarg; break;
         case 'f': o->prompt_file = optarg; break;
         case 'n': o->steps = (int)parse_long("--steps", optarg, 0, 1L << 30); break;
         case 't':
-            o->temperature = parse_float("--temperature", optarg);
-            if (o->temperature < 0) die(EXIT_USAGE, "--temperature: %s is negative (0 means greedy)", optarg);
+            sp->temperature = parse_float("--temperature", optarg);
+            if (sp->temperature < 0) die(EXIT_USAGE, "--temperature: %s is negative (0 means greedy)", optarg);
             break;
-        case 'k': o->top_k = (int)parse_long("--top-k", optarg, 0, 1L << 30); break;
+        case 'k': sp->top_k = (int)parse_long("--top-k", optarg, 0, 1L << 30); break;
         case OPT_TOP_P:
-            o->top_p = parse_float("--top-p", optarg);
-            if (!(o->top_p > 0.0f && o->top_p <= 1.0f)) die(EXIT_USAGE, "--top-p: %s is outside (0, 1]", optarg);
+            sp->top_p = parse_float("--top-p", optarg);
+            if (!(sp->top_p > 0.0f && sp->top_p <= 1.0f)) die(EXIT_USAGE, "--top-p: %s is outside (0, 1]", optarg);
             break;
+        case OPT_MIN_P:
+            sp->min_p = parse_float("--min-p", optarg);
+            if (!(sp->min_p >= 0.0f && sp->min_p <= 1.0f)) die(EXIT_USAGE, "--min-p: %s is outside [0, 1]", optarg);
+            break;
+        case OPT_REPEAT_PENALTY:
+            sp->repeat_penalty = parse_float("--repeat-penalty", optarg);
+            if (!(sp->repeat_penalty > 0.0f)) die(EXIT_USAGE, "--repeat-penalty: %s is not positive (1 is off)", optarg);
+            break;
+        case OPT_REPEAT_LAST_N: sp->repeat_last_n = (int)parse_long("--repeat-last-n", optarg, 0, 1L << 20); break;
+        case OPT_PRESENCE: sp->presence_penalty = parse_float("--presence-penalty", optarg); break;
+        case OPT_FREQUENCY: sp->frequency_penalty = parse_float("--frequency-penalty", optarg); break;
         case 's': o->seed = parse_seed(optarg); o->seed_given = 1; break;
         case OPT_THREADS: o->threads = (int)parse_long("--threads", optarg, 1, 256); break;
         case OPT_STOP:
@@ -3124,9 +3471,13 @@ static void parse_args(Options *o, int argc, char **argv) {
             o->stops[o->n_stops++] = optarg;
             break;
         case OPT_ECHO: o->echo = 1; break;
+        case OPT_CONTEXT_SHIFT: o->context_shift = 1; break;
+        case 'i': o->interactive = 1; break;
         case 'v': o->verbose = 1; break;
         case OPT_IDS: o->ids = 1; break;
         case OPT_SPECIAL: o->special = 1; break;
+        case OPT_KEEP_NEWLINE: o->keep_newline = 1; break;
+        case OPT_PIECES: o->pieces = 1; break;
         case OPT_TOKENIZE: o->mode = MODE_TOKENIZE; modes++; break;
         case OPT_DETOKENIZE: o->mode = MODE_DETOKENIZE; modes++; break;
         case OPT_SCORE: o->mode = MODE_SCORE; modes++; break;
@@ -3140,7 +3491,13 @@ static void parse_args(Options *o, int argc, char **argv) {
             if (!optarg[0]) die(EXIT_USAGE, "--attention-html: the file name is empty");
             o->view.html_path = optarg;
             break;
-        case OPT_EXPLAIN: o->view.explain = (int)parse_long("--explain", optarg, 1, 1000); break;
+        case OPT_EXPLAIN: {
+            // --explain, --explain=N or --explain N (a number in the next word)
+            const char *n = optarg;
+            if (!n && optind < argc && argv[optind][0] >= '0' && argv[optind][0] <= '9') n = argv[optind++];
+            o->view.explain = n ? (int)parse_long("--explain", n, 1, 1000) : 5;
+            break;
+        }
         case 'h': usage(stdout); exit(EXIT_OK);
         case 'V': printf("run %s\n", RUN_VERSION); exit(EXIT_OK);
         case ':': die(EXIT_USAGE, "option '%s' needs a value (see run --help)", argv[optind - 1]);
@@ -3149,16 +3506,59 @@ static void parse_args(Options *o, int argc, char **argv) {
             die(EXIT_USAGE, "unknown option '%s' (see run --help)", argv[optind - 1]);
         }
     }
+    if (o->pieces && o->mode == MODE_GENERATE && !modes) { o->mode = MODE_TOKENIZE; modes++; }  // --pieces alone
     if (modes > 1) die(EXIT_USAGE, "--tokenize, --detokenize and --score exclude each other");
     if (o->prompt && o->prompt_file) die(EXIT_USAGE, "give the prompt with -p or -f, not both");
     if (o->dump_logits && o->mode != MODE_SCORE) die(EXIT_USAGE, "--dump-logits works with --score only");
-    if ((views_keep_attention(&o->view) || o->view.explain) && o->mode != MODE_GENERATE)
-        die(EXIT_USAGE, "--attention, --attention-overview, --attention-html and --explain go with generation only");
     if (o->ids && (o->mode == MODE_TOKENIZE || o->mode == MODE_DETOKENIZE))
         die(EXIT_USAGE, "--ids does not apply to --tokenize/--detokenize");
+    // an option that does nothing in this mode is an error, not silently ignored
+    int mode_bit = o->mode == MODE_TOKENIZE ? IN_TOK : o->mode == MODE_DETOKENIZE ? IN_DETOK
+                 : o->mode == MODE_SCORE ? IN_SCORE : IN_GEN;
+    for (int i = 0; i < (int)sizeof given; i++)
+        if (given[i] && !(option_modes(i) & mode_bit))
+            die(EXIT_USAGE, "--%s does nothing with %s (see run --help)", option_name(i), mode_flag(o->mode));
+    if ((given[OPT_LAYER] || given[OPT_HEAD]) && !o->view.attention)
+        die(EXIT_USAGE, "%s chooses the head that --attention shows: give --attention too",
+            given[OPT_LAYER] ? "--layer" : "--head");
+    if (o->keep_newline && (o->prompt || o->ids))
+        die(EXIT_USAGE, "--keep-newline applies to a text prompt read from a file or stdin");
+    if (o->interactive && (o->ids || o->echo || views_keep_attention(&o->view) || o->view.explain))
+        die(EXIT_USAGE, "-i is a conversation in text: --ids, --echo and the views do not go with it");
+    if (o->context_shift && views_keep_attention(&o->view))
+        die(EXIT_USAGE, "--context-shift moves tokens to new positions; the attention views need them to stay");
+    if (o->view.html_path) check_write_target("--attention-html", o->view.html_path);
+    if (o->dump_logits) check_write_target("--dump-logits", o->dump_logits);
     if (optind < argc) o->model_path = argv[optind++];
     if (optind < argc) die(EXIT_USAGE, "unexpected argument '%s' (one MODEL at most; quote the prompt and pass it with -p)", argv[optind]);
     if (!o->model_path) o->model_path = DEFAULT_MODEL;
+}
+
+// The two most common first mistakes get a hint: a prompt where the model
+// goes (./run "Once upon a time"), and a Hugging Face model (its directory,
+// or one of its weight files) where an exported checkpoint goes.
+static void check_model_path(const char *path) {
+    struct stat st;
+    if (stat(path, &st) != 0) {
+        if (errno == ENOENT && (strpbrk(path, " \t\n") || (!strchr(path, '/') && !strchr(path, '.'))))
+            die(EXIT_USAGE, "there is no model file '%s'; to give a prompt, use -p: run -p \"%s\"", path, path);
+        return;  // map_file says what is wrong
+    }
+    char config[4096];
+    snprintf(config, sizeof config, "%s/config.json", path);
+    if (S_ISDIR(st.st_mode) && access(config, R_OK) == 0)
+        die(EXIT_MODEL, "model '%s' is not a regular file but a Hugging Face model directory; export it first: "
+                        "python3 export.py %s model.bin, then run model.bin", path, path);
+}
+
+// What a file that is not a checkpoint looks like, as a hint ("" if unknown).
+static const char *foreign_format_hint(const unsigned char *data, size_t size) {
+    if (size >= 9 && data[8] == '{' && read_u64(data) < size)
+        return "; it looks like a safetensors file: export its model directory first (python3 export.py DIR model.bin)";
+    if (size >= 4 && memcmp(data, "PK\3\4", 4) == 0)
+        return "; it looks like a PyTorch file: export its model directory first (python3 export.py DIR model.bin)";
+    if (size >= 4 && memcmp(data, "GGUF", 4) == 0) return "; it is a GGUF file, which this program does not read";
+    return "";
 }
 
 static Tokenizer *load_tokenizer(const char *path, const void *section, size_t len) {
@@ -3186,9 +3586,10 @@ static void run_model(const Options *o, Model *m, double t0) {
         run_score(o, m);
     } else {
         uint64_t seed = o->seed_given ? o->seed : ((uint64_t)time(NULL) ^ ((uint64_t)getpid() << 32));
-        if (o->verbose && o->temperature > 0) fprintf(stderr, "seed %llu\n", (unsigned long long)seed);
-        Sampler *sp = sampler_new(c->vocab_size, o->temperature, o->top_k, o->top_p, seed);
-        run_generate(o, m, sp);
+        if (o->verbose && o->sampling.temperature > 0) fprintf(stderr, "seed %llu\n", (unsigned long long)seed);
+        Sampler *sp = sampler_new(c->vocab_size, &o->sampling, seed);
+        if (o->interactive) run_interactive(o, m, sp);
+        else run_generate(o, m, sp);
         sampler_free(sp);
     }
     pool_stop();
@@ -3205,6 +3606,7 @@ int main(int argc, char **argv) {
     double t0 = now_seconds();
     Model m;
     memset(&m, 0, sizeof m);
+    check_model_path(o.model_path);
     map_file(&m.file, o.model_path);
     if (memcmp(m.file.data, "GPT2TOK_", 8) == 0) {
         // a standalone tokenizer file: enough for --tokenize / --detokenize
@@ -3213,7 +3615,8 @@ int main(int argc, char **argv) {
         m.tokenizer = load_tokenizer(o.model_path, m.file.data, m.file.size);
     } else {
         if (memcmp(m.file.data, "GPT2CKPT", 8) != 0)
-            die(EXIT_MODEL, "model '%s' is not a checkpoint from export.py (wrong magic)", o.model_path);
+            die(EXIT_MODEL, "model '%s' is not a checkpoint from export.py (wrong magic)%s", o.model_path,
+                foreign_format_hint(m.file.data, m.file.size));
         char err[256];
         if (read_config(&m.config, m.file.data, m.file.size, err, sizeof err) != 0)
             die(EXIT_MODEL, "model '%s': %s", o.model_path, err);

@@ -36,6 +36,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/ioctl.h>
+#include <sys/select.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
 #include <time.h>
@@ -3212,12 +3213,27 @@ static void run_interactive(const Options *o, Model *m, Sampler *sp) {
                              "its line. Ctrl-C stops a reply, Ctrl-C again or Ctrl-D leaves.\n");
     char *line = NULL;
     size_t cap = 0;
+    sigset_t with_int, old_mask;  // SIGINT waits while the flag is reset, and arrives in pselect or a reply
+    sigemptyset(&with_int);
+    sigaddset(&with_int, SIGINT);
     for (;;) {
-        if (tty) fprintf(stderr, "[%d/%d] > ", c->n_ctx - pos, c->n_ctx);
+        sigprocmask(SIG_BLOCK, &with_int, &old_mask);
         interrupted = 0;
-        errno = 0;
+        if (tty) {
+            fprintf(stderr, "[%d/%d] > ", c->n_ctx - pos, c->n_ctx);
+            fd_set in;
+            FD_ZERO(&in);
+            FD_SET(STDIN_FILENO, &in);
+            // wait for a line with SIGINT let in: a Ctrl-C at the prompt is never lost
+            int ready = pselect(STDIN_FILENO + 1, &in, NULL, NULL, NULL, &old_mask);
+            if (ready < 0 && interrupted) {
+                fputc('\n', stderr);
+                break;
+            }
+        }
+        sigprocmask(SIG_SETMASK, &old_mask, NULL);
         ssize_t len = getline(&line, &cap, stdin);
-        if (len < 0) {  // Ctrl-D, the end of piped input, or Ctrl-C at the prompt
+        if (len < 0) {  // Ctrl-D, or the end of piped input
             if (tty) fputc('\n', stderr);
             break;
         }
@@ -3250,6 +3266,7 @@ static void run_interactive(const Options *o, Model *m, Sampler *sp) {
             break;
         }
     }
+    sigprocmask(SIG_SETMASK, &old_mask, NULL);
     sigaction(SIGINT, &old_sa, NULL);
     free(line);
     free(seq);

@@ -4,6 +4,7 @@ PYTHON  ?= python3
 PREFIX  ?= /usr/local
 BINDIR   = $(PREFIX)/bin
 DATADIR  = $(PREFIX)/share/run
+MANDIR   = $(PREFIX)/share/man/man1
 
 # -march=native where the compiler knows it (gcc, clang on x86), -mcpu=native on Apple arm64.
 ARCH    := $(shell $(CC) -march=native -x c -E /dev/null >/dev/null 2>&1 && echo -march=native || echo -mcpu=native)
@@ -99,7 +100,7 @@ test-arm64:
 	aarch64-linux-gnu-gcc -O2 -static $(WARN) -Wno-unused-function -I. -o $(TESTBIN)/test_kernels_arm64 tests/test_kernels.c tokenizer.c $(LDLIBS)
 	qemu-aarch64 $(TESTBIN)/test_kernels_arm64
 
-TESTS = $(TESTBIN)/test_kernels $(TESTBIN)/test_kernels_baseline tests/test_tokenizer.py tests/test_export.py tests/test_export_tokenizer.py tests/test_engine.py tests/test_cli.py tests/test_attention.py tests/test_model.py tests/test_readme.py tests/test_contract.py tests/test_terminal.py \
+TESTS = $(TESTBIN)/test_kernels $(TESTBIN)/test_kernels_baseline tests/test_tokenizer.py tests/test_export.py tests/test_export_tokenizer.py tests/test_engine.py tests/test_cli.py tests/test_attention.py tests/test_model.py tests/test_readme.py tests/test_contract.py tests/test_terminal.py tests/test_install.py \
         $(TESTBIN)/replay_checkpoint $(TESTBIN)/replay_tokenizer tests/test_badinput.py tests/test_concurrency.py
 
 test: run $(TESTBIN)/run-valgrind $(TESTBIN)/test_tokenizer $(TESTBIN)/test_kernels $(TESTBIN)/test_kernels_baseline $(TESTBIN)/replay_checkpoint $(TESTBIN)/replay_tokenizer $(FUZZ_TOK)
@@ -138,15 +139,43 @@ bench: run $(BENCHBIN)/bench_membw $(BENCHBIN)/bench_flops $(VENV)/ok
 bench-tokenizer: $(TESTBIN)/test_tokenizer $(VENV)/ok
 	$(VENV)/bin/python tests/bench_tokenizer.py
 
-install: run
-	install -d $(DESTDIR)$(BINDIR) $(DESTDIR)$(DATADIR)
+# make install [PREFIX=/usr/local] [DESTDIR=staging root]: run in $(BINDIR),
+# built for any CPU of this architecture (no -march: on x86-64 the AVX2+FMA
+# kernels are compiled for that target alone and chosen at start-up), with
+# its default model in $(DATADIR); export.py as $(BINDIR)/run-export; man
+# pages made from their --help in $(MANDIR). Install notes in
+# $(DATADIR)/installed-dirs the directories it had to create, so that
+# `make uninstall` with the same PREFIX and DESTDIR removes exactly those
+# (when empty) along with the files.
+INSTALL_BUILD = $(TESTBIN)/install
+INSTALL_DIRS  = $(BINDIR) $(DATADIR) $(MANDIR)
+INSTALL_NOTE  = $(DATADIR)/installed-dirs
+INSTALLED     = $(BINDIR)/run $(BINDIR)/run-export $(DATADIR)/model.bin $(MANDIR)/run.1 $(MANDIR)/run-export.1
+
+install:
+	@mkdir -p $(INSTALL_BUILD)
+	$(CC) $(filter-out $(ARCH),$(CFLAGS)) $(WARN) -DDEFAULT_MODEL='"$(DATADIR)/model.bin"' -o $(INSTALL_BUILD)/run $(SRC) $(LDLIBS)
+	install -m 755 export.py $(INSTALL_BUILD)/run-export
+	$(PYTHON) tests/gen_manpage.py $(INSTALL_BUILD)/run > $(INSTALL_BUILD)/run.1
+	$(PYTHON) tests/gen_manpage.py $(INSTALL_BUILD)/run-export > $(INSTALL_BUILD)/run-export.1
+	@created=; for d in $(INSTALL_DIRS); do \
+	    while [ "$$d" != / ] && [ ! -d "$(DESTDIR)$$d" ]; do created="$$created $$d"; d=$$(dirname "$$d"); done; \
+	done; \
+	set -e; install -d $(addprefix $(DESTDIR),$(INSTALL_DIRS)); \
+	{ cat "$(DESTDIR)$(INSTALL_NOTE)" 2>/dev/null || true; for d in $$created; do echo "$$d"; done; } \
+	    | LC_ALL=C sort -u > "$(DESTDIR)$(INSTALL_NOTE).tmp"; \
+	mv "$(DESTDIR)$(INSTALL_NOTE).tmp" "$(DESTDIR)$(INSTALL_NOTE)"
+	install -m 755 $(INSTALL_BUILD)/run $(INSTALL_BUILD)/run-export $(DESTDIR)$(BINDIR)
 	install -m 644 $(DEFAULT_MODEL) $(DESTDIR)$(DATADIR)/model.bin
-	$(CC) $(CFLAGS) $(WARN) -DDEFAULT_MODEL='"$(DATADIR)/model.bin"' -o $(TESTBIN)-install-run $(SRC) $(LDLIBS)
-	install -m 755 $(TESTBIN)-install-run $(DESTDIR)$(BINDIR)/run
-	rm -f $(TESTBIN)-install-run
+	install -m 644 $(INSTALL_BUILD)/run.1 $(INSTALL_BUILD)/run-export.1 $(DESTDIR)$(MANDIR)
 
 uninstall:
-	rm -f $(DESTDIR)$(BINDIR)/run $(DESTDIR)$(DATADIR)/model.bin
+	@created=$$(LC_ALL=C sort -r "$(DESTDIR)$(INSTALL_NOTE)" 2>/dev/null || true); \
+	echo "rm -f $(addprefix $(DESTDIR),$(INSTALLED) $(INSTALL_NOTE))"; \
+	rm -f $(addprefix $(DESTDIR),$(INSTALLED) $(INSTALL_NOTE)); \
+	for d in $(DATADIR) $$created; do \
+	    if [ -d "$(DESTDIR)$$d" ] && rmdir "$(DESTDIR)$$d" 2>/dev/null; then echo "rmdir $(DESTDIR)$$d"; fi; \
+	done
 
 clean:
 	rm -rf run $(TESTBIN)

@@ -1474,8 +1474,7 @@ def _interrupted(signum, _frame):
 
 
 def main(argv=None):
-    ap = argparse.ArgumentParser(
-        prog="export.py",
+    ap = argparse.ArgumentParser(  # prog: export.py, or run-export as installed
         description="Convert a Hugging Face GPT-2 model directory (config.json, "
                     "model.safetensors / sharded safetensors / pytorch_model.bin, "
                     "vocab.json + merges.txt or tokenizer.json) into a float32 "

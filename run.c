@@ -479,7 +479,7 @@ static void activate_rows_plain(float *x, int T, int F, int activation) {
 //
 // The forward pass calls its heavy operations through a table chosen once at
 // start-up: PLAIN_KERNELS below, the loops of I.4 on one thread
-// (--plain-kernels), or FAST_KERNELS (Part II), the same operations with
+// (--plain-kernels), or the fast table of Part II, the same operations with
 // vector instructions and blocked products, spread over worker threads. The
 // forward pass reads the same either way.
 
@@ -526,7 +526,7 @@ typedef struct {
     RunState state;
     Mapping file;
     Tokenizer *tokenizer;
-    const Kernels *k;       // PLAIN_KERNELS or FAST_KERNELS
+    const Kernels *k;       // PLAIN_KERNELS, or Part II's fast_kernels()
     AttentionLog *att_log;  // kept attention weights, NULL unless asked for
 } Model;
 
@@ -1199,18 +1199,42 @@ static Generation generate(Model *m, Sampler *sp, TokenSink *out, PickHook hook,
 //   weighted_sum_fast replace layernorm, activate_plain, softmax_plain,
 //                     scores_plain and weighted_sum_plain (vector lanes)
 //   FAST_KERNELS      the kernel table of I.5 made of the above
+//   PORTABLE_KERNELS  the plain loops over the worker pool, for a CPU (or a
+//                     compiler) without those vector units
+//   fast_kernels()    which of the two this CPU runs
 //   huge pages        the checkpoint mapped at a 2 MB boundary, the KV cache
 //                     in anonymous huge pages: fewer TLB misses, same bytes
 //
 // Results differ from the plain loops only in the order floating-point sums
 // are taken (the last bits); --plain-kernels runs the model on Part I alone.
 
+// Which vector code is compiled in: SIMD_AVX2 when the compiler may use AVX2
+// and FMA everywhere (make: -march=native on a machine that has them);
+// SIMD_NEON on arm64, where NEON is always there. A build for any x86-64
+// (make install: no -march) compiles the AVX2 code too, but for that target
+// alone (between AVX2_BEGIN and AVX2_END), beside PORTABLE_KERNELS, and
+// fast_kernels() asks the CPU at start-up which to run (SIMD_DISPATCH).
 #if defined(__AVX2__) && defined(__FMA__)
 #include <immintrin.h>
 #define SIMD_AVX2 1
+#elif defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
+#include <immintrin.h>
+#define SIMD_AVX2 1
+#define SIMD_DISPATCH 1
 #elif defined(__ARM_NEON) && defined(__aarch64__)
 #include <arm_neon.h>
 #define SIMD_NEON 1
+#endif
+
+#if SIMD_DISPATCH && defined(__clang__)
+#define AVX2_BEGIN _Pragma("clang attribute push(__attribute__((target(\"avx2,fma\"))), apply_to = function)")
+#define AVX2_END _Pragma("clang attribute pop")
+#elif SIMD_DISPATCH
+#define AVX2_BEGIN _Pragma("GCC push_options") _Pragma("GCC target(\"avx2,fma\")")
+#define AVX2_END _Pragma("GCC pop_options")
+#else
+#define AVX2_BEGIN
+#define AVX2_END
 #endif
 
 // ----------------------------------------------------------------------------
@@ -1341,7 +1365,8 @@ static void parallel_for(int n, RangeFn fn, void *ctx) {
 }
 
 // ----------------------------------------------------------------------------
-// II.2 Vector kernels: AVX2 + FMA (x86-64), NEON (arm64), or the plain loops
+// II.2 Vector kernels: AVX2 + FMA (x86-64), NEON (arm64)
+// (Without them, PORTABLE_KERNELS in II.3 runs the plain loops of Part I.)
 // Prefill's matrix product works on blocks of GEMM_NB output columns when
 // there are at least GEMM_MIN_T positions (see matmul_cols_gemm).
 #define GEMM_MIN_T 6   // fewer positions than one 6-row block: use matmul_rows_fast
@@ -1350,6 +1375,9 @@ static void parallel_for(int n, RangeFn fn, void *ctx) {
 
 #if SIMD_AVX2
 // --- fast paths, x86-64 AVX2 + FMA ---
+// In a build for any x86-64, everything from here to the end of FAST_KERNELS
+// in II.3 is compiled for AVX2 + FMA (and runs only where fast_kernels() finds them).
+AVX2_BEGIN
 
 // An empty asm that claims to change x: the value must sit in a register.
 #define IN_REGISTER(x) __asm__("" : "+x"(x))
@@ -1878,26 +1906,9 @@ static void weighted_sum_fast(float *out, const float *w, const float *V, int n,
     for (int v = 0; v < nv; v++) vst1q_f32(out + 4 * v, acc[v]);
 }
 
-#else
-// --- no vector unit known: the plain loops are the fast paths ---
-static void matmul_rows_fast(float *out, const float *inp, const float *W, const float *b,
-                             int T, int C, int OC, int o0, int o1) {
-    for (int t = 0; t < T; t++)
-        for (int o = o0; o < o1; o++)
-            out[(size_t)t * OC + o] = dot_plain(inp + (size_t)t * C, W + (size_t)o * C, C) + (b ? b[o] : 0.0f);
-}
-static float dot_fast(const float *a, const float *b, int n) { return dot_plain(a, b, n); }
-static void softmax_fast(float *x, int n) { softmax_plain(x, n); }
-static void layernorm_fast(float *out, const float *x, const float *w, const float *b, int C, float eps) { layernorm(out, x, w, b, C, eps); }
-static void activate_fast(float *x, size_t n, int activation) { activate_plain(x, n, activation); }
-static void scores_fast(float *scores, const float *q, const float *K, int n, int hd, float scale) {
-    for (int j = 0; j < n; j++) scores[j] = dot_fast(q, K + (size_t)j * hd, hd) * scale;
-}
-static void weighted_sum_fast(float *out, const float *w, const float *V, int n, int hd) { weighted_sum_plain(out, w, V, n, hd); }
 #endif
 
 #if SIMD_AVX2 || SIMD_NEON
-#define HAVE_BLOCKED 1
 // --- prefill: blocked products on top of gemm_6x16 (AVX2 or NEON) ---
 //
 // For T >= GEMM_MIN_T positions the product is done the way fast BLAS
@@ -1968,24 +1979,22 @@ static void attention_tile_fast(float *out, size_t ldo, const float *q, size_t l
             gemm_6x16(out + (size_t)t * ldo + c0, ldo, p, ldp, V + c0, hd, nk, mr, 1, NULL);
     }
 }
-
-#else
-#define HAVE_BLOCKED 0
-// output columns [o0, o1) for many positions: the row kernel
-static void matmul_cols_gemm(float *out, const float *inp, const float *W, const float *b,
-                             int T, int C, int OC, int o0, int o1) {
-    matmul_rows_fast(out, inp, W, b, T, C, OC, o0, o1);
-}
 #endif
 
 // ----------------------------------------------------------------------------
-// II.3 FAST_KERNELS: the kernel table of I.5, spread over the worker pool
+// II.3 FAST_KERNELS and PORTABLE_KERNELS: the kernel table of I.5, spread
+// over the worker pool
 
 typedef struct {
     float *out; const float *inp, *W, *b;
     int T, C, OC;
 } MatmulArgs;
 
+typedef struct { float *x; size_t per_row; int activation; } ActivateArgs;
+
+typedef struct { float *out; const float *x, *w, *b; int C; float eps; } LayernormArgs;
+
+#if SIMD_AVX2 || SIMD_NEON
 static void matmul_slice(void *ctx, int o0, int o1) {
     MatmulArgs *a = ctx;
     matmul_rows_fast(a->out, a->inp, a->W, a->b, a->T, a->C, a->OC, o0, o1);
@@ -2007,8 +2016,6 @@ static void matmul_fast(float *out, const float *inp, const float *W, const floa
     else parallel_for(OC, matmul_slice, &a);
 }
 
-typedef struct { float *x; size_t per_row; int activation; } ActivateArgs;
-
 static void activate_slice(void *ctx, int r0, int r1) {
     ActivateArgs *a = ctx;
     activate_fast(a->x + (size_t)r0 * a->per_row, (size_t)(r1 - r0) * a->per_row, a->activation);
@@ -2019,8 +2026,6 @@ static void activate_rows_fast(float *x, int T, int F, int activation) {
     ActivateArgs a = {x, (size_t)F, activation};
     parallel_for(T, activate_slice, &a);
 }
-
-typedef struct { float *out; const float *x, *w, *b; int C; float eps; } LayernormArgs;
 
 // rows [t0, t1) of out (T,C) = layernorm(x (T,C))
 static void layernorm_slice(void *ctx, int t0, int t1) {
@@ -2038,16 +2043,9 @@ static void layernorm_rows_fast(float *out, const float *x, const float *w, cons
 // has GEMM_MIN_T or more queries and the head size is a multiple of 16.
 static int attend_tile_fast(float *out, size_t ldo, const float *q, size_t ldq, const float *K, const float *V,
                             int T, int pos0, int hd, float scale, float *kpack, float *p, size_t ldp, float *log) {
-#if HAVE_BLOCKED
-    if (T >= GEMM_MIN_T && hd % 16 == 0) {
-        attention_tile_fast(out, ldo, q, ldq, K, V, T, pos0, hd, scale, kpack, p, ldp, log);
-        return 1;
-    }
-#else
-    (void)out; (void)ldo; (void)q; (void)ldq; (void)K; (void)V; (void)T; (void)pos0; (void)hd;
-    (void)scale; (void)kpack; (void)p; (void)ldp; (void)log;
-#endif
-    return 0;
+    if (T < GEMM_MIN_T || hd % 16) return 0;
+    attention_tile_fast(out, ldo, q, ldq, K, V, T, pos0, hd, scale, kpack, p, ldp, log);
+    return 1;
 }
 
 static const Kernels FAST_KERNELS = {
@@ -2055,6 +2053,81 @@ static const Kernels FAST_KERNELS = {
     .scores = scores_fast, .softmax = softmax_fast, .weighted_sum = weighted_sum_fast,
     .attend_tile = attend_tile_fast, .parallel_for = parallel_for,
 };
+#endif
+AVX2_END  // the end of the code compiled for AVX2 + FMA
+
+#if !(SIMD_AVX2 || SIMD_NEON) || SIMD_DISPATCH
+#define HAVE_PORTABLE_KERNELS 1
+// --- PORTABLE_KERNELS: the plain loops of I.4 split over the worker pool as
+// FAST_KERNELS is; the same bits as PLAIN_KERNELS, on any CPU ---
+
+// rows [o0, o1) of out (T,OC) = inp (T,C) @ W^T (OC,C) + b, as matmul_plain
+static void matmul_slice_portable(void *ctx, int o0, int o1) {
+    MatmulArgs *a = ctx;
+    for (int t = 0; t < a->T; t++)
+        for (int o = o0; o < o1; o++)
+            a->out[(size_t)t * a->OC + o] = dot_plain(a->inp + (size_t)t * a->C, a->W + (size_t)o * a->C, a->C) +
+                                            (a->b ? a->b[o] : 0.0f);
+}
+
+static void matmul_portable(float *out, const float *inp, const float *W, const float *b, int T, int C, int OC) {
+    MatmulArgs a = {out, inp, W, b, T, C, OC};
+    parallel_for(OC, matmul_slice_portable, &a);
+}
+
+static void activate_slice_portable(void *ctx, int r0, int r1) {
+    ActivateArgs *a = ctx;
+    activate_plain(a->x + (size_t)r0 * a->per_row, (size_t)(r1 - r0) * a->per_row, a->activation);
+}
+
+static void activate_rows_portable(float *x, int T, int F, int activation) {
+    ActivateArgs a = {x, (size_t)F, activation};
+    parallel_for(T, activate_slice_portable, &a);
+}
+
+static void layernorm_slice_portable(void *ctx, int t0, int t1) {
+    LayernormArgs *a = ctx;
+    for (int t = t0; t < t1; t++) layernorm(a->out + (size_t)t * a->C, a->x + (size_t)t * a->C, a->w, a->b, a->C, a->eps);
+}
+
+static void layernorm_rows_portable(float *out, const float *x, const float *w, const float *b, int T, int C, float eps) {
+    LayernormArgs a = {out, x, w, b, C, eps};
+    parallel_for(T, layernorm_slice_portable, &a);
+}
+
+static const Kernels PORTABLE_KERNELS = {
+    .matmul = matmul_portable, .layernorm = layernorm_rows_portable, .activate = activate_rows_portable,
+    .scores = scores_plain, .softmax = softmax_plain, .weighted_sum = weighted_sum_plain,
+    .attend_tile = NULL, .parallel_for = parallel_for,
+};
+#endif
+
+// The table run_model uses unless --plain-kernels: FAST_KERNELS where this
+// CPU has its vector unit, else PORTABLE_KERNELS. (__builtin_cpu_supports
+// also checks that the OS saves the AVX registers.)
+static const Kernels *fast_kernels(void) {
+#if SIMD_DISPATCH
+    return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") ? &FAST_KERNELS : &PORTABLE_KERNELS;
+#elif SIMD_AVX2 || SIMD_NEON
+    return &FAST_KERNELS;
+#else
+    return &PORTABLE_KERNELS;
+#endif
+}
+
+// What -v says about the kernel table in use.
+static const char *kernels_name(const Kernels *k) {
+    if (k == &PLAIN_KERNELS) return "plain loops on one thread (--plain-kernels)";
+#if SIMD_DISPATCH
+    return k == &FAST_KERNELS ? "AVX2+FMA (chosen by CPU at start-up)" : "portable C (chosen by CPU at start-up)";
+#elif SIMD_AVX2
+    return "AVX2+FMA (compiled for this machine)";
+#elif SIMD_NEON
+    return "NEON";
+#else
+    return "portable C";
+#endif
+}
 
 // ----------------------------------------------------------------------------
 // II.4 Huge pages
@@ -3593,7 +3666,8 @@ static void run_model(const Options *o, Model *m, double t0) {
     if (o->view.head >= c->n_head)
         die(EXIT_USAGE, "--head: %d is out of range (the model has heads 0..%d)", o->view.head, c->n_head - 1);
     prefault_weights(&m->file);
-    m->k = o->plain_kernels ? &PLAIN_KERNELS : &FAST_KERNELS;
+    m->k = o->plain_kernels ? &PLAIN_KERNELS : fast_kernels();
+    if (o->verbose) fprintf(stderr, "kernels: %s\n", kernels_name(m->k));
     pool_start(o->threads);
     if (o->verbose)
         fprintf(stderr, "model %s: %d layers, %d heads, %d wide, context %d, vocabulary %d; loaded in %.3f s; %d threads\n",

@@ -1,6 +1,7 @@
-// tests/test_kernels.c: every fast kernel in run.c against its plain loop,
-// on sizes that are not multiples of the vector width, and the thread pool's
-// promise that results do not depend on the thread count.
+// tests/test_kernels.c: every kernel table of Part II in run.c (FAST_KERNELS
+// where this CPU runs it, PORTABLE_KERNELS where it is compiled in) against
+// the plain loops, on sizes that are not multiples of the vector width, and
+// the thread pool's promise that results do not depend on the thread count.
 #define RUN_NO_MAIN
 #include "../run.c"
 
@@ -39,9 +40,10 @@ static const int mm_shapes[][3] = {{1, 1, 1}, {1, 7, 5}, {3, 9, 4}, {5, 17, 13},
                                    {64, 40, 120}, {2, 100, 3}, {65, 129, 67}, {4, 8, 8}, {6, 8, 16},
                                    {13, 300, 37}, {12, 513, 70}, {31, 256, 129}, {8, 1, 3}, {1, 45, 9}, {1, 100, 17}};
 #define N_MM_SHAPES (sizeof mm_shapes / sizeof mm_shapes[0])
-static float *mm_one_thread[N_MM_SHAPES];  // each shape's output with 1 thread
+#define MAX_TABLES 2
+static float *mm_one_thread[MAX_TABLES][N_MM_SHAPES];  // each table's output for each shape with 1 thread
 
-static void test_matmul(void) {
+static void test_matmul(const Kernels *k, int table, const char *kname) {
     for (size_t s = 0; s < N_MM_SHAPES; s++) {
         int T = mm_shapes[s][0], C = mm_shapes[s][1], OC = mm_shapes[s][2];
         float *inp = xmalloc(sizeof(float) * T * C), *W = xmalloc(sizeof(float) * OC * C), *b = xmalloc(sizeof(float) * OC);
@@ -51,65 +53,69 @@ static void test_matmul(void) {
         fill(inp, (size_t)T * C, 1.0f); fill(W, (size_t)OC * C, 1.0f); fill(b, OC, 1.0f);
         seed = saved;
         matmul_plain(ref, inp, W, b, T, C, OC);
-        matmul_fast(out, inp, W, b, T, C, OC);
+        k->matmul(out, inp, W, b, T, C, OC);
         double w = worst(out, ref, (size_t)T * OC);
-        char name[64];
-        snprintf(name, sizeof name, "matmul T=%d C=%d OC=%d", T, C, OC);
+        char name[96];
+        snprintf(name, sizeof name, "%s matmul T=%d C=%d OC=%d", kname, T, C, OC);
         check(name, w < 1e-5, "worst relative diff %g", w);
-        matmul_fast(out, inp, W, NULL, T, C, OC);
+        k->matmul(out, inp, W, NULL, T, C, OC);
         matmul_plain(ref, inp, W, NULL, T, C, OC);
         check(name, worst(out, ref, (size_t)T * OC) < 1e-5, "without bias: worst relative diff %g", worst(out, ref, (size_t)T * OC));
         // prompt tiles of GEMM_MIN_T or more positions: a position's result does
         // not depend on which tile it is in (each output is one chain in k order)
         if (T >= 2 * GEMM_MIN_T) {
             int T1 = GEMM_MIN_T + (T - 2 * GEMM_MIN_T) / 2;  // split into two tiles of >= GEMM_MIN_T
-            matmul_fast(ref, inp, W, b, T, C, OC);
-            matmul_fast(out, inp, W, b, T1, C, OC);
-            matmul_fast(out + (size_t)T1 * OC, inp + (size_t)T1 * C, W, b, T - T1, C, OC);
+            k->matmul(ref, inp, W, b, T, C, OC);
+            k->matmul(out, inp, W, b, T1, C, OC);
+            k->matmul(out + (size_t)T1 * OC, inp + (size_t)T1 * C, W, b, T - T1, C, OC);
             check(name, memcmp(out, ref, sizeof(float) * T * OC) == 0, "tiles of %d and %d differ from one of %d", T1, T - T1, T);
         }
         // the thread count never changes a bit of the result
-        matmul_fast(out, inp, W, b, T, C, OC);
+        k->matmul(out, inp, W, b, T, C, OC);
         if (pool.n_threads == 1) {
-            mm_one_thread[s] = xmalloc(sizeof(float) * T * OC);
-            memcpy(mm_one_thread[s], out, sizeof(float) * T * OC);
+            mm_one_thread[table][s] = xmalloc(sizeof(float) * T * OC);
+            memcpy(mm_one_thread[table][s], out, sizeof(float) * T * OC);
         } else {
-            check(name, memcmp(out, mm_one_thread[s], sizeof(float) * T * OC) == 0,
+            check(name, memcmp(out, mm_one_thread[table][s], sizeof(float) * T * OC) == 0,
                   "%d threads differ from 1 thread", pool.n_threads);
         }
         free(inp); free(W); free(b); free(ref); free(out);
     }
 }
 
-static void test_dot_softmax_activate(void) {
+static void test_dot_softmax_activate(const Kernels *k, const char *kname) {
     const int sizes[] = {1, 2, 7, 8, 9, 15, 16, 17, 31, 64, 100, 1023};
     for (size_t s = 0; s < sizeof sizes / sizeof sizes[0]; s++) {
         int n = sizes[s];
         float *a = xmalloc(sizeof(float) * n), *b = xmalloc(sizeof(float) * n);
         float *x = xmalloc(sizeof(float) * n), *y = xmalloc(sizeof(float) * n);
         fill(a, n, 3.0f); fill(b, n, 3.0f);
-        char name[64];
-        float d0 = dot_plain(a, b, n), d1 = dot_fast(a, b, n);
-        snprintf(name, sizeof name, "dot n=%d", n);
-        check(name, fabsf(d0 - d1) <= 1e-5f * (1 + fabsf(d0)) * sqrtf((float)n), "plain %g fast %g", d0, d1);
+        char name[96];
+#if SIMD_AVX2 || SIMD_NEON
+        if (k == &FAST_KERNELS) {  // scores_fast's tail and the NEON kernels use it
+            float d0 = dot_plain(a, b, n), d1 = dot_fast(a, b, n);
+            snprintf(name, sizeof name, "%s dot n=%d", kname, n);
+            check(name, fabsf(d0 - d1) <= 1e-5f * (1 + fabsf(d0)) * sqrtf((float)n), "plain %g fast %g", d0, d1);
+        }
+#endif
 
         fill(x, n, 30.0f);
         memcpy(y, x, sizeof(float) * n);
         softmax_plain(x, n);
-        softmax_fast(y, n);
+        k->softmax(y, n);
         double w = worst(y, x, n);
         float sum = 0;
         for (int i = 0; i < n; i++) sum += y[i];
-        snprintf(name, sizeof name, "softmax n=%d", n);
+        snprintf(name, sizeof name, "%s softmax n=%d", kname, n);
         check(name, w < 1e-6 && fabsf(sum - 1) < 1e-5f, "worst %g, sum %g", w, sum);
 
         float *gain = xmalloc(sizeof(float) * n), *bias = xmalloc(sizeof(float) * n), *ln0 = xmalloc(sizeof(float) * n);
         fill(x, n, 4.0f); fill(gain, n, 2.0f); fill(bias, n, 1.0f);
         for (int i = 0; i < n; i++) x[i] += 3.0f;  // a mean far from 0
         layernorm(ln0, x, gain, bias, n, 1e-5f);
-        layernorm_fast(y, x, gain, bias, n, 1e-5f);
+        k->layernorm(y, x, gain, bias, 1, n, 1e-5f);
         double wl = worst(y, ln0, n);
-        snprintf(name, sizeof name, "layernorm n=%d", n);
+        snprintf(name, sizeof name, "%s layernorm n=%d", kname, n);
         check(name, wl < 1e-5, "worst %g", wl);
         free(gain); free(bias); free(ln0);
 
@@ -118,16 +124,16 @@ static void test_dot_softmax_activate(void) {
             if (n > 4) { x[0] = 0.0f; x[1] = -1e-4f; x[2] = 40.0f; x[3] = -40.0f; }
             memcpy(y, x, sizeof(float) * n);
             activate_plain(x, n, act);
-            activate_fast(y, n, act);
+            k->activate(y, 1, n, act);
             w = worst(y, x, n);
-            snprintf(name, sizeof name, "activation %d n=%d", act, n);
+            snprintf(name, sizeof name, "%s activation %d n=%d", kname, act, n);
             check(name, w < 2e-6, "worst %g", w);
         }
         free(a); free(b); free(x); free(y);
     }
 }
 
-static void test_attention_kernels(void) {
+static void test_attention_kernels(const Kernels *k, const char *kname) {
     const int shapes[][2] = {{1, 8}, {3, 8}, {5, 12}, {7, 64}, {33, 64}, {17, 80}, {9, 6}, {130, 128}, {4, 200}};
     for (size_t s = 0; s < sizeof shapes / sizeof shapes[0]; s++) {
         int n = shapes[s][0], hd = shapes[s][1];
@@ -136,25 +142,26 @@ static void test_attention_kernels(void) {
         float *o0 = xmalloc(sizeof(float) * hd), *o1 = xmalloc(sizeof(float) * hd);
         fill(q, hd, 1.0f); fill(K, (size_t)n * hd, 1.0f);
         scores_plain(s0, q, K, n, hd, 0.125f);
-        scores_fast(s1, q, K, n, hd, 0.125f);
-        char name[64];
-        snprintf(name, sizeof name, "attention scores n=%d hd=%d", n, hd);
+        k->scores(s1, q, K, n, hd, 0.125f);
+        char name[96];
+        snprintf(name, sizeof name, "%s attention scores n=%d hd=%d", kname, n, hd);
         double w = worst(s1, s0, n);
         check(name, w < 1e-5, "worst %g", w);
         softmax_plain(s0, n);
         weighted_sum_plain(o0, s0, K, n, hd);
-        weighted_sum_fast(o1, s0, K, n, hd);
-        snprintf(name, sizeof name, "attention weighted sum n=%d hd=%d", n, hd);
+        k->weighted_sum(o1, s0, K, n, hd);
+        snprintf(name, sizeof name, "%s attention weighted sum n=%d hd=%d", kname, n, hd);
         w = worst(o1, o0, hd);
         check(name, w < 1e-5, "worst %g", w);
         free(q); free(K); free(s0); free(s1); free(o0); free(o1);
     }
 }
 
-#if HAVE_BLOCKED
 // The blocked prompt attention against the plain per-query loops: tiles that
-// start at position 0 and later, sizes that are not multiples of 6 or 16.
-static void test_attention_tile(void) {
+// start at position 0 and later, sizes that are not multiples of 6 or 16
+// (every case has GEMM_MIN_T or more queries and a head size that is a
+// multiple of 16, so a table with attend_tile takes it).
+static void test_attention_tile(const Kernels *k, const char *kname) {
     const int cases[][3] = {{6, 0, 16}, {7, 0, 64}, {13, 5, 64}, {64, 0, 64}, {20, 100, 32}, {9, 17, 128}, {50, 3, 16}};
     for (size_t s = 0; s < sizeof cases / sizeof cases[0]; s++) {
         int T = cases[s][0], pos0 = cases[s][1], hd = cases[s][2], n = pos0 + T, n16 = (n + 15) / 16 * 16;
@@ -173,9 +180,9 @@ static void test_attention_tile(void) {
             memcpy(ref_log + (size_t)pos * (pos + 1) / 2, row, sizeof(float) * (pos + 1));
             weighted_sum_plain(ref + (size_t)t * hd, row, V, pos + 1, hd);
         }
-        attention_tile_fast(out, hd, q, ldq, K, V, T, pos0, hd, scale, kpack, p, n16, log);
-        char name[80];
-        snprintf(name, sizeof name, "attention tile T=%d pos0=%d hd=%d", T, pos0, hd);
+        char name[96];
+        snprintf(name, sizeof name, "%s attention tile T=%d pos0=%d hd=%d", kname, T, pos0, hd);
+        check(name, k->attend_tile(out, hd, q, ldq, K, V, T, pos0, hd, scale, kpack, p, n16, log), "not taken");
         double w = worst(out, ref, (size_t)T * hd);
         check(name, w < 1e-5, "output: worst %g", w);
         size_t first = (size_t)pos0 * (pos0 + 1) / 2;  // rows before pos0 are not the tile's
@@ -184,7 +191,6 @@ static void test_attention_tile(void) {
         free(q); free(K); free(V); free(kpack); free(p); free(out); free(ref); free(row); free(log); free(ref_log);
     }
 }
-#endif
 
 // Sum of one slice per call, written into per-index slots.
 static void mark(void *ctx, int start, int end) {
@@ -201,25 +207,29 @@ static void test_pool(void) {
 }
 
 int main(void) {
+    // the tables to test: the one fast_kernels() picks on this CPU, and
+    // PORTABLE_KERNELS too where that is not it
+    const Kernels *tables[MAX_TABLES];
+    int n_tables = 0;
+    tables[n_tables++] = fast_kernels();
+#if HAVE_PORTABLE_KERNELS
+    if (tables[0] != &PORTABLE_KERNELS) tables[n_tables++] = &PORTABLE_KERNELS;
+#endif
     for (int threads = 1; threads <= 3; threads++) {
         pool_start(threads);
-        test_matmul();
-        test_dot_softmax_activate();
-        test_attention_kernels();
-#if HAVE_BLOCKED
-        if (threads == 1) test_attention_tile();
-#endif
+        for (int i = 0; i < n_tables; i++) {
+            const Kernels *k = tables[i];
+            const char *kname = kernels_name(k);
+            test_matmul(k, i, kname);
+            test_dot_softmax_activate(k, kname);
+            test_attention_kernels(k, kname);
+            if (threads == 1 && k->attend_tile) test_attention_tile(k, kname);
+        }
         test_pool();
         pool_stop();
         memset(&pool, 0, sizeof pool);
     }
-#if SIMD_AVX2
-    printf("kernels: fast paths are AVX2+FMA\n");
-#elif SIMD_NEON
-    printf("kernels: fast paths are NEON\n");
-#else
-    printf("kernels: no vector unit; fast paths are the plain loops\n");
-#endif
+    for (int i = 0; i < n_tables; i++) printf("kernels: tested %s\n", kernels_name(tables[i]));
     printf("kernels: %d passed, %d failed\n", passed, failed);
     return failed ? 1 : 0;
 }

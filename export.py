@@ -717,7 +717,7 @@ def write_checked(f, data, out):
         raise ExportError(f"{out}: write failed: {e.strerror or e}")
 
 
-def export_tokenizer_only(hf_dir, out):
+def export_tokenizer_only(hf_dir, out, quiet=False):
     if not os.path.isdir(hf_dir):
         raise ExportError(f"{hf_dir}: not a directory")
     token_bytes, merges, specials = load_tokenizer(hf_dir)
@@ -725,7 +725,8 @@ def export_tokenizer_only(hf_dir, out):
     with AtomicOutput(out) as o:
         write_checked(o.f, sec, out)
         o.commit()
-    note(f"wrote {out}: {len(token_bytes)} tokens, {len(merges)} merges, "
+    if not quiet:
+        note(f"wrote {out}: {len(token_bytes)} tokens, {len(merges)} merges, "
          f"{len(specials)} special, {len(sec)} bytes")
 
 
@@ -1484,7 +1485,7 @@ def main(argv=None):
     ap.add_argument("out", metavar="OUT", help="output file (written via a temp file and renamed)")
     ap.add_argument("--tokenizer-only", action="store_true",
                     help="write only the standalone tokenizer section (SPEC section 2)")
-    ap.add_argument("-q", "--quiet", action="store_true", help="no progress on stderr")
+    ap.add_argument("-q", "--quiet", action="store_true", help="nothing on stderr but warnings and errors, in every mode")
     args = ap.parse_args(argv)
     # SIGTERM/SIGHUP unwind like Ctrl-C, so the temp file is removed.
     for sig in (getattr(signal, "SIGTERM", None), getattr(signal, "SIGHUP", None)):
@@ -1492,7 +1493,7 @@ def main(argv=None):
             signal.signal(sig, _interrupted)
     try:
         if args.tokenizer_only:
-            export_tokenizer_only(args.hf_dir, args.out)
+            export_tokenizer_only(args.hf_dir, args.out, quiet=args.quiet)
         else:
             export_model(args.hf_dir, args.out, quiet=args.quiet)
     except ExportError as e:

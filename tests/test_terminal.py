@@ -366,6 +366,15 @@ p = run("-p", prompt, "-n", "1", "-t", "0", "--repeat-penalty", "1.5", "--presen
 h.check("--explain shows the penalties", b"penalties on the logits: repeat 1.5" in p.stderr and b"presence 0.5" in p.stderr,
         p.stderr[:300])
 
+# --- export.py -q ----------------------------------------------------------------
+EXPORT = [sys.executable, os.path.join(ROOT, "export.py")]
+hfdir = os.path.join(ROOT, "tests", "contract", "eps0_gelu_new", "hf")
+for mode in ([], ["--tokenizer-only"]):
+    p = run_cmd([*EXPORT, "-q", *mode, hfdir, os.path.join(tmp, "q.out")])
+    h.check(f"export.py -q {' '.join(mode)}: nothing on stderr", p.returncode == 0 and not p.stderr and not p.stdout, p.stderr)
+    p = run_cmd([*EXPORT, *mode, hfdir, os.path.join(tmp, "q.out")])
+    h.check(f"export.py {' '.join(mode)} without -q: says what it wrote", p.returncode == 0 and b"wrote" in p.stderr, p.stderr)
+
 import shutil  # noqa: E402
 shutil.rmtree(tmp, ignore_errors=True)
 h.done()

@@ -118,9 +118,13 @@ enum {
     BLOCK_PROJ_BIAS = 1u << 4,    // a bias on the attention's output projection
     BLOCK_MLP_BIAS = 1u << 5,     // biases in the MLP
     BLOCK_FINAL_NORM = 1u << 6,   // a LayerNorm before the logits                (not OPT-350m)
+    BLOCK_RMSNORM = 1u << 7,      // RMSNorm instead of LayerNorm: no mean, no bias (Llama)
+    BLOCK_GATED_MLP = 1u << 8,    // down(act(gate x) * up x) instead of fc_proj(act(fc x)) (Llama)
     BLOCK_GPT2 = BLOCK_QKV_BIAS | BLOCK_PROJ_BIAS | BLOCK_MLP_BIAS | BLOCK_FINAL_NORM,
+    BLOCK_KNOWN = 0x1ff,
 };
-enum { FAMILY_GPT2, FAMILY_GPT_NEO, FAMILY_GPT_NEOX, FAMILY_OPT };
+enum { FAMILY_GPT2, FAMILY_GPT_NEO, FAMILY_GPT_NEOX, FAMILY_OPT, FAMILY_LLAMA, FAMILY_QWEN2 };
+enum { ROPE_PLAIN = 0, ROPE_LLAMA3 = 1 };  // how the rotary frequencies are scaled
 
 typedef struct {
     int n_layer;     // transformer blocks
@@ -139,12 +143,16 @@ typedef struct {
     int pos_offset;  // learned positions: position p is row p + pos_offset (OPT: 2)
     int rotary_dims; // BLOCK_ROTARY: the first rotary_dims of each head turn
     float rotary_base;
+    int rope_scaling;  // ROPE_*; with ROPE_LLAMA3 the four values below
+    float rope_factor, rope_low_freq_factor, rope_high_freq_factor;
+    int rope_original_ctx;
+    int n_kv_head;   // heads of keys and values (< n_head: grouped-query attention)
     int embed_dim;   // E: width of the token embedding (< n_embd: project_in/out)
     const unsigned char *windows;  // version 2: u32 per layer, 0 = global attention
     uint64_t header_bytes, tok_offset, tok_bytes, weights_offset, weights_bytes, file_bytes;
 } Config;
 
-static const char *FAMILY_NAMES[] = {"gpt2", "gpt_neo", "gpt_neox", "opt"};
+static const char *FAMILY_NAMES[] = {"gpt2", "gpt_neo", "gpt_neox", "opt", "llama", "qwen2"};
 
 static uint64_t read_u64(const unsigned char *p) {
     return (uint64_t)read_u32le(p) | (uint64_t)read_u32le(p + 4) << 32;
@@ -209,13 +217,32 @@ static int read_block(Config *c, const unsigned char *h, char *err, size_t errle
         c->rotary_base = 0.0f;
         c->embed_dim = c->n_embd;
         c->windows = NULL;
+        c->n_kv_head = c->n_head;
+        c->rope_scaling = ROPE_PLAIN;
         return 0;
     }
     uint32_t family = read_u32le(h + 100), block = read_u32le(h + 104), offset = read_u32le(h + 108);
     uint32_t rotary = read_u32le(h + 112), embed = read_u32le(h + 120);
     float base = read_f32(h + 116);
-    if (family > FAMILY_OPT) return fail(err, errlen, "unknown family code %u", family);
-    if (block & ~0x7fu) return fail(err, errlen, "unknown block bits 0x%x", block);
+    if (family > FAMILY_QWEN2) return fail(err, errlen, "unknown family code %u", family);
+    if (block & ~(uint32_t)BLOCK_KNOWN) return fail(err, errlen, "unknown block bits 0x%x", block);
+    uint32_t kv = read_u32le(h + 124), scaling = read_u32le(h + 128);
+    if (kv == 0) kv = (uint32_t)c->n_head;  // 0: as many as query heads
+    if (kv > (uint32_t)c->n_head || c->n_head % kv)
+        return fail(err, errlen, "n_kv_head %u must divide n_head %d", kv, c->n_head);
+    c->n_kv_head = (int)kv;
+    if (scaling > ROPE_LLAMA3) return fail(err, errlen, "unknown rope scaling code %u", scaling);
+    c->rope_scaling = (int)scaling;
+    c->rope_factor = read_f32(h + 132);
+    c->rope_low_freq_factor = read_f32(h + 136);
+    c->rope_high_freq_factor = read_f32(h + 140);
+    c->rope_original_ctx = (int)read_u32le(h + 144);
+    if (scaling == ROPE_LLAMA3 &&
+        !(c->rope_factor >= 1.0f && c->rope_factor < 1e6f && c->rope_low_freq_factor > 0.0f &&
+          c->rope_high_freq_factor > c->rope_low_freq_factor && c->rope_high_freq_factor < 1e6f &&
+          c->rope_original_ctx > 0 && c->rope_original_ctx <= (1 << 24) && (block & BLOCK_ROTARY)))
+        return fail(err, errlen, "llama3 rope scaling (factor %g, low %g, high %g, original context %d) is out of range",
+                    c->rope_factor, c->rope_low_freq_factor, c->rope_high_freq_factor, c->rope_original_ctx);
     if ((block & BLOCK_POST_LN) && (block & BLOCK_PARALLEL))
         return fail(err, errlen, "block bits 0x%x: post-LN and a parallel residual exclude each other", block);
     if (offset > (1u << 20)) return fail(err, errlen, "position_offset %u is out of range (0..%u)", offset, 1u << 20);
@@ -316,7 +343,8 @@ typedef struct {
     const float *qkv_w, *qkv_b;      // (3C, C), (3C)
     const float *proj_w, *proj_b;    // (C, C), (C)
     const float *ln2_w, *ln2_b;      // (C)
-    const float *fc_w, *fc_b;        // (F, C), (F)
+    const float *fc_w, *fc_b;        // (F, C), (F); the gate with a gated MLP
+    const float *up_w;               // (F, C): a gated MLP's other half, else NULL
     const float *fc_proj_w, *fc_proj_b;  // (C, F), (C)
 } LayerWeights;
 
@@ -351,8 +379,9 @@ static const float *next_tensor(const unsigned char *base, uint64_t *offset, uin
 // the size of the weights section.
 static uint64_t walk_weights(Weights *w, const Config *c, const unsigned char *base) {
     uint64_t C = c->n_embd, F = c->n_inner, V = c->vocab_size, E = c->embed_dim, off = 0;
+    uint64_t QKV = C + 2 * (C / c->n_head) * c->n_kv_head;  // rows of q, then k, then v
     uint32_t b = c->block;
-    int projected = E < C;
+    int projected = E < C, ln_bias = !(b & BLOCK_RMSNORM);
     LayerWeights scratch;
 #define TENSOR(n) next_tensor(base, &off, (n))
 #define TENSOR_IF(cond, n) ((cond) ? TENSOR(n) : NULL)
@@ -361,15 +390,16 @@ static uint64_t walk_weights(Weights *w, const Config *c, const unsigned char *b
     w->project_in = TENSOR_IF(projected, C * E);
     for (int l = 0; l < c->n_layer; l++) {
         LayerWeights *L = w->layers ? &w->layers[l] : &scratch;
-        L->ln1_w = TENSOR(C);          L->ln1_b = TENSOR(C);
-        L->qkv_w = TENSOR(3 * C * C);  L->qkv_b = TENSOR_IF(b & BLOCK_QKV_BIAS, 3 * C);
+        L->ln1_w = TENSOR(C);          L->ln1_b = TENSOR_IF(ln_bias, C);
+        L->qkv_w = TENSOR(QKV * C);    L->qkv_b = TENSOR_IF(b & BLOCK_QKV_BIAS, QKV);
         L->proj_w = TENSOR(C * C);     L->proj_b = TENSOR_IF(b & BLOCK_PROJ_BIAS, C);
-        L->ln2_w = TENSOR(C);          L->ln2_b = TENSOR(C);
+        L->ln2_w = TENSOR(C);          L->ln2_b = TENSOR_IF(ln_bias, C);
         L->fc_w = TENSOR(F * C);       L->fc_b = TENSOR_IF(b & BLOCK_MLP_BIAS, F);
+        L->up_w = TENSOR_IF(b & BLOCK_GATED_MLP, F * C);
         L->fc_proj_w = TENSOR(C * F);  L->fc_proj_b = TENSOR_IF(b & BLOCK_MLP_BIAS, C);
     }
     w->lnf_w = TENSOR_IF(b & BLOCK_FINAL_NORM, C);
-    w->lnf_b = TENSOR_IF(b & BLOCK_FINAL_NORM, C);
+    w->lnf_b = TENSOR_IF((b & BLOCK_FINAL_NORM) && ln_bias, C);
     w->project_out = TENSOR_IF(projected, E * C);
     w->lm_head = (c->flags & FLAG_UNTIED_LM_HEAD) ? TENSOR(V * E) : w->wte;
 #undef TENSOR_IF
@@ -400,15 +430,16 @@ typedef struct {
     int seq_len;    // positions the KV cache holds (<= n_ctx)
     float *x;       // (T, C) residual stream
     float *xn;      // (T, C) LayerNorm output
-    float *qkv;     // (T, 3C) queries, keys, values
+    float *qkv;     // (T, C + 2 KVd) queries, keys, values (KVd = n_kv_head * hd; = C but with GQA)
     float *att_out; // (T, C) attention output, heads side by side
     float *att;     // (H, 6, seq_len rounded up to 16) scratch: scores, then weights, per head
     float *kpack;   // (H, seq_len rounded up to 16, hd) scratch: a head's keys in panels (prefill)
     float *hidden;  // (T, F) MLP hidden layer
+    float *up;      // (T, F) a gated MLP's second half, else NULL
     float *logits;  // (logits_rows, V)
     int logits_rows;  // min(max_T, LOGITS_TILE)
-    float *k_cache; // (L, H, seq_len, hd)
-    float *v_cache; // (L, H, seq_len, hd)
+    float *k_cache; // (L, KVH, seq_len, hd): KVH = n_kv_head key/value heads
+    float *v_cache; // (L, KVH, seq_len, hd)
     size_t cache_floats;  // in each of k_cache and v_cache
     float *rope_cos, *rope_sin;  // (seq_len, rotary_dims / 2): rotary positions' angles, NULL without
 } RunState;
@@ -430,8 +461,20 @@ static float *cache_alloc(size_t n_floats);
 static void cache_free(float *p, size_t n_floats);
 
 
-// Rotary positions (GPT-NeoX): the pair of dimensions (i, i + d/2) of a
-// head's query and key at position p turns by the angle
+// Llama 3's rope scaling stretches the slow rotations (long wavelengths) by
+// `factor`, keeps the fast ones, and blends in between.
+static float llama3_scaled(float inv_freq, const Config *c) {
+    float old = (float)c->rope_original_ctx, factor = c->rope_factor;
+    float low_wavelen = old / c->rope_low_freq_factor, high_wavelen = old / c->rope_high_freq_factor;
+    float wavelen = 2.0f * 3.14159265358979323846f / inv_freq;
+    if (wavelen < high_wavelen) return inv_freq;
+    if (wavelen > low_wavelen) return inv_freq / factor;
+    float smooth = (old / wavelen - c->rope_low_freq_factor) / (c->rope_high_freq_factor - c->rope_low_freq_factor);
+    return (1.0f - smooth) * inv_freq / factor + smooth * inv_freq;
+}
+
+// Rotary positions (GPT-NeoX, Llama): the pair of dimensions (i, i + d/2) of
+// a head's query and key at position p turns by the angle
 // theta = p * base^(-2i/d), d = rotary_dims; cos and sin of every angle,
 // computed once, in float32 as transformers computes them.
 static void rope_tables(RunState *s, const Config *c) {
@@ -440,6 +483,7 @@ static void rope_tables(RunState *s, const Config *c) {
     s->rope_sin = xcalloc((size_t)s->seq_len * half, sizeof(float));
     for (int i = 0; i < half; i++) {
         float inv_freq = 1.0f / powf(c->rotary_base, (float)(2 * i) / (float)c->rotary_dims);
+        if (c->rope_scaling == ROPE_LLAMA3) inv_freq = llama3_scaled(inv_freq, c);
         for (int p = 0; p < s->seq_len; p++) {
             float theta = (float)p * inv_freq;
             s->rope_cos[(size_t)p * half + i] = cosf(theta);
@@ -451,19 +495,21 @@ static void rope_tables(RunState *s, const Config *c) {
 static void runstate_init(RunState *s, const Config *c, int seq_len) {
     int max_T = seq_len < PREFILL_TILE ? seq_len : PREFILL_TILE;
     size_t C = c->n_embd, F = c->n_inner, V = c->vocab_size, T = max_T;
+    size_t KVd = (C / c->n_head) * c->n_kv_head;
     s->max_T = max_T;
     s->seq_len = seq_len;
     s->x = xcalloc(T * C, sizeof(float));
     s->xn = xcalloc(T * C, sizeof(float));
-    s->qkv = xcalloc(T * 3 * C, sizeof(float));
+    s->qkv = xcalloc(T * (C + 2 * KVd), sizeof(float));
     s->att_out = xcalloc(T * C, sizeof(float));
     size_t S16 = ((size_t)seq_len + 15) / 16 * 16;
     s->att = xcalloc((size_t)c->n_head * 6 * S16, sizeof(float));
     s->kpack = xcalloc(S16 * C, sizeof(float));
     s->hidden = xcalloc(T * F, sizeof(float));
+    s->up = c->block & BLOCK_GATED_MLP ? xcalloc(T * F, sizeof(float)) : NULL;
     s->logits_rows = max_T < LOGITS_TILE ? max_T : LOGITS_TILE;
     s->logits = xcalloc((size_t)s->logits_rows * V, sizeof(float));
-    size_t cache = (size_t)c->n_layer * seq_len * C;
+    size_t cache = (size_t)c->n_layer * seq_len * KVd;
     s->cache_floats = cache;
     s->k_cache = cache_alloc(cache);
     s->v_cache = cache_alloc(cache);
@@ -472,7 +518,7 @@ static void runstate_init(RunState *s, const Config *c, int seq_len) {
 
 static void runstate_free(RunState *s) {
     free(s->x); free(s->xn); free(s->qkv); free(s->att_out); free(s->att); free(s->kpack);
-    free(s->hidden); free(s->logits); free(s->rope_cos); free(s->rope_sin);
+    free(s->hidden); free(s->up); free(s->logits); free(s->rope_cos); free(s->rope_sin);
     cache_free(s->k_cache, s->cache_floats);
     cache_free(s->v_cache, s->cache_floats);
     memset(s, 0, sizeof *s);
@@ -525,6 +571,16 @@ static void layernorm(float *out, const float *x, const float *w, const float *b
     for (int i = 0; i < C; i++) out[i] = (x[i] - mean) * rstd * w[i] + b[i];
 }
 
+// out (C) = x (C) / sqrt(mean(x^2) + eps) * w (C): RMSNorm (Llama), a
+// LayerNorm that neither subtracts the mean nor adds a bias
+static void rmsnorm(float *out, const float *x, const float *w, int C, float eps) {
+    float ms = 0.0f;
+    for (int i = 0; i < C; i++) ms += x[i] * x[i];
+    ms /= C;
+    float r = 1.0f / sqrtf(ms + eps);
+    for (int i = 0; i < C; i++) out[i] = w[i] * (x[i] * r);
+}
+
 // GELU, tanh approximation (GPT-2's "gelu_new"):
 // 0.5 x (1 + tanh(sqrt(2/pi) (x + 0.044715 x^3)))
 static float gelu_tanh(float x) {
@@ -571,9 +627,19 @@ static void residual_add(float *x, const float *y, size_t n) {
     for (size_t i = 0; i < n; i++) x[i] += y[i];
 }
 
+// x (n) *= y (n), elementwise: a gated MLP's gate times its other half
+static void multiply(float *x, const float *y, size_t n) {
+    for (size_t i = 0; i < n; i++) x[i] *= y[i];
+}
+
 // out (T,C) = layernorm of each row of x (T,C)
 static void layernorm_rows_plain(float *out, const float *x, const float *w, const float *b, int T, int C, float eps) {
     for (int t = 0; t < T; t++) layernorm(out + (size_t)t * C, x + (size_t)t * C, w, b, C, eps);
+}
+
+// out (T,C) = rmsnorm of each row of x (T,C)
+static void rmsnorm_rows_plain(float *out, const float *x, const float *w, int T, int C, float eps) {
+    for (int t = 0; t < T; t++) rmsnorm(out + (size_t)t * C, x + (size_t)t * C, w, C, eps);
 }
 
 // x (T,F) = act(x), in place
@@ -598,6 +664,8 @@ typedef struct {
     void (*matmul)(float *out, const float *inp, const float *W, const float *b, int T, int C, int OC);
     // out (T,C) = layernorm of each row of x (T,C)
     void (*layernorm)(float *out, const float *x, const float *w, const float *b, int T, int C, float eps);
+    // out (T,C) = rmsnorm of each row of x (T,C)
+    void (*rmsnorm)(float *out, const float *x, const float *w, int T, int C, float eps);
     // x (T,F) = act(x)
     void (*activate)(float *x, int T, int F, int activation);
     // attention's steps for one query (see attention_heads)
@@ -615,7 +683,7 @@ typedef struct {
 static void serial_for(int n, RangeFn fn, void *ctx) { fn(ctx, 0, n); }
 
 static const Kernels PLAIN_KERNELS = {
-    .matmul = matmul_plain, .layernorm = layernorm_rows_plain, .activate = activate_rows_plain,
+    .matmul = matmul_plain, .layernorm = layernorm_rows_plain, .rmsnorm = rmsnorm_rows_plain, .activate = activate_rows_plain,
     .scores = scores_plain, .softmax = softmax_plain, .weighted_sum = weighted_sum_plain,
     .attend_tile = NULL, .parallel_for = serial_for,
 };
@@ -637,17 +705,20 @@ typedef struct {
     AttentionLog *att_log;  // kept attention weights, NULL unless asked for
 } Model;
 
-// What one layer's attention works on (heads are independent, so the worker
-// pool may take them in any order). qkv (T,3C) holds the queries, keys and
-// values of the new positions, head h in columns h*hd .. of each third; the
-// layer's cache holds (H, S, hd) keys and values; out (T,C) gets each head's
-// result in its hd columns; att (H, 6, S16) is each head's scratch for
-// scores and weights, kpack (H, S16, hd) for its keys in panels (Part II).
+// What one layer's attention works on (groups of heads are independent, so
+// the worker pool may take them in any order). qkv (T, ld) holds the
+// queries, keys and values of the new positions: C query columns (head h at
+// h*hd), then KVd key columns, then KVd value columns (kv head g at g*hd);
+// GPT-2 has as many key/value heads as query heads, Llama-style models fewer
+// (grouped-query attention: query head h reads kv head h / (H / KVH)). The
+// layer's cache holds (KVH, S, hd) keys and values; out (T,C) gets each
+// head's result in its hd columns; att (H, 6, S16) is each head's scratch
+// for scores and weights, kpack (H, S16, hd) for its keys in panels (Part II).
 typedef struct {
     const Kernels *k;
     float *out, *att, *kpack, *k_cache, *v_cache;
     float *qkv;
-    int T, pos0, C, n_head, S, S16;
+    int T, pos0, C, n_head, n_kv_head, S, S16;
     float scale;
     int window;      // 0, or how many keys back a query sees (GPT-Neo's local layers)
     const float *rope_cos, *rope_sin;  // rotary positions (GPT-NeoX), else NULL
@@ -666,52 +737,65 @@ static void rotate_by_position(float *x, const float *cos, const float *sin, int
     }
 }
 
-// Causal self-attention, heads [h_start, h_end): each new query looks at the
-// keys of every position up to its own and mixes their values.
-static void attention_heads(void *ctx, int h_start, int h_end) {
-    AttentionArgs *a = ctx;
+// Attention of one query head h over the keys K and values V (S, hd) in the
+// cache: for each of the tile's queries, scores against every key it may see,
+// softmax, and the weighted sum of the values.
+static void attend_head(AttentionArgs *a, int h, const float *K, const float *V) {
     const Kernels *k = a->k;
-    int C = a->C, hd = C / a->n_head;
-    for (int h = h_start; h < h_end; h++) {
-        float *K = a->k_cache + (size_t)h * a->S * hd;  // (S, hd)
-        float *V = a->v_cache + (size_t)h * a->S * hd;  // (S, hd)
-        float *q0 = a->qkv + h * hd;  // this head's query of the tile's first position
-        // GPT-2 added its positions to the embeddings; GPT-NeoX turns the
-        // queries and keys instead, each by the angle of its position
+    int C = a->C, hd = C / a->n_head, KVd = hd * a->n_kv_head;
+    size_t ld = (size_t)C + 2 * KVd;
+    const float *q0 = a->qkv + h * hd;  // this head's query of the tile's first position
+    float *out0 = a->out + h * hd;
+    float *scores = a->att + (size_t)h * 6 * a->S16;
+    float *log = a->log ? a->log + h * a->log_tri : NULL;
+    // (Part II may take the whole tile at once as two blocked products: the same maths)
+    if (k->attend_tile && (!a->window || a->pos0 + a->T <= a->window) &&
+        k->attend_tile(out0, C, q0, ld, K, V, a->T, a->pos0, hd, a->scale,
+                       a->kpack + (size_t)h * a->S16 * hd, scores, a->S16, log))
+        return;
+    for (int t = 0; t < a->T; t++) {  // one query at a time
+        int pos = a->pos0 + t;
+        const float *q = q0 + t * ld;
+        // keys j <= pos only: the causal mask; a local layer (GPT-Neo)
+        // also forgets keys more than `window` back
+        int first = a->window && pos >= a->window ? pos - a->window + 1 : 0, n = pos + 1 - first;
+        // scores[j] = q . k_j * scale
+        k->scores(scores, q, K + (size_t)first * hd, n, hd, a->scale);
+        // weights = softmax(scores)
+        k->softmax(scores, n);
+        if (log)  // --attention: keep row `pos` of this head's matrix
+            memcpy(log + (size_t)pos * (pos + 1) / 2 + first, scores, n * sizeof(float));
+        // out = sum_j weights[j] * v_j
+        k->weighted_sum(out0 + (size_t)t * C, scores, V + (size_t)first * hd, n, hd);
+    }
+}
+
+// Causal self-attention, key/value heads [g_start, g_end) and their query
+// heads: each new query looks at the keys of every position up to its own
+// and mixes their values.
+static void attention_heads(void *ctx, int g_start, int g_end) {
+    AttentionArgs *a = ctx;
+    int C = a->C, hd = C / a->n_head, KVd = hd * a->n_kv_head, group = a->n_head / a->n_kv_head;
+    size_t ld = (size_t)C + 2 * KVd;  // floats per position in qkv
+    for (int g = g_start; g < g_end; g++) {
+        float *K = a->k_cache + (size_t)g * a->S * hd;  // (S, hd)
+        float *V = a->v_cache + (size_t)g * a->S * hd;  // (S, hd)
+        float *k0 = a->qkv + C + g * hd, *v0 = k0 + KVd;  // this kv head's key and value, first position
+        // GPT-2 added its positions to the embeddings; GPT-NeoX and Llama turn
+        // the queries and keys instead, each by the angle of its position
         for (int t = 0; t < a->T && a->rope_cos; t++) {
             size_t at = (size_t)(a->pos0 + t) * a->rope_half;
-            rotate_by_position(q0 + (size_t)t * 3 * C, a->rope_cos + at, a->rope_sin + at, a->rope_half);
-            rotate_by_position(q0 + (size_t)t * 3 * C + C, a->rope_cos + at, a->rope_sin + at, a->rope_half);
+            rotate_by_position(k0 + t * ld, a->rope_cos + at, a->rope_sin + at, a->rope_half);
+            for (int h = g * group; h < (g + 1) * group; h++)
+                rotate_by_position(a->qkv + t * ld + h * hd, a->rope_cos + at, a->rope_sin + at, a->rope_half);
         }
         // the KV cache: store this tile's keys and values after those of earlier positions
         for (int t = 0; t < a->T; t++) {
-            const float *kt = a->qkv + (size_t)t * 3 * C + C + h * hd;
-            memcpy(K + (size_t)(a->pos0 + t) * hd, kt, hd * sizeof(float));
-            memcpy(V + (size_t)(a->pos0 + t) * hd, kt + C, hd * sizeof(float));
+            memcpy(K + (size_t)(a->pos0 + t) * hd, k0 + t * ld, hd * sizeof(float));
+            memcpy(V + (size_t)(a->pos0 + t) * hd, v0 + t * ld, hd * sizeof(float));
         }
-        float *out0 = a->out + h * hd;
-        float *scores = a->att + (size_t)h * 6 * a->S16;
-        float *log = a->log ? a->log + h * a->log_tri : NULL;
-        // (Part II may take the whole tile at once as two blocked products: the same maths)
-        if (k->attend_tile && (!a->window || a->pos0 + a->T <= a->window) &&
-            k->attend_tile(out0, C, q0, 3 * (size_t)C, K, V, a->T, a->pos0, hd, a->scale,
-                           a->kpack + (size_t)h * a->S16 * hd, scores, a->S16, log))
-            continue;
-        for (int t = 0; t < a->T; t++) {  // one query at a time
-            int pos = a->pos0 + t;
-            const float *q = q0 + (size_t)t * 3 * C;
-            // keys j <= pos only: the causal mask; a local layer (GPT-Neo)
-            // also forgets keys more than `window` back
-            int first = a->window && pos >= a->window ? pos - a->window + 1 : 0, n = pos + 1 - first;
-            // scores[j] = q . k_j * scale
-            k->scores(scores, q, K + (size_t)first * hd, n, hd, a->scale);
-            // weights = softmax(scores)
-            k->softmax(scores, n);
-            if (log)  // --attention: keep row `pos` of this head's matrix
-                memcpy(log + (size_t)pos * (pos + 1) / 2 + first, scores, n * sizeof(float));
-            // out = sum_j weights[j] * v_j
-            k->weighted_sum(out0 + (size_t)t * C, scores, V + (size_t)first * hd, n, hd);
-        }
+        for (int h = g * group; h < (g + 1) * group; h++)  // the query heads that read this kv head
+            attend_head(a, h, K, V);
     }
 }
 
@@ -720,27 +804,29 @@ static void attention(Model *m, int layer, int T, int pos0) {
     Config *c = &m->config;
     RunState *s = &m->state;
     int C = c->n_embd, H = c->n_head, hd = C / H, S = s->seq_len;
+    size_t KVd = (size_t)hd * c->n_kv_head;
     // GPT-2 divides the scores by sqrt(head size) (GPT-Neo does not); some configs also by layer + 1
     float scale = (c->flags & FLAG_SCALE_ATTN) ? 1.0f / sqrtf((float)hd) : 1.0f;
     if (c->flags & FLAG_SCALE_BY_LAYER) scale /= (float)(layer + 1);
     AttentionArgs a = {.k = m->k, .out = s->att_out, .att = s->att, .kpack = s->kpack,
-                       .k_cache = s->k_cache + (size_t)layer * S * C, .v_cache = s->v_cache + (size_t)layer * S * C,
-                       .qkv = s->qkv, .T = T, .pos0 = pos0, .C = C, .n_head = H, .S = S, .S16 = (S + 15) / 16 * 16,
+                       .k_cache = s->k_cache + (size_t)layer * S * KVd, .v_cache = s->v_cache + (size_t)layer * S * KVd,
+                       .qkv = s->qkv, .T = T, .pos0 = pos0, .C = C, .n_head = H, .n_kv_head = c->n_kv_head,
+                       .S = S, .S16 = (S + 15) / 16 * 16,
                        .scale = scale, .window = layer_window(c, layer), .rope_cos = s->rope_cos,
                        .rope_sin = s->rope_sin, .rope_half = c->rotary_dims / 2};
     if (m->att_log) {
         a.log = m->att_log->w + (size_t)layer * H * m->att_log->tri;
         a.log_tri = m->att_log->tri;
     }
-    m->k->parallel_for(H, attention_heads, &a);
+    m->k->parallel_for(c->n_kv_head, attention_heads, &a);
 }
 
 // out (T,C) = proj(attention(qkv(inp))) of layer l; out may be inp.
 static void attention_sublayer(Model *m, int l, const float *inp, float *out, int T, int pos0) {
     const LayerWeights *L = &m->weights.layers[l];
     RunState *s = &m->state;
-    int C = m->config.n_embd;
-    m->k->matmul(s->qkv, inp, L->qkv_w, L->qkv_b, T, C, 3 * C);       // qkv (T,3C)
+    int C = m->config.n_embd, KVd = C / m->config.n_head * m->config.n_kv_head;
+    m->k->matmul(s->qkv, inp, L->qkv_w, L->qkv_b, T, C, C + 2 * KVd);  // qkv (T,3C): q, k, v
     attention(m, l, T, pos0);                                        // att_out (T,C)
     m->k->matmul(out, s->att_out, L->proj_w, L->proj_b, T, C, C);     // out (T,C)
 }
@@ -752,6 +838,10 @@ static void mlp_sublayer(Model *m, int l, const float *inp, float *out, int T) {
     int C = m->config.n_embd, F = m->config.n_inner;
     m->k->matmul(s->hidden, inp, L->fc_w, L->fc_b, T, C, F);          // hidden (T,F)
     m->k->activate(s->hidden, T, F, m->config.activation);
+    if (L->up_w) {  // Llama's gated MLP (SwiGLU): hidden = silu(gate x) * (up x)
+        m->k->matmul(s->up, inp, L->up_w, NULL, T, C, F);
+        multiply(s->hidden, s->up, (size_t)T * F);
+    }
     m->k->matmul(out, s->hidden, L->fc_proj_w, L->fc_proj_b, T, F, C);  // out (T,C)
 }
 
@@ -760,6 +850,14 @@ static void mlp_sublayer(Model *m, int l, const float *inp, float *out, int T) {
 // s->logits (LOGITS_LAST), or not at all (LOGITS_NONE: a prompt tile that
 // is not the last).
 enum { LOGITS_NONE, LOGITS_LAST, LOGITS_ALL };
+
+// out (T,C) = the normalised rows of x (T,C): GPT-2 uses LayerNorm (minus
+// the mean, over the standard deviation, times w plus b); Llama uses RMSNorm
+// (over the root mean square, times w).
+static void normalize(Model *m, float *out, const float *x, const float *w, const float *b, int T) {
+    if (m->config.block & BLOCK_RMSNORM) m->k->rmsnorm(out, x, w, T, m->config.n_embd, m->config.ln_eps);
+    else m->k->layernorm(out, x, w, b, T, m->config.n_embd, m->config.ln_eps);
+}
 
 static void forward(Model *m, const int *tokens, int T, int pos0, int logits) {
     Config *c = &m->config;
@@ -781,18 +879,18 @@ static void forward(Model *m, const int *tokens, int T, int pos0, int logits) {
         const LayerWeights *L = &w->layers[l];
         if (!(c->block & (BLOCK_PARALLEL | BLOCK_POST_LN))) {
             // GPT-2: attention block, x = x + proj(attention(ln_1(x)))
-            k->layernorm(s->xn, s->x, L->ln1_w, L->ln1_b, T, C, c->ln_eps);
+            normalize(m, s->xn, s->x, L->ln1_w, L->ln1_b, T);
             attention_sublayer(m, l, s->xn, s->xn, T, pos0);
             residual_add(s->x, s->xn, (size_t)T * C);
             // MLP block: x = x + fc_proj(act(fc(ln_2(x))))
-            k->layernorm(s->xn, s->x, L->ln2_w, L->ln2_b, T, C, c->ln_eps);
+            normalize(m, s->xn, s->x, L->ln2_w, L->ln2_b, T);
             mlp_sublayer(m, l, s->xn, s->xn, T);
             residual_add(s->x, s->xn, (size_t)T * C);
         } else if (c->block & BLOCK_PARALLEL) {
             // GPT-NeoX: attention and MLP both read the same x, x = x + attn(ln_1 x) + mlp(ln_2 x)
-            k->layernorm(s->xn, s->x, L->ln1_w, L->ln1_b, T, C, c->ln_eps);
+            normalize(m, s->xn, s->x, L->ln1_w, L->ln1_b, T);
             attention_sublayer(m, l, s->xn, s->xn, T, pos0);              // xn = attn
-            k->layernorm(s->att_out, s->x, L->ln2_w, L->ln2_b, T, C, c->ln_eps);
+            normalize(m, s->att_out, s->x, L->ln2_w, L->ln2_b, T);
             mlp_sublayer(m, l, s->att_out, s->att_out, T);                // att_out = mlp
             residual_add(s->xn, s->att_out, (size_t)T * C);
             residual_add(s->x, s->xn, (size_t)T * C);
@@ -800,10 +898,10 @@ static void forward(Model *m, const int *tokens, int T, int pos0, int logits) {
             // OPT-350m: the LayerNorm after each residual add, x = ln_1(x + attn(x)), x = ln_2(x + mlp(x))
             attention_sublayer(m, l, s->x, s->xn, T, pos0);
             residual_add(s->x, s->xn, (size_t)T * C);
-            k->layernorm(s->xn, s->x, L->ln1_w, L->ln1_b, T, C, c->ln_eps);
+            normalize(m, s->xn, s->x, L->ln1_w, L->ln1_b, T);
             mlp_sublayer(m, l, s->xn, s->x, T);
             residual_add(s->x, s->xn, (size_t)T * C);
-            k->layernorm(s->xn, s->x, L->ln2_w, L->ln2_b, T, C, c->ln_eps);
+            normalize(m, s->xn, s->x, L->ln2_w, L->ln2_b, T);
             memcpy(s->x, s->xn, sizeof(float) * T * C);
         }
     }
@@ -813,7 +911,7 @@ static void forward(Model *m, const int *tokens, int T, int pos0, int logits) {
     int first = logits == LOGITS_ALL ? 0 : T - 1, n = T - first;
     if (n > s->logits_rows) die(EXIT_RUNTIME, "internal error: logits for %d positions, room for %d", n, s->logits_rows);
     const float *last = s->x + (size_t)first * C;
-    if (w->lnf_w) k->layernorm(s->xn, last, w->lnf_w, w->lnf_b, n, C, c->ln_eps);
+    if (w->lnf_w) normalize(m, s->xn, last, w->lnf_w, w->lnf_b, n);
     else memcpy(s->xn, last, sizeof(float) * n * C);  // OPT-350m has no final LayerNorm
     if (w->project_out) k->matmul(s->att_out, s->xn, w->project_out, NULL, n, C, E);  // (n,E)
     k->matmul(s->logits, w->project_out ? s->att_out : s->xn, w->lm_head, NULL, n, E, V);
@@ -1536,6 +1634,20 @@ static void parallel_for(int n, RangeFn fn, void *ctx) {
     pthread_mutex_unlock(&pool.lock);
 }
 
+// RMSNorm is cheap next to the matrix products: the plain loop, its rows
+// spread over the pool (for FAST_KERNELS and PORTABLE_KERNELS alike).
+typedef struct { float *out; const float *x, *w; int C; float eps; } RmsnormArgs;
+
+static void rmsnorm_slice(void *ctx, int t0, int t1) {
+    RmsnormArgs *a = ctx;
+    for (int t = t0; t < t1; t++) rmsnorm(a->out + (size_t)t * a->C, a->x + (size_t)t * a->C, a->w, a->C, a->eps);
+}
+
+static void rmsnorm_rows_pooled(float *out, const float *x, const float *w, int T, int C, float eps) {
+    RmsnormArgs a = {out, x, w, C, eps};
+    parallel_for(T, rmsnorm_slice, &a);
+}
+
 // ----------------------------------------------------------------------------
 // II.2 Vector kernels: AVX2 + FMA (x86-64), NEON (arm64)
 // (Without them, PORTABLE_KERNELS in II.3 runs the plain loops of Part I.)
@@ -2221,7 +2333,7 @@ static int attend_tile_fast(float *out, size_t ldo, const float *q, size_t ldq, 
 }
 
 static const Kernels FAST_KERNELS = {
-    .matmul = matmul_fast, .layernorm = layernorm_rows_fast, .activate = activate_rows_fast,
+    .matmul = matmul_fast, .layernorm = layernorm_rows_fast, .rmsnorm = rmsnorm_rows_pooled, .activate = activate_rows_fast,
     .scores = scores_fast, .softmax = softmax_fast, .weighted_sum = weighted_sum_fast,
     .attend_tile = attend_tile_fast, .parallel_for = parallel_for,
 };
@@ -2268,7 +2380,8 @@ static void layernorm_rows_portable(float *out, const float *x, const float *w, 
 }
 
 static const Kernels PORTABLE_KERNELS = {
-    .matmul = matmul_portable, .layernorm = layernorm_rows_portable, .activate = activate_rows_portable,
+    .matmul = matmul_portable, .layernorm = layernorm_rows_portable, .rmsnorm = rmsnorm_rows_pooled,
+    .activate = activate_rows_portable,
     .scores = scores_plain, .softmax = softmax_plain, .weighted_sum = weighted_sum_plain,
     .attend_tile = NULL, .parallel_for = parallel_for,
 };

@@ -109,27 +109,31 @@ static void try_checkpoint(const unsigned char *data, size_t size) {
         weights_map(&w, &c, data);
         const unsigned char *lo = data + c.weights_offset, *hi = data + size;
         size_t C = c.n_embd, F = c.n_inner, V = c.vocab_size, E = c.embed_dim;
+        size_t QKV = C + 2 * (C / c.n_head) * c.n_kv_head;
         uint32_t b = c.block;
+        int ln_bias = !(b & BLOCK_RMSNORM);
         REQUIRE(E >= 1 && E <= C);
+        REQUIRE(c.n_kv_head >= 1 && c.n_head % c.n_kv_head == 0);
         for (int l = 0; l < c.n_layer; l++) REQUIRE(layer_window(&c, l) >= 0);
         check_tensor(data, w.wte, V * E, lo, hi);
         check_tensor_if(!(b & BLOCK_ROTARY), data, w.wpe, ((size_t)c.n_ctx + c.pos_offset) * C, lo, hi);
         check_tensor_if(E < C, data, w.project_in, C * E, lo, hi);
         for (int l = 0; l < c.n_layer; l++) {
             const LayerWeights *L = &w.layers[l];
-            check_tensor(data, L->ln1_w, C, lo, hi);      check_tensor(data, L->ln1_b, C, lo, hi);
-            check_tensor(data, L->qkv_w, 3 * C * C, lo, hi);
-            check_tensor_if(b & BLOCK_QKV_BIAS, data, L->qkv_b, 3 * C, lo, hi);
+            check_tensor(data, L->ln1_w, C, lo, hi);      check_tensor_if(ln_bias, data, L->ln1_b, C, lo, hi);
+            check_tensor(data, L->qkv_w, QKV * C, lo, hi);
+            check_tensor_if(b & BLOCK_QKV_BIAS, data, L->qkv_b, QKV, lo, hi);
             check_tensor(data, L->proj_w, C * C, lo, hi);
             check_tensor_if(b & BLOCK_PROJ_BIAS, data, L->proj_b, C, lo, hi);
-            check_tensor(data, L->ln2_w, C, lo, hi);      check_tensor(data, L->ln2_b, C, lo, hi);
+            check_tensor(data, L->ln2_w, C, lo, hi);      check_tensor_if(ln_bias, data, L->ln2_b, C, lo, hi);
             check_tensor(data, L->fc_w, F * C, lo, hi);
             check_tensor_if(b & BLOCK_MLP_BIAS, data, L->fc_b, F, lo, hi);
+            check_tensor_if(b & BLOCK_GATED_MLP, data, L->up_w, F * C, lo, hi);
             check_tensor(data, L->fc_proj_w, C * F, lo, hi);
             check_tensor_if(b & BLOCK_MLP_BIAS, data, L->fc_proj_b, C, lo, hi);
         }
         check_tensor_if(b & BLOCK_FINAL_NORM, data, w.lnf_w, C, lo, hi);
-        check_tensor_if(b & BLOCK_FINAL_NORM, data, w.lnf_b, C, lo, hi);
+        check_tensor_if((b & BLOCK_FINAL_NORM) && ln_bias, data, w.lnf_b, C, lo, hi);
         check_tensor_if(E < C, data, w.project_out, E * C, lo, hi);
         check_tensor(data, w.lm_head, V * E, lo, hi);
         weights_free(&w);

@@ -74,20 +74,24 @@ def checkpoint(tok, L=1, H=1, C=1, F=1, P=1, V=None, untied=False, act=0, eos=No
 
 
 def checkpoint_v2(tok, L=2, H=2, C=4, F=6, P=5, E=None, block=0x7e, offset=0, rotary=0, base=10000.0,
-                  windows=None, family=1, untied=False, act=0, seed=7):
+                  windows=None, family=1, untied=False, act=0, seed=7, kv=0, llama3=None):
     """A format-2 checkpoint (tests/SPEC.md 1b) with random weights."""
     n_tok = struct.unpack_from("<I", tok, 12)[0]
     V, E = n_tok, E or C
+    KV = kv or H
+    QKV = C + 2 * (C // H) * KV
+    ln = [C] if block & 128 else [C, C]
     shapes = [V * E]
     if not block & 4:
         shapes.append((P + offset) * C)
     if E < C:
         shapes.append(C * E)
     for _ in range(L):
-        shapes += [C, C, 3 * C * C] + ([3 * C] if block & 8 else []) + [C * C] + ([C] if block & 16 else [])
-        shapes += [C, C, F * C] + ([F] if block & 32 else []) + [C * F] + ([C] if block & 32 else [])
+        shapes += ln + [QKV * C] + ([QKV] if block & 8 else []) + [C * C] + ([C] if block & 16 else [])
+        shapes += ln + [F * C] + ([F] if block & 32 else []) + ([F * C] if block & 256 else [])
+        shapes += [C * F] + ([C] if block & 32 else [])
     if block & 64:
-        shapes += [C, C]
+        shapes += ln
     if E < C:
         shapes.append(E * C)
     if untied:
@@ -107,7 +111,9 @@ def checkpoint_v2(tok, L=2, H=2, C=4, F=6, P=5, E=None, block=0x7e, offset=0, ro
     flags = (2 if family != 1 else 0) | (1 if untied else 0)
     hdr = b"GPT2CKPT" + struct.pack("<8If2Ii", 2, hb, L, H, C, F, P, V, 1e-5, act, flags, -1)
     hdr += struct.pack("<5Qi", hb, len(tok), w_off, len(weights), size, -1)
-    hdr += struct.pack("<4IfI", family, block, offset, rotary, base, E)
+    hdr += struct.pack("<4IfIII", family, block, offset, rotary, base, E, kv, 1 if llama3 else 0)
+    if llama3:
+        hdr += struct.pack("<3fI", *llama3)
     hdr += b"\0" * (256 - len(hdr))
     hdr += struct.pack(f"<{L}I", *(windows or [0] * L)) + b"\0" * (hb - 256 - 4 * L)
     return hdr + tok + b"\0" * (w_off - hb - len(tok)) + weights
@@ -138,6 +144,10 @@ def main():
     put(cdir, "v2_neo_local.bin", checkpoint_v2(sec, windows=[0, 3], block=0x70, family=1))
     put(cdir, "v2_neox_rotary_parallel.bin", checkpoint_v2(sec, block=0x7e, rotary=2, family=2, untied=True, act=1))
     put(cdir, "v2_opt_post_ln_projected.bin", checkpoint_v2(sec, C=6, E=4, H=3, block=0x39, offset=2, family=3, act=2))
+    # Llama-style: RMSNorm, gated MLP, grouped-query attention, llama3 rope scaling; Qwen2's q/k/v biases
+    put(cdir, "v2_llama_gqa_llama3.bin", checkpoint_v2(sec, C=8, H=4, kv=2, block=0x1c4, rotary=2, family=4, act=3,
+                                                       untied=True, llama3=(8.0, 1.0, 4.0, 16)))
+    put(cdir, "v2_qwen2_bias.bin", checkpoint_v2(sec, C=6, H=3, kv=1, block=0x1cc, rotary=2, family=5, act=3))
     # one real fixture, exported by export.py
     with tempfile.TemporaryDirectory() as tmp:
         out = os.path.join(tmp, "silu.bin")

@@ -48,13 +48,8 @@ def pad64(n):
     return (n + 63) // 64 * 64
 
 
-def checkpoint(tok, L=1, H=1, C=1, F=1, P=1, V=None, untied=False, act=0, eos=None, seed=1):
-    n_tok = struct.unpack_from("<I", tok, 12)[0]
-    V = V or n_tok
-    eos = n_tok - 1 if eos is None else eos
-    shapes = [V * C, P * C] + [C, C, 3 * C * C, 3 * C, C * C, C, C, C, F * C, F, C * F, C] * L + [C, C]
-    if untied:
-        shapes.append(V * C)
+def random_weights(shapes, seed):
+    """Tensors of the given sizes, small pseudo-random floats, each padded to 64 bytes."""
     weights = b""
     x = seed
     for n in shapes:
@@ -64,6 +59,17 @@ def checkpoint(tok, L=1, H=1, C=1, F=1, P=1, V=None, untied=False, act=0, eos=No
             vals.append((x / 0x7FFFFFFF - 0.5) * 0.2)
         t = struct.pack(f"<{n}f", *vals)
         weights += t + b"\0" * (pad64(len(t)) - len(t))
+    return weights
+
+
+def checkpoint(tok, L=1, H=1, C=1, F=1, P=1, V=None, untied=False, act=0, eos=None, seed=1):
+    n_tok = struct.unpack_from("<I", tok, 12)[0]
+    V = V or n_tok
+    eos = n_tok - 1 if eos is None else eos
+    shapes = [V * C, P * C] + [C, C, 3 * C * C, 3 * C, C * C, C, C, C, F * C, F, C * F, C] * L + [C, C]
+    if untied:
+        shapes.append(V * C)
+    weights = random_weights(shapes, seed)
     w_off = pad64(256 + len(tok))
     size = w_off + len(weights)
     flags = 2 | (1 if untied else 0)
@@ -96,15 +102,7 @@ def checkpoint_v2(tok, L=2, H=2, C=4, F=6, P=5, E=None, block=0x7e, offset=0, ro
         shapes.append(E * C)
     if untied:
         shapes.append(V * E)
-    weights = b""
-    x = seed
-    for n in shapes:
-        vals = []
-        for _ in range(n):
-            x = (x * 1103515245 + 12345) & 0x7FFFFFFF
-            vals.append((x / 0x7FFFFFFF - 0.5) * 0.2)
-        t = struct.pack(f"<{n}f", *vals)
-        weights += t + b"\0" * (pad64(len(t)) - len(t))
+    weights = random_weights(shapes, seed)
     hb = 256 + pad64(4 * L)
     w_off = pad64(hb + len(tok))
     size = w_off + len(weights)

@@ -1346,11 +1346,11 @@ class FamilyConfig:
             raise ExportError(f"{self.path}: {key} must be true or false, got {v!r}")
         return v
 
-    def dims(self, embd, layers, heads, positions, inner):
+    def dims(self, embd, layers, heads, positions, inner, inner_null_is_4x=False):
         """The sizes, checked against the same ranges as run's (SPEC section 1)."""
         C, L, H = self.pos_int(embd, 1 << 16), self.pos_int(layers, 4096), self.pos_int(heads, 4096)
         P, V = self.pos_int(positions, 1 << 20), self.pos_int("vocab_size", 1 << 24)
-        if self.get(inner) is None:
+        if inner_null_is_4x and self.get(inner) is None:
             F = 4 * C
             if F > 1 << 20:
                 raise ExportError(f"{self.path}: {inner} (4 * {embd} = {F}) must be <= {1 << 20}")
@@ -1406,7 +1406,7 @@ def read_gpt_neo_config(path, raw):
     fc = FamilyConfig(path, raw, NEO_DEFAULTS,
                       {"num_attention_heads": "num_heads", "num_hidden_layers": "num_layers"})
     dims = fc.dims("hidden_size", "num_layers", "num_heads", "max_position_embeddings",
-                   "intermediate_size")
+                   "intermediate_size", inner_null_is_4x=True)
     kinds = neo_attention_layers(fc, dims[1])
     window = fc.pos_int("window_size", (1 << 32) - 1) if "local" in kinds else 0
     windows = [window if k == "local" else 0 for k in kinds]
@@ -1430,14 +1430,14 @@ def neox_rotary(fc, head_dim):
         params = {}
     if not isinstance(params, dict):
         raise ExportError(f"{path}: {key} = {show(params)} is not an object")
-    for k in params:
-        if k not in ROPE_KEYS:
-            raise ExportError(f"{path}: {key}.{k} = {show(params[k])} is not supported (run implements "
-                              f"the default rotary embedding: {', '.join(ROPE_KEYS)})")
     rtype = params.get("rope_type", params.get("type", "default"))
     if rtype != "default":
         raise ExportError(f"{path}: {key} rope_type {rtype!r} is not supported (run implements "
                           f"\"default\": unscaled rotary positions)")
+    for k in params:
+        if k not in ROPE_KEYS:
+            raise ExportError(f"{path}: {key}.{k} = {show(params[k])} is not supported (run implements "
+                              f"the default rotary embedding: {', '.join(ROPE_KEYS)})")
 
     def pick(new, old, default):
         if new in params:

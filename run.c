@@ -108,6 +108,19 @@ enum {
     FLAG_SCALE_ATTN = 1u << 1,        // scores / sqrt(head_dim)
     FLAG_SCALE_BY_LAYER = 1u << 2,    // scores / (layer + 1) as well
 };
+// Format version 2 names the parts of the block in which the other families
+// differ from GPT-2 (tests/SPEC.md, 1b). Version 1 is GPT-2: the last four.
+enum {
+    BLOCK_POST_LN = 1u << 0,      // x = ln_1(x + attn(x)), x = ln_2(x + mlp(x))  (OPT-350m)
+    BLOCK_PARALLEL = 1u << 1,     // x = x + attn(ln_1 x) + mlp(ln_2 x)           (GPT-NeoX)
+    BLOCK_ROTARY = 1u << 2,       // rotary positions on q and k, no table        (GPT-NeoX)
+    BLOCK_QKV_BIAS = 1u << 3,     // biases on q, k, v                            (not GPT-Neo)
+    BLOCK_PROJ_BIAS = 1u << 4,    // a bias on the attention's output projection
+    BLOCK_MLP_BIAS = 1u << 5,     // biases in the MLP
+    BLOCK_FINAL_NORM = 1u << 6,   // a LayerNorm before the logits                (not OPT-350m)
+    BLOCK_GPT2 = BLOCK_QKV_BIAS | BLOCK_PROJ_BIAS | BLOCK_MLP_BIAS | BLOCK_FINAL_NORM,
+};
+enum { FAMILY_GPT2, FAMILY_GPT_NEO, FAMILY_GPT_NEOX, FAMILY_OPT };
 
 typedef struct {
     int n_layer;     // transformer blocks
@@ -120,8 +133,18 @@ typedef struct {
     int activation;  // ACT_*
     uint32_t flags;  // FLAG_*
     int eos_id, bos_id;  // -1 when the model has none
-    uint64_t tok_offset, tok_bytes, weights_offset, weights_bytes, file_bytes;
+    int version;     // of the checkpoint format: 1 (GPT-2) or 2
+    int family;      // FAMILY_*, for messages
+    uint32_t block;  // BLOCK_*
+    int pos_offset;  // learned positions: position p is row p + pos_offset (OPT: 2)
+    int rotary_dims; // BLOCK_ROTARY: the first rotary_dims of each head turn
+    float rotary_base;
+    int embed_dim;   // E: width of the token embedding (< n_embd: project_in/out)
+    const unsigned char *windows;  // version 2: u32 per layer, 0 = global attention
+    uint64_t header_bytes, tok_offset, tok_bytes, weights_offset, weights_bytes, file_bytes;
 } Config;
+
+static const char *FAMILY_NAMES[] = {"gpt2", "gpt_neo", "gpt_neox", "opt"};
 
 static uint64_t read_u64(const unsigned char *p) {
     return (uint64_t)read_u32le(p) | (uint64_t)read_u32le(p + 4) << 32;
@@ -175,6 +198,55 @@ static int fail(char *err, size_t errlen, const char *fmt, ...) {
     return -1;
 }
 
+// Version 2's description of the block (a version 1 file is GPT-2's block).
+static int read_block(Config *c, const unsigned char *h, char *err, size_t errlen) {
+    int hd = c->n_embd / c->n_head;
+    if (c->version == 1) {
+        c->family = FAMILY_GPT2;
+        c->block = BLOCK_GPT2;
+        c->pos_offset = 0;
+        c->rotary_dims = 0;
+        c->rotary_base = 0.0f;
+        c->embed_dim = c->n_embd;
+        c->windows = NULL;
+        return 0;
+    }
+    uint32_t family = read_u32le(h + 100), block = read_u32le(h + 104), offset = read_u32le(h + 108);
+    uint32_t rotary = read_u32le(h + 112), embed = read_u32le(h + 120);
+    float base = read_f32(h + 116);
+    if (family > FAMILY_OPT) return fail(err, errlen, "unknown family code %u", family);
+    if (block & ~0x7fu) return fail(err, errlen, "unknown block bits 0x%x", block);
+    if ((block & BLOCK_POST_LN) && (block & BLOCK_PARALLEL))
+        return fail(err, errlen, "block bits 0x%x: post-LN and a parallel residual exclude each other", block);
+    if (offset > (1u << 20)) return fail(err, errlen, "position_offset %u is out of range (0..%u)", offset, 1u << 20);
+    if (block & BLOCK_ROTARY) {
+        if (rotary < 2 || rotary > (uint32_t)hd || rotary % 2)
+            return fail(err, errlen, "rotary_dims %u: must be even and 2..%d (the head size)", rotary, hd);
+        if (!(base > 1.0f && base < 1e30f)) return fail(err, errlen, "rotary_base %g is out of range (> 1)", base);
+    } else if (rotary != 0) {
+        return fail(err, errlen, "rotary_dims %u without rotary positions (block bit 2)", rotary);
+    }
+    if (embed == 0 || embed > (uint32_t)c->n_embd)
+        return fail(err, errlen, "embed_dim %u is out of range (1..n_embd %d)", embed, c->n_embd);
+    c->family = (int)family;
+    c->block = block;
+    c->pos_offset = (int)offset;
+    c->rotary_dims = (int)rotary;
+    c->rotary_base = base;
+    c->embed_dim = (int)embed;
+    c->windows = h + HEADER_BYTES;
+    for (int l = 0; l < c->n_layer; l++)
+        if (read_u32le(c->windows + 4 * l) > (1u << 20))
+            return fail(err, errlen, "layer %d: attention window %u is out of range (0..%u)", l,
+                        read_u32le(c->windows + 4 * l), 1u << 20);
+    return 0;
+}
+
+// The attention window of layer l: 0 for global attention.
+static int layer_window(const Config *c, int l) {
+    return c->windows ? (int)read_u32le(c->windows + 4 * l) : 0;
+}
+
 // Parse and check the header against the file's size; every field is
 // validated before any weight is touched. Returns 0, or -1 with a reason in
 // err. Dimensions are bounded so that all size arithmetic fits comfortably
@@ -182,8 +254,8 @@ static int fail(char *err, size_t errlen, const char *fmt, ...) {
 static int read_config(Config *c, const unsigned char *h, size_t size, char *err, size_t errlen) {
     if (size < HEADER_BYTES) return fail(err, errlen, "file is %zu bytes, shorter than the %d-byte header", size, HEADER_BYTES);
     uint32_t version = read_u32le(h + 8), header_bytes = read_u32le(h + 12);
-    if (version != 1) return fail(err, errlen, "format version %u, this run reads version 1", version);
-    if (header_bytes != HEADER_BYTES) return fail(err, errlen, "header size %u, expected %d", header_bytes, HEADER_BYTES);
+    if (version != 1 && version != 2) return fail(err, errlen, "format version %u, this run reads versions 1 and 2", version);
+    c->version = (int)version;
     uint32_t raw[6];
     const char *names[6] = {"n_layer", "n_head", "n_embd", "n_inner", "n_ctx", "vocab_size"};
     const uint32_t limits[6] = {4096, 4096, 1u << 16, 1u << 20, 1u << 20, 1u << 24};
@@ -194,6 +266,12 @@ static int read_config(Config *c, const unsigned char *h, size_t size, char *err
     }
     c->n_layer = raw[0]; c->n_head = raw[1]; c->n_embd = raw[2];
     c->n_inner = raw[3]; c->n_ctx = raw[4]; c->vocab_size = raw[5];
+    uint64_t want_header = version == 1 ? HEADER_BYTES : HEADER_BYTES + ((uint64_t)4 * c->n_layer + 63) / 64 * 64;
+    if (header_bytes != want_header)
+        return fail(err, errlen, "header size %u, expected %llu for version %u", header_bytes, (unsigned long long)want_header, version);
+    if (header_bytes > size) return fail(err, errlen, "file is %zu bytes, shorter than its %u-byte header", size, header_bytes);
+    c->header_bytes = header_bytes;
+    if (read_block(c, h, err, errlen) != 0) return -1;
     if (c->n_embd % c->n_head != 0)
         return fail(err, errlen, "n_embd %d is not a multiple of n_head %d", c->n_embd, c->n_head);
     c->ln_eps = read_f32(h + 40);
@@ -214,7 +292,7 @@ static int read_config(Config *c, const unsigned char *h, size_t size, char *err
     c->file_bytes = read_u64(h + 88);
     if (c->file_bytes != size)
         return fail(err, errlen, "header says %llu bytes but the file has %zu (truncated or damaged?)", (unsigned long long)c->file_bytes, size);
-    if (c->tok_offset != HEADER_BYTES || c->tok_bytes > size - HEADER_BYTES)
+    if (c->tok_offset != c->header_bytes || c->tok_bytes > size - c->header_bytes)
         return fail(err, errlen, "tokenizer section (offset %llu, %llu bytes) lies outside the file",
             (unsigned long long)c->tok_offset, (unsigned long long)c->tok_bytes);
     if (c->weights_offset % WEIGHT_ALIGN || c->weights_offset < c->tok_offset + c->tok_bytes || c->weights_offset > size)
@@ -232,6 +310,7 @@ static int read_config(Config *c, const unsigned char *h, size_t size, char *err
 // ----------------------------------------------------------------------------
 // I.3 Weights and RunState
 
+// A bias the block does not have is NULL (matmul then adds nothing).
 typedef struct {
     const float *ln1_w, *ln1_b;      // (C)
     const float *qkv_w, *qkv_b;      // (3C, C), (3C)
@@ -242,11 +321,13 @@ typedef struct {
 } LayerWeights;
 
 typedef struct {
-    const float *wte;    // (V, C) token embeddings
-    const float *wpe;    // (n_ctx, C) position embeddings
+    const float *wte;    // (V, E) token embeddings (E = C but for OPT-350m)
+    const float *wpe;    // (n_ctx + pos_offset, C) position embeddings; NULL with rotary positions
+    const float *project_in;   // (C, E), NULL when E = C
     LayerWeights *layers;
-    const float *lnf_w, *lnf_b;  // (C)
-    const float *lm_head;        // (V, C): wte when tied
+    const float *lnf_w, *lnf_b;  // (C); NULL without a final LayerNorm
+    const float *project_out;  // (E, C), NULL when E = C
+    const float *lm_head;        // (V, E): wte when tied
 } Weights;
 
 // Bytes of one tensor padded to the alignment; 0 on overflow.
@@ -269,23 +350,29 @@ static const float *next_tensor(const unsigned char *base, uint64_t *offset, uin
 // mapping. With w->layers NULL the per-layer pointers are not kept. Returns
 // the size of the weights section.
 static uint64_t walk_weights(Weights *w, const Config *c, const unsigned char *base) {
-    uint64_t C = c->n_embd, F = c->n_inner, V = c->vocab_size, off = 0;
+    uint64_t C = c->n_embd, F = c->n_inner, V = c->vocab_size, E = c->embed_dim, off = 0;
+    uint32_t b = c->block;
+    int projected = E < C;
     LayerWeights scratch;
 #define TENSOR(n) next_tensor(base, &off, (n))
-    w->wte = TENSOR(V * C);
-    w->wpe = TENSOR((uint64_t)c->n_ctx * C);
+#define TENSOR_IF(cond, n) ((cond) ? TENSOR(n) : NULL)
+    w->wte = TENSOR(V * E);
+    w->wpe = TENSOR_IF(!(b & BLOCK_ROTARY), ((uint64_t)c->n_ctx + c->pos_offset) * C);
+    w->project_in = TENSOR_IF(projected, C * E);
     for (int l = 0; l < c->n_layer; l++) {
         LayerWeights *L = w->layers ? &w->layers[l] : &scratch;
         L->ln1_w = TENSOR(C);          L->ln1_b = TENSOR(C);
-        L->qkv_w = TENSOR(3 * C * C);  L->qkv_b = TENSOR(3 * C);
-        L->proj_w = TENSOR(C * C);     L->proj_b = TENSOR(C);
+        L->qkv_w = TENSOR(3 * C * C);  L->qkv_b = TENSOR_IF(b & BLOCK_QKV_BIAS, 3 * C);
+        L->proj_w = TENSOR(C * C);     L->proj_b = TENSOR_IF(b & BLOCK_PROJ_BIAS, C);
         L->ln2_w = TENSOR(C);          L->ln2_b = TENSOR(C);
-        L->fc_w = TENSOR(F * C);       L->fc_b = TENSOR(F);
-        L->fc_proj_w = TENSOR(C * F);  L->fc_proj_b = TENSOR(C);
+        L->fc_w = TENSOR(F * C);       L->fc_b = TENSOR_IF(b & BLOCK_MLP_BIAS, F);
+        L->fc_proj_w = TENSOR(C * F);  L->fc_proj_b = TENSOR_IF(b & BLOCK_MLP_BIAS, C);
     }
-    w->lnf_w = TENSOR(C);
-    w->lnf_b = TENSOR(C);
-    w->lm_head = (c->flags & FLAG_UNTIED_LM_HEAD) ? TENSOR(V * C) : w->wte;
+    w->lnf_w = TENSOR_IF(b & BLOCK_FINAL_NORM, C);
+    w->lnf_b = TENSOR_IF(b & BLOCK_FINAL_NORM, C);
+    w->project_out = TENSOR_IF(projected, E * C);
+    w->lm_head = (c->flags & FLAG_UNTIED_LM_HEAD) ? TENSOR(V * E) : w->wte;
+#undef TENSOR_IF
 #undef TENSOR
     return off;
 }
@@ -323,6 +410,7 @@ typedef struct {
     float *k_cache; // (L, H, seq_len, hd)
     float *v_cache; // (L, H, seq_len, hd)
     size_t cache_floats;  // in each of k_cache and v_cache
+    float *rope_cos, *rope_sin;  // (seq_len, rotary_dims / 2): rotary positions' angles, NULL without
 } RunState;
 
 // With --attention and friends, the attention weights of every layer and
@@ -341,6 +429,24 @@ typedef struct AttentionLog {
 static float *cache_alloc(size_t n_floats);
 static void cache_free(float *p, size_t n_floats);
 
+
+// Rotary positions (GPT-NeoX): the pair of dimensions (i, i + d/2) of a
+// head's query and key at position p turns by the angle
+// theta = p * base^(-2i/d), d = rotary_dims; cos and sin of every angle,
+// computed once, in float32 as transformers computes them.
+static void rope_tables(RunState *s, const Config *c) {
+    int half = c->rotary_dims / 2;
+    s->rope_cos = xcalloc((size_t)s->seq_len * half, sizeof(float));
+    s->rope_sin = xcalloc((size_t)s->seq_len * half, sizeof(float));
+    for (int i = 0; i < half; i++) {
+        float inv_freq = 1.0f / powf(c->rotary_base, (float)(2 * i) / (float)c->rotary_dims);
+        for (int p = 0; p < s->seq_len; p++) {
+            float theta = (float)p * inv_freq;
+            s->rope_cos[(size_t)p * half + i] = cosf(theta);
+            s->rope_sin[(size_t)p * half + i] = sinf(theta);
+        }
+    }
+}
 
 static void runstate_init(RunState *s, const Config *c, int seq_len) {
     int max_T = seq_len < PREFILL_TILE ? seq_len : PREFILL_TILE;
@@ -361,11 +467,12 @@ static void runstate_init(RunState *s, const Config *c, int seq_len) {
     s->cache_floats = cache;
     s->k_cache = cache_alloc(cache);
     s->v_cache = cache_alloc(cache);
+    if (c->block & BLOCK_ROTARY) rope_tables(s, c);
 }
 
 static void runstate_free(RunState *s) {
     free(s->x); free(s->xn); free(s->qkv); free(s->att_out); free(s->att); free(s->kpack);
-    free(s->hidden); free(s->logits);
+    free(s->hidden); free(s->logits); free(s->rope_cos); free(s->rope_sin);
     cache_free(s->k_cache, s->cache_floats);
     cache_free(s->v_cache, s->cache_floats);
     memset(s, 0, sizeof *s);
@@ -539,12 +646,25 @@ typedef struct {
 typedef struct {
     const Kernels *k;
     float *out, *att, *kpack, *k_cache, *v_cache;
-    const float *qkv;
+    float *qkv;
     int T, pos0, C, n_head, S, S16;
     float scale;
+    int window;      // 0, or how many keys back a query sees (GPT-Neo's local layers)
+    const float *rope_cos, *rope_sin;  // rotary positions (GPT-NeoX), else NULL
+    int rope_half;   // rotary_dims / 2
     float *log;      // NULL, or where to keep this layer's weights: (H, tri)
     size_t log_tri;  // floats per head in the log
 } AttentionArgs;
+
+// Rotary positions (GPT-NeoX): a query's or key's dimensions (i, i + half),
+// i < half, turn by the angle of its position (cos, sin: (half) each).
+static void rotate_by_position(float *x, const float *cos, const float *sin, int half) {
+    for (int i = 0; i < half; i++) {
+        float a = x[i], b = x[i + half];
+        x[i] = a * cos[i] - b * sin[i];
+        x[i + half] = b * cos[i] + a * sin[i];
+    }
+}
 
 // Causal self-attention, heads [h_start, h_end): each new query looks at the
 // keys of every position up to its own and mixes their values.
@@ -555,31 +675,42 @@ static void attention_heads(void *ctx, int h_start, int h_end) {
     for (int h = h_start; h < h_end; h++) {
         float *K = a->k_cache + (size_t)h * a->S * hd;  // (S, hd)
         float *V = a->v_cache + (size_t)h * a->S * hd;  // (S, hd)
+        float *q0 = a->qkv + h * hd;  // this head's query of the tile's first position
+        // GPT-2 added its positions to the embeddings; GPT-NeoX turns the
+        // queries and keys instead, each by the angle of its position
+        for (int t = 0; t < a->T && a->rope_cos; t++) {
+            size_t at = (size_t)(a->pos0 + t) * a->rope_half;
+            rotate_by_position(q0 + (size_t)t * 3 * C, a->rope_cos + at, a->rope_sin + at, a->rope_half);
+            rotate_by_position(q0 + (size_t)t * 3 * C + C, a->rope_cos + at, a->rope_sin + at, a->rope_half);
+        }
         // the KV cache: store this tile's keys and values after those of earlier positions
         for (int t = 0; t < a->T; t++) {
             const float *kt = a->qkv + (size_t)t * 3 * C + C + h * hd;
             memcpy(K + (size_t)(a->pos0 + t) * hd, kt, hd * sizeof(float));
             memcpy(V + (size_t)(a->pos0 + t) * hd, kt + C, hd * sizeof(float));
         }
-        const float *q0 = a->qkv + h * hd;  // this head's query of the tile's first position
         float *out0 = a->out + h * hd;
         float *scores = a->att + (size_t)h * 6 * a->S16;
         float *log = a->log ? a->log + h * a->log_tri : NULL;
         // (Part II may take the whole tile at once as two blocked products: the same maths)
-        if (k->attend_tile && k->attend_tile(out0, C, q0, 3 * (size_t)C, K, V, a->T, a->pos0, hd, a->scale,
-                                             a->kpack + (size_t)h * a->S16 * hd, scores, a->S16, log))
+        if (k->attend_tile && (!a->window || a->pos0 + a->T <= a->window) &&
+            k->attend_tile(out0, C, q0, 3 * (size_t)C, K, V, a->T, a->pos0, hd, a->scale,
+                           a->kpack + (size_t)h * a->S16 * hd, scores, a->S16, log))
             continue;
         for (int t = 0; t < a->T; t++) {  // one query at a time
             int pos = a->pos0 + t;
             const float *q = q0 + (size_t)t * 3 * C;
-            // scores[j] = q . k_j * scale, for keys j <= pos only: the causal mask
-            k->scores(scores, q, K, pos + 1, hd, a->scale);
+            // keys j <= pos only: the causal mask; a local layer (GPT-Neo)
+            // also forgets keys more than `window` back
+            int first = a->window && pos >= a->window ? pos - a->window + 1 : 0, n = pos + 1 - first;
+            // scores[j] = q . k_j * scale
+            k->scores(scores, q, K + (size_t)first * hd, n, hd, a->scale);
             // weights = softmax(scores)
-            k->softmax(scores, pos + 1);
+            k->softmax(scores, n);
             if (log)  // --attention: keep row `pos` of this head's matrix
-                memcpy(log + (size_t)pos * (pos + 1) / 2, scores, (pos + 1) * sizeof(float));
+                memcpy(log + (size_t)pos * (pos + 1) / 2 + first, scores, n * sizeof(float));
             // out = sum_j weights[j] * v_j
-            k->weighted_sum(out0 + (size_t)t * C, scores, V, pos + 1, hd);
+            k->weighted_sum(out0 + (size_t)t * C, scores, V + (size_t)first * hd, n, hd);
         }
     }
 }
@@ -589,18 +720,39 @@ static void attention(Model *m, int layer, int T, int pos0) {
     Config *c = &m->config;
     RunState *s = &m->state;
     int C = c->n_embd, H = c->n_head, hd = C / H, S = s->seq_len;
-    // GPT-2 divides the scores by sqrt(head size); some configs also by layer + 1
+    // GPT-2 divides the scores by sqrt(head size) (GPT-Neo does not); some configs also by layer + 1
     float scale = (c->flags & FLAG_SCALE_ATTN) ? 1.0f / sqrtf((float)hd) : 1.0f;
     if (c->flags & FLAG_SCALE_BY_LAYER) scale /= (float)(layer + 1);
     AttentionArgs a = {.k = m->k, .out = s->att_out, .att = s->att, .kpack = s->kpack,
                        .k_cache = s->k_cache + (size_t)layer * S * C, .v_cache = s->v_cache + (size_t)layer * S * C,
                        .qkv = s->qkv, .T = T, .pos0 = pos0, .C = C, .n_head = H, .S = S, .S16 = (S + 15) / 16 * 16,
-                       .scale = scale};
+                       .scale = scale, .window = layer_window(c, layer), .rope_cos = s->rope_cos,
+                       .rope_sin = s->rope_sin, .rope_half = c->rotary_dims / 2};
     if (m->att_log) {
         a.log = m->att_log->w + (size_t)layer * H * m->att_log->tri;
         a.log_tri = m->att_log->tri;
     }
     m->k->parallel_for(H, attention_heads, &a);
+}
+
+// out (T,C) = proj(attention(qkv(inp))) of layer l; out may be inp.
+static void attention_sublayer(Model *m, int l, const float *inp, float *out, int T, int pos0) {
+    const LayerWeights *L = &m->weights.layers[l];
+    RunState *s = &m->state;
+    int C = m->config.n_embd;
+    m->k->matmul(s->qkv, inp, L->qkv_w, L->qkv_b, T, C, 3 * C);       // qkv (T,3C)
+    attention(m, l, T, pos0);                                        // att_out (T,C)
+    m->k->matmul(out, s->att_out, L->proj_w, L->proj_b, T, C, C);     // out (T,C)
+}
+
+// out (T,C) = fc_proj(act(fc(inp))) of layer l; out may be inp.
+static void mlp_sublayer(Model *m, int l, const float *inp, float *out, int T) {
+    const LayerWeights *L = &m->weights.layers[l];
+    RunState *s = &m->state;
+    int C = m->config.n_embd, F = m->config.n_inner;
+    m->k->matmul(s->hidden, inp, L->fc_w, L->fc_b, T, C, F);          // hidden (T,F)
+    m->k->activate(s->hidden, T, F, m->config.activation);
+    m->k->matmul(out, s->hidden, L->fc_proj_w, L->fc_proj_b, T, F, C);  // out (T,C)
 }
 
 // Run tokens[0..T) at positions pos0.. through the model. Logits are written
@@ -614,37 +766,57 @@ static void forward(Model *m, const int *tokens, int T, int pos0, int logits) {
     Weights *w = &m->weights;
     RunState *s = &m->state;
     const Kernels *k = m->k;
-    int C = c->n_embd, F = c->n_inner, V = c->vocab_size;
+    int C = c->n_embd, E = c->embed_dim, V = c->vocab_size;
 
     // token embedding + position embedding: x (T,C)
-    for (int t = 0; t < T; t++) {
-        const float *te = w->wte + (size_t)tokens[t] * C;
-        const float *pe = w->wpe + (size_t)(pos0 + t) * C;
-        for (int i = 0; i < C; i++) s->x[(size_t)t * C + i] = te[i] + pe[i];
+    float *emb = w->project_in ? s->att_out : s->x;  // OPT-350m: (T,E), then project_in to (T,C)
+    for (int t = 0; t < T; t++) memcpy(emb + (size_t)t * E, w->wte + (size_t)tokens[t] * E, E * sizeof(float));
+    if (w->project_in) k->matmul(s->x, emb, w->project_in, NULL, T, E, C);
+    for (int t = 0; t < T && w->wpe; t++) {  // learned positions (GPT-NeoX's are rotary: in attention)
+        const float *pe = w->wpe + (size_t)(pos0 + t + c->pos_offset) * C;
+        for (int i = 0; i < C; i++) s->x[(size_t)t * C + i] += pe[i];
     }
 
     for (int l = 0; l < c->n_layer; l++) {
         const LayerWeights *L = &w->layers[l];
-        // attention block: x = x + proj(attention(ln_1(x)))
-        k->layernorm(s->xn, s->x, L->ln1_w, L->ln1_b, T, C, c->ln_eps);
-        k->matmul(s->qkv, s->xn, L->qkv_w, L->qkv_b, T, C, 3 * C);      // qkv (T,3C)
-        attention(m, l, T, pos0);                                      // att_out (T,C)
-        k->matmul(s->xn, s->att_out, L->proj_w, L->proj_b, T, C, C);   // xn (T,C)
-        residual_add(s->x, s->xn, (size_t)T * C);
-        // MLP block: x = x + fc_proj(act(fc(ln_2(x))))
-        k->layernorm(s->xn, s->x, L->ln2_w, L->ln2_b, T, C, c->ln_eps);
-        k->matmul(s->hidden, s->xn, L->fc_w, L->fc_b, T, C, F);        // hidden (T,F)
-        k->activate(s->hidden, T, F, c->activation);
-        k->matmul(s->xn, s->hidden, L->fc_proj_w, L->fc_proj_b, T, F, C);  // xn (T,C)
-        residual_add(s->x, s->xn, (size_t)T * C);
+        if (!(c->block & (BLOCK_PARALLEL | BLOCK_POST_LN))) {
+            // GPT-2: attention block, x = x + proj(attention(ln_1(x)))
+            k->layernorm(s->xn, s->x, L->ln1_w, L->ln1_b, T, C, c->ln_eps);
+            attention_sublayer(m, l, s->xn, s->xn, T, pos0);
+            residual_add(s->x, s->xn, (size_t)T * C);
+            // MLP block: x = x + fc_proj(act(fc(ln_2(x))))
+            k->layernorm(s->xn, s->x, L->ln2_w, L->ln2_b, T, C, c->ln_eps);
+            mlp_sublayer(m, l, s->xn, s->xn, T);
+            residual_add(s->x, s->xn, (size_t)T * C);
+        } else if (c->block & BLOCK_PARALLEL) {
+            // GPT-NeoX: attention and MLP both read the same x, x = x + attn(ln_1 x) + mlp(ln_2 x)
+            k->layernorm(s->xn, s->x, L->ln1_w, L->ln1_b, T, C, c->ln_eps);
+            attention_sublayer(m, l, s->xn, s->xn, T, pos0);              // xn = attn
+            k->layernorm(s->att_out, s->x, L->ln2_w, L->ln2_b, T, C, c->ln_eps);
+            mlp_sublayer(m, l, s->att_out, s->att_out, T);                // att_out = mlp
+            residual_add(s->xn, s->att_out, (size_t)T * C);
+            residual_add(s->x, s->xn, (size_t)T * C);
+        } else {
+            // OPT-350m: the LayerNorm after each residual add, x = ln_1(x + attn(x)), x = ln_2(x + mlp(x))
+            attention_sublayer(m, l, s->x, s->xn, T, pos0);
+            residual_add(s->x, s->xn, (size_t)T * C);
+            k->layernorm(s->xn, s->x, L->ln1_w, L->ln1_b, T, C, c->ln_eps);
+            mlp_sublayer(m, l, s->xn, s->x, T);
+            residual_add(s->x, s->xn, (size_t)T * C);
+            k->layernorm(s->xn, s->x, L->ln2_w, L->ln2_b, T, C, c->ln_eps);
+            memcpy(s->x, s->xn, sizeof(float) * T * C);
+        }
     }
 
     // final LayerNorm, then logits (T,V) = xn (T,C) @ wte^T (V,C)
     if (logits == LOGITS_NONE) return;
-    int first = logits == LOGITS_ALL ? 0 : T - 1;
-    if (T - first > s->logits_rows) die(EXIT_RUNTIME, "internal error: logits for %d positions, room for %d", T - first, s->logits_rows);
-    k->layernorm(s->xn, s->x + (size_t)first * C, w->lnf_w, w->lnf_b, T - first, C, c->ln_eps);
-    k->matmul(s->logits, s->xn, w->lm_head, NULL, T - first, C, V);
+    int first = logits == LOGITS_ALL ? 0 : T - 1, n = T - first;
+    if (n > s->logits_rows) die(EXIT_RUNTIME, "internal error: logits for %d positions, room for %d", n, s->logits_rows);
+    const float *last = s->x + (size_t)first * C;
+    if (w->lnf_w) k->layernorm(s->xn, last, w->lnf_w, w->lnf_b, n, C, c->ln_eps);
+    else memcpy(s->xn, last, sizeof(float) * n * C);  // OPT-350m has no final LayerNorm
+    if (w->project_out) k->matmul(s->att_out, s->xn, w->project_out, NULL, n, C, E);  // (n,E)
+    k->matmul(s->logits, w->project_out ? s->att_out : s->xn, w->lm_head, NULL, n, E, V);
 }
 
 // Feed a whole sequence, in tiles, starting at position pos0. With
@@ -3670,8 +3842,9 @@ static void run_model(const Options *o, Model *m, double t0) {
     if (o->verbose) fprintf(stderr, "kernels: %s\n", kernels_name(m->k));
     pool_start(o->threads);
     if (o->verbose)
-        fprintf(stderr, "model %s: %d layers, %d heads, %d wide, context %d, vocabulary %d; loaded in %.3f s; %d threads\n",
-                o->model_path, c->n_layer, c->n_head, c->n_embd, c->n_ctx, c->vocab_size, now_seconds() - t0, o->threads);
+        fprintf(stderr, "model %s (%s): %d layers, %d heads, %d wide, context %d, vocabulary %d; loaded in %.3f s; "
+                "%d threads\n", o->model_path, FAMILY_NAMES[c->family], c->n_layer, c->n_head, c->n_embd, c->n_ctx,
+                c->vocab_size, now_seconds() - t0, o->threads);
 
     if (o->mode == MODE_SCORE) {
         run_score(o, m);

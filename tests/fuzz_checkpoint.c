@@ -28,8 +28,12 @@
 
 // A tensor of n floats at p lies inside [lo, hi) and is 64-byte aligned
 // relative to the start of the file.
-static void check_tensor(const unsigned char *base, const float *p, size_t n,
-                         const unsigned char *lo, const unsigned char *hi) {
+// A tensor lies inside the weights section, aligned; `present` says whether
+// the config says it is there (a missing one must be NULL).
+static void check_tensor_if(int present, const unsigned char *base, const float *p, size_t n,
+                            const unsigned char *lo, const unsigned char *hi) {
+    REQUIRE(!!present == (p != NULL));
+    if (!p) return;
     const unsigned char *b = (const unsigned char *)p;
     REQUIRE(b >= lo && b <= hi && (size_t)(hi - b) >= n * sizeof(float));
     REQUIRE((size_t)(b - base) % WEIGHT_ALIGN == 0);
@@ -37,6 +41,7 @@ static void check_tensor(const unsigned char *base, const float *p, size_t n,
     volatile float first = p[0], last = p[n - 1];
     (void)first; (void)last;
 }
+#define check_tensor(base, p, n, lo, hi) check_tensor_if(1, base, p, n, lo, hi)
 
 static void exercise_tokenizer(Tokenizer *t, const Config *c) {
     int n = tokenizer_n_tokens(t);
@@ -103,21 +108,30 @@ static void try_checkpoint(const unsigned char *data, size_t size) {
         Weights w;
         weights_map(&w, &c, data);
         const unsigned char *lo = data + c.weights_offset, *hi = data + size;
-        size_t C = c.n_embd, F = c.n_inner, V = c.vocab_size;
-        check_tensor(data, w.wte, V * C, lo, hi);
-        check_tensor(data, w.wpe, (size_t)c.n_ctx * C, lo, hi);
+        size_t C = c.n_embd, F = c.n_inner, V = c.vocab_size, E = c.embed_dim;
+        uint32_t b = c.block;
+        REQUIRE(E >= 1 && E <= C);
+        for (int l = 0; l < c.n_layer; l++) REQUIRE(layer_window(&c, l) >= 0);
+        check_tensor(data, w.wte, V * E, lo, hi);
+        check_tensor_if(!(b & BLOCK_ROTARY), data, w.wpe, ((size_t)c.n_ctx + c.pos_offset) * C, lo, hi);
+        check_tensor_if(E < C, data, w.project_in, C * E, lo, hi);
         for (int l = 0; l < c.n_layer; l++) {
             const LayerWeights *L = &w.layers[l];
             check_tensor(data, L->ln1_w, C, lo, hi);      check_tensor(data, L->ln1_b, C, lo, hi);
-            check_tensor(data, L->qkv_w, 3 * C * C, lo, hi); check_tensor(data, L->qkv_b, 3 * C, lo, hi);
-            check_tensor(data, L->proj_w, C * C, lo, hi); check_tensor(data, L->proj_b, C, lo, hi);
+            check_tensor(data, L->qkv_w, 3 * C * C, lo, hi);
+            check_tensor_if(b & BLOCK_QKV_BIAS, data, L->qkv_b, 3 * C, lo, hi);
+            check_tensor(data, L->proj_w, C * C, lo, hi);
+            check_tensor_if(b & BLOCK_PROJ_BIAS, data, L->proj_b, C, lo, hi);
             check_tensor(data, L->ln2_w, C, lo, hi);      check_tensor(data, L->ln2_b, C, lo, hi);
-            check_tensor(data, L->fc_w, F * C, lo, hi);   check_tensor(data, L->fc_b, F, lo, hi);
-            check_tensor(data, L->fc_proj_w, C * F, lo, hi); check_tensor(data, L->fc_proj_b, C, lo, hi);
+            check_tensor(data, L->fc_w, F * C, lo, hi);
+            check_tensor_if(b & BLOCK_MLP_BIAS, data, L->fc_b, F, lo, hi);
+            check_tensor(data, L->fc_proj_w, C * F, lo, hi);
+            check_tensor_if(b & BLOCK_MLP_BIAS, data, L->fc_proj_b, C, lo, hi);
         }
-        check_tensor(data, w.lnf_w, C, lo, hi);
-        check_tensor(data, w.lnf_b, C, lo, hi);
-        check_tensor(data, w.lm_head, V * C, lo, hi);
+        check_tensor_if(b & BLOCK_FINAL_NORM, data, w.lnf_w, C, lo, hi);
+        check_tensor_if(b & BLOCK_FINAL_NORM, data, w.lnf_b, C, lo, hi);
+        check_tensor_if(E < C, data, w.project_out, E * C, lo, hi);
+        check_tensor(data, w.lm_head, V * E, lo, hi);
         weights_free(&w);
     }
     exercise_tokenizer(t, &c);

@@ -112,7 +112,7 @@ try:
     p = run_cmd([run, "-p", PROMPT, "-n", "40", "-t", "0", "-v"])
     err = p.stderr.decode("utf-8", "replace")
     h.check("installed run generates from its default model", p.returncode == 0 and p.stdout.strip()
-            and f"model {model}:" in err, tail(p))
+            and f"model {model} (" in err, tail(p))
     kernels = re.search(r"^kernels: (.*)$", err, re.M)
     h.check("installed run -v says which kernels it chose", kernels, err)
     if X86:

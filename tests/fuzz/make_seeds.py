@@ -73,6 +73,46 @@ def checkpoint(tok, L=1, H=1, C=1, F=1, P=1, V=None, untied=False, act=0, eos=No
     return hdr + tok + b"\0" * (w_off - 256 - len(tok)) + weights
 
 
+def checkpoint_v2(tok, L=2, H=2, C=4, F=6, P=5, E=None, block=0x7e, offset=0, rotary=0, base=10000.0,
+                  windows=None, family=1, untied=False, act=0, seed=7):
+    """A format-2 checkpoint (tests/SPEC.md 1b) with random weights."""
+    n_tok = struct.unpack_from("<I", tok, 12)[0]
+    V, E = n_tok, E or C
+    shapes = [V * E]
+    if not block & 4:
+        shapes.append((P + offset) * C)
+    if E < C:
+        shapes.append(C * E)
+    for _ in range(L):
+        shapes += [C, C, 3 * C * C] + ([3 * C] if block & 8 else []) + [C * C] + ([C] if block & 16 else [])
+        shapes += [C, C, F * C] + ([F] if block & 32 else []) + [C * F] + ([C] if block & 32 else [])
+    if block & 64:
+        shapes += [C, C]
+    if E < C:
+        shapes.append(E * C)
+    if untied:
+        shapes.append(V * E)
+    weights = b""
+    x = seed
+    for n in shapes:
+        vals = []
+        for _ in range(n):
+            x = (x * 1103515245 + 12345) & 0x7FFFFFFF
+            vals.append((x / 0x7FFFFFFF - 0.5) * 0.2)
+        t = struct.pack(f"<{n}f", *vals)
+        weights += t + b"\0" * (pad64(len(t)) - len(t))
+    hb = 256 + pad64(4 * L)
+    w_off = pad64(hb + len(tok))
+    size = w_off + len(weights)
+    flags = (2 if family != 1 else 0) | (1 if untied else 0)
+    hdr = b"GPT2CKPT" + struct.pack("<8If2Ii", 2, hb, L, H, C, F, P, V, 1e-5, act, flags, -1)
+    hdr += struct.pack("<5Qi", hb, len(tok), w_off, len(weights), size, -1)
+    hdr += struct.pack("<4IfI", family, block, offset, rotary, base, E)
+    hdr += b"\0" * (256 - len(hdr))
+    hdr += struct.pack(f"<{L}I", *(windows or [0] * L)) + b"\0" * (hb - 256 - 4 * L)
+    return hdr + tok + b"\0" * (w_off - hb - len(tok)) + weights
+
+
 def put(dirname, name, data):
     os.makedirs(dirname, exist_ok=True)
     with open(os.path.join(dirname, name), "wb") as f:
@@ -93,6 +133,11 @@ def main():
     put(cdir, "tiny_truncated_weights.bin", tiny[:-10])
     put(cdir, "tiny_zero_n_head.bin", tiny[:20] + b"\0\0\0\0" + tiny[24:])
     put(cdir, "tiny_huge_vocab.bin", tiny[:36] + b"\xff\xff\xff\xff" + tiny[40:])
+    # format 2: GPT-Neo (no q/k/v bias, a local layer), GPT-NeoX (rotary, parallel,
+    # untied), OPT-350m (post-LN, no final norm, project_in/out, positions + 2)
+    put(cdir, "v2_neo_local.bin", checkpoint_v2(sec, windows=[0, 3], block=0x70, family=1))
+    put(cdir, "v2_neox_rotary_parallel.bin", checkpoint_v2(sec, block=0x7e, rotary=2, family=2, untied=True, act=1))
+    put(cdir, "v2_opt_post_ln_projected.bin", checkpoint_v2(sec, C=6, E=4, H=3, block=0x39, offset=2, family=3, act=2))
     # one real fixture, exported by export.py
     with tempfile.TemporaryDirectory() as tmp:
         out = os.path.join(tmp, "silu.bin")

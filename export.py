@@ -1408,7 +1408,7 @@ def read_gpt_neo_config(path, raw):
     dims = fc.dims("hidden_size", "num_layers", "num_heads", "max_position_embeddings",
                    "intermediate_size", inner_null_is_4x=True)
     kinds = neo_attention_layers(fc, dims[1])
-    window = fc.pos_int("window_size", (1 << 32) - 1) if "local" in kinds else 0
+    window = fc.pos_int("window_size", 1 << 20) if "local" in kinds else 0
     windows = [window if k == "local" else 0 for k in kinds]
     # q, k, v without bias; out_proj and the MLP with; scores not scaled.
     return fc.header(dims, check_eps(path, "layer_norm_epsilon", fc.get("layer_norm_epsilon")),
@@ -1417,6 +1417,7 @@ def read_gpt_neo_config(path, raw):
 
 
 ROPE_KEYS = ("rope_type", "type", "rope_theta", "partial_rotary_factor")
+ROPE_THETA_LIMIT = 1e30
 
 
 def neox_rotary(fc, head_dim):
@@ -1460,8 +1461,11 @@ def neox_rotary(fc, head_dim):
     if dims < 2 or dims > head_dim or dims % 2:
         raise ExportError(f"{path}: {pct_key} = {pct!r} gives rotary_dims int({head_dim} * {pct!r}) = "
                           f"{dims}; run needs an even number from 2 to head_dim ({head_dim})")
-    if type(base) not in (int, float) or not finite(base) or not 1 < base < 3e38 or not f32(base) > 1:
-        raise ExportError(f"{path}: {base_key} must be a number > 1, got {base!r}")
+    # checked as the header stores it, float32, against run's range
+    if (type(base) not in (int, float) or not finite(base) or not 1 < base < 3e38
+            or not 1 < f32(base) < f32(ROPE_THETA_LIMIT)):
+        raise ExportError(f"{path}: {base_key} must be a number > 1 (and < {ROPE_THETA_LIMIT:g}), "
+                          f"got {base!r}")
     return dims, float(base)
 
 

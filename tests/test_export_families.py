@@ -620,5 +620,53 @@ m = neo_model()
 m.tensors["transformer.wte.weight"] = m.tensors["wte.weight"]
 refused("one tensor with and without the prefix", m.write("bad"), "wte.weight appears both")
 
+
+# ---------------------------------------------------------------- the same edges as run
+
+RUN = os.path.join(ROOT, "run")
+
+
+def run_accepts(path, offset, fmt, value):
+    """run on the exported checkpoint with one version-2 header field patched."""
+    data = bytearray(open(path, "rb").read())
+    struct.pack_into(fmt, data, offset, value)
+    patched = os.path.join(TMP, "patched.bin")
+    with open(patched, "wb") as fh:
+        fh.write(data)
+    p = subprocess.run([RUN, patched, "--ids", "-n", "1", "-t", "0", "-p", "1 2"], capture_output=True, timeout=60)
+    return p.returncode == 0, p.stderr.decode("utf-8", "replace")
+
+
+def exports(d):
+    out = os.path.join(TMP, "edge.bin")
+    p = export(d, out)
+    return p.returncode == 0, p.stderr.decode("utf-8", "replace"), out
+
+
+if not os.path.exists(RUN):
+    h.check("./run is built (make run) for the edge checks", False)
+else:
+    # (what, model, config changes, header offset, format, the value written)
+    EDGES = []
+    for w in (1, 1 << 20, (1 << 20) + 1):
+        EDGES.append((f"window_size {w}", neo_model, dict(window_size=w), 256 + 4, "<I", w))
+    for theta in (1.0001, 1e29, 1e30, 1e31):
+        EDGES.append((f"rotary base {theta:g}", neox_model, dict(rotary_emb_base=theta), 116, "<f", theta))
+    for pct, dims in ((0.25, 2), (1.0, 8), (0.375, 3), (0.125, 1)):
+        EDGES.append((f"rotary_pct {pct} (rotary_dims {dims})", neox_model, dict(rotary_pct=pct), 112, "<I", dims))
+    for e in (0, 8, 9):
+        EDGES.append((f"word_embed_proj_dim {e} (hidden 8)", opt_model, dict(word_embed_proj_dim=e), 120, "<I", e))
+    base_bins = {}
+    for what, make, changes, off, fmt, value in EDGES:
+        ok_e, err_e, out = exports(with_config(make(), "edge", **changes))
+        if make not in base_bins:
+            p_ok, _e, base = exports(make().write(f"edge_base_{len(base_bins)}"))
+            keep = os.path.join(TMP, f"edge_base_{len(base_bins)}.bin")
+            shutil.copy(base, keep)
+            base_bins[make] = keep
+        ok_r, err_r = run_accepts(base_bins[make], off, fmt, value)
+        h.check(f"{what}: export.py and run agree ({'accepted' if ok_e else 'refused'})", ok_e == ok_r,
+                f"export: {err_e}\nrun: {err_r}")
+
 shutil.rmtree(TMP, ignore_errors=True)
 h.done()

@@ -1,5 +1,7 @@
 #!/usr/bin/env python3
-"""export.py: convert a Hugging Face GPT-2 directory into a `run` checkpoint.
+"""export.py: convert a Hugging Face GPT-2, GPT-Neo, GPT-NeoX/Pythia or OPT
+directory into a `run` checkpoint (GPT-2: format version 1; the others:
+version 2, tests/SPEC.md section 1b).
 
     python3 export.py HF_DIR OUT.bin                  full checkpoint (tests/SPEC.md section 1)
     python3 export.py --tokenizer-only HF_DIR OUT.tok  tokenizer section only (section 2)
@@ -1499,7 +1501,7 @@ def read_opt_config(path, raw):
     if fc.flag("enable_bias"):
         block |= BLOCK_QKV_BIAS | BLOCK_PROJ_BIAS | BLOCK_MLP_BIAS
     # OPTDecoder has a final LayerNorm only with pre-LN and not _remove_final_layer_norm
-    if fc.flag("_remove_final_layer_norm") is False and pre_ln:
+    if pre_ln and not fc.flag("_remove_final_layer_norm"):
         block |= BLOCK_FINAL_LN
     c = fc.header(dims, OPT_LAYER_NORM_EPS,
                   check_activation(path, "activation_function", fc.get("activation_function")),
@@ -1730,7 +1732,8 @@ FAMILY_TENSORS = {
     "gpt_neo": (("transformer.",), re.compile(r"h\.\d+\.attn\.attention\.(bias|masked_bias)"),
                 gpt_neo_pieces, ("lm_head.weight",)),
     "gpt_neox": (("gpt_neox.",),
-                 re.compile(r"layers\.\d+\.attention\.(bias|masked_bias|rotary_emb\.inv_freq)|rotary_emb\.inv_freq"),
+                 re.compile(r"layers\.\d+\.attention\.(bias|masked_bias|rotary_emb\.inv_freq)"
+                            r"|rotary_emb\.inv_freq"),
                  gpt_neox_pieces, ("embed_out.weight", "lm_head.weight")),
     "opt": (("model.decoder.", "decoder."), re.compile(r"(?!)"), opt_pieces, ("lm_head.weight",)),
 }
@@ -1936,7 +1939,8 @@ def _interrupted(signum, _frame):
 
 def main(argv=None):
     ap = argparse.ArgumentParser(  # prog: export.py, or run-export as installed
-        description="Convert a Hugging Face GPT-2 model directory (config.json, "
+        description="Convert a Hugging Face GPT-2, GPT-Neo, GPT-NeoX/Pythia or OPT model "
+                    "directory (config.json, "
                     "model.safetensors / sharded safetensors / pytorch_model.bin, "
                     "vocab.json + merges.txt or tokenizer.json) into a float32 "
                     "checkpoint for `run` (format: tests/SPEC.md).",

@@ -1,5 +1,7 @@
 #!/usr/bin/env python3
-"""export.py: convert a Hugging Face GPT-2 directory into a `run` checkpoint.
+"""export.py: convert a Hugging Face GPT-2, GPT-Neo, GPT-NeoX/Pythia or OPT
+directory into a `run` checkpoint (GPT-2: format version 1; the others:
+version 2, tests/SPEC.md section 1b).
 
     python3 export.py HF_DIR OUT.bin                  full checkpoint (tests/SPEC.md section 1)
     python3 export.py --tokenizer-only HF_DIR OUT.tok  tokenizer section only (section 2)
@@ -1171,31 +1173,117 @@ CONFIG_DEFAULTS = {"vocab_size": 50257, "n_positions": 1024, "n_embd": 768, "n_l
 CONFIG_ALIASES = {"hidden_size": "n_embd", "max_position_embeddings": "n_positions",
                   "num_attention_heads": "n_head", "num_hidden_layers": "n_layer"}
 
+# The families export.py writes: model_type -> (name in messages, checkpoint
+# format version, SPEC family code, the architectures accepted).
+FAMILIES = {
+    "gpt2": ("GPT-2", 1, 0, ARCHITECTURES),
+    "gpt_neo": ("GPT-Neo", 2, 1, ("GPTNeoForCausalLM", "GPTNeoModel")),
+    "gpt_neox": ("GPT-NeoX/Pythia", 2, 2, ("GPTNeoXForCausalLM", "GPTNeoXModel")),
+    "opt": ("OPT", 2, 3, ("OPTForCausalLM", "OPTModel")),
+}
+
+# Format version 2's block bits (SPEC section 1b).
+BLOCK_POST_LN, BLOCK_PARALLEL, BLOCK_ROTARY = 1 << 0, 1 << 1, 1 << 2
+BLOCK_QKV_BIAS, BLOCK_PROJ_BIAS, BLOCK_MLP_BIAS, BLOCK_FINAL_LN = 1 << 3, 1 << 4, 1 << 5, 1 << 6
+FLAG_UNTIED, FLAG_SCALE = 1 << 0, 1 << 1
+
+# Each family's configuration class defaults (transformers), for keys that
+# config.json may leave out.
+NEO_DEFAULTS = {"vocab_size": 50257, "max_position_embeddings": 2048, "hidden_size": 2048,
+                "num_layers": 24, "attention_types": [[["global", "local"], 12]], "num_heads": 16,
+                "intermediate_size": None, "window_size": 256, "activation_function": "gelu_new",
+                "layer_norm_epsilon": 1e-5, "bos_token_id": 50256, "eos_token_id": 50256,
+                "tie_word_embeddings": True}
+NEOX_DEFAULTS = {"vocab_size": 50432, "hidden_size": 6144, "num_hidden_layers": 44,
+                 "num_attention_heads": 64, "intermediate_size": 24576, "hidden_act": "gelu",
+                 "max_position_embeddings": 2048, "layer_norm_eps": 1e-5, "bos_token_id": 0,
+                 "eos_token_id": 2, "tie_word_embeddings": False, "use_parallel_residual": True,
+                 "attention_bias": True}
+NEOX_ROPE_THETA, NEOX_ROTARY_PCT = 10000.0, 0.25   # when neither spelling gives them
+OPT_DEFAULTS = {"vocab_size": 50272, "hidden_size": 768, "num_hidden_layers": 12, "ffn_dim": 3072,
+                "max_position_embeddings": 2048, "do_layer_norm_before": True,
+                "_remove_final_layer_norm": False, "word_embed_proj_dim": None,
+                "num_attention_heads": 12, "activation_function": "relu", "bos_token_id": 2,
+                "eos_token_id": 2, "enable_bias": True, "layer_norm_elementwise_affine": True,
+                "tie_word_embeddings": True}
+OPT_LAYER_NORM_EPS = 1e-5      # OPT's LayerNorms use torch's default (no config key)
+OPT_POSITION_OFFSET = 2        # OPTLearnedPositionalEmbedding: row = position + 2
+
+
+def supported_families():
+    return "; ".join(f'{name} (model_type "{mt}": {", ".join(archs)})'
+                     for mt, (name, _v, _code, archs) in FAMILIES.items())
+
 
 def read_config(hf_dir):
+    """config.json -> the checkpoint's header values (a dict), for any supported family."""
     path = os.path.join(hf_dir, "config.json")
     if not os.path.isfile(path):
         raise ExportError(f"{path}: missing (every Hugging Face model directory has one)")
     raw = read_json(path, "model config")
     if not isinstance(raw, dict):
         raise ExportError(f"{path}: expected a JSON object")
+    mt = raw.get("model_type")
+    family = FAMILIES.get(mt) if isinstance(mt, str) else None
+    if family is None:
+        raise ExportError(f"{path}: model_type {mt!r} is not supported (export.py exports "
+                          f"{supported_families()})")
+    name, version, code, archs_ok = family
+    archs = raw.get("architectures") or []
+    if not isinstance(archs, list):
+        raise ExportError(f"{path}: architectures is not a list")
+    bad = [a for a in archs if a not in archs_ok]
+    if bad:
+        raise ExportError(f"{path}: architecture {bad[0]!r} is not supported for model_type {mt!r} "
+                          f"(supported: {', '.join(archs_ok)}; export.py exports {supported_families()})")
+    c = CONFIG_READERS[mt](path, raw)
+    c.update(family=mt, family_name=name, version=version, family_code=code)
+    return c
+
+
+def finite(x):
+    return x == x and x not in (float("inf"), float("-inf"))
+
+
+def f32(x):
+    return struct.unpack("<f", struct.pack("<f", x))[0]
+
+
+def check_eps(path, key, eps):
+    # checked as the header stores it: float32 (0.99999999 rounds to 1)
+    if type(eps) not in (int, float) or not 0 <= eps < 1 or not f32(eps) < 1:
+        raise ExportError(f"{path}: {key} must be a small non-negative number, got {eps!r}")
+    return float(eps)
+
+
+def check_activation(path, key, act):
+    if act not in ACTIVATIONS:
+        raise ExportError(f"{path}: {key} {act!r} is not supported "
+                          f"(supported: {', '.join(ACTIVATIONS)})")
+    return ACTIVATIONS[act]
+
+
+def check_token_id(path, key, v, V):
+    if isinstance(v, list):   # several ids: the first is the one `run` stops at
+        v = v[0] if v else None
+    if v is None:
+        return -1
+    if type(v) is not int:
+        raise ExportError(f"{path}: {key} must be an integer token id or null, got {v!r}")
+    if not 0 <= v < V:
+        # e.g. a small test model that kept GPT-2's default 50256: the
+        # model can never produce it, so there is no such token.
+        note(f"warning: {path}: {key} {v} is not below vocab_size {V}; recorded as none (-1)")
+        return -1
+    return v
+
+
+def read_gpt2_config(path, raw):
     cfg = dict(CONFIG_DEFAULTS)
     for k, v in raw.items():
         cfg[CONFIG_ALIASES.get(k, k)] = v
     if "n_positions" not in raw and "max_position_embeddings" not in raw and "n_ctx" in raw:
         cfg["n_positions"] = raw["n_ctx"]
-
-    mt = raw.get("model_type")
-    if mt != "gpt2":
-        raise ExportError(f"{path}: model_type {mt!r} is not supported: only GPT-2 "
-                          f"(model_type \"gpt2\", architectures {', '.join(ARCHITECTURES)})")
-    archs = raw.get("architectures") or []
-    if not isinstance(archs, list):
-        raise ExportError(f"{path}: architectures is not a list")
-    bad = [a for a in archs if a not in ARCHITECTURES]
-    if bad:
-        raise ExportError(f"{path}: architecture {bad[0]!r} is not supported "
-                          f"(supported: {', '.join(ARCHITECTURES)})")
 
     def pos_int(key, limit=1 << 24):
         v = cfg[key]
@@ -1211,14 +1299,8 @@ def read_config(hf_dir):
         raise ExportError(f"{path}: n_inner (4 * n_embd = {F}) must be <= {1 << 20}")
     if C % H:
         raise ExportError(f"{path}: n_embd {C} is not divisible by n_head {H}")
-    eps = cfg["layer_norm_epsilon"]
-    # checked as the header stores it: float32 (0.99999999 rounds to 1)
-    if type(eps) not in (int, float) or not 0 <= eps < 1 or not struct.unpack("<f", struct.pack("<f", eps))[0] < 1:
-        raise ExportError(f"{path}: layer_norm_epsilon must be a small non-negative number, got {eps!r}")
-    act = cfg["activation_function"]
-    if act not in ACTIVATIONS:
-        raise ExportError(f"{path}: activation_function {act!r} is not supported "
-                          f"(supported: {', '.join(ACTIVATIONS)})")
+    eps = check_eps(path, "layer_norm_epsilon", cfg["layer_norm_epsilon"])
+    act = check_activation(path, "activation_function", cfg["activation_function"])
     if cfg["add_cross_attention"]:
         raise ExportError(f"{path}: add_cross_attention (encoder-decoder GPT-2) is not supported")
     # reorder_and_upcast_attn only changes how transformers computes attention
@@ -1226,29 +1308,211 @@ def read_config(hf_dir):
     # computes in float32 throughout, so the result is the same: accepted.
     flags = 0
     if cfg["scale_attn_weights"]:
-        flags |= 2
+        flags |= FLAG_SCALE
     if cfg["scale_attn_by_inverse_layer_idx"]:
         flags |= 4
+    return {"path": path, "n_layer": L, "n_head": H, "n_embd": C, "n_inner": F, "n_ctx": P,
+            "vocab_size": V, "eps": eps, "activation": act, "flags": flags,
+            "eos": check_token_id(path, "eos_token_id", cfg["eos_token_id"], V),
+            "bos": check_token_id(path, "bos_token_id", cfg["bos_token_id"], V),
+            "tie": bool(cfg["tie_word_embeddings"])}
 
-    def token_id(key):
-        v = cfg[key]
-        if isinstance(v, list):   # several ids: the first is the one `run` stops at
-            v = v[0] if v else None
-        if v is None:
-            return -1
-        if type(v) is not int:
-            raise ExportError(f"{path}: {key} must be an integer token id or null, got {v!r}")
-        if not 0 <= v < V:
-            # e.g. a small test model that kept GPT-2's default 50256: the
-            # model can never produce it, so there is no such token.
-            note(f"warning: {path}: {key} {v} is not below vocab_size {V}; recorded as none (-1)")
-            return -1
+
+class FamilyConfig:
+    """config.json of a version-2 family: each key's value, or the family's
+    default when absent (as its configuration class fills it in); every
+    refusal names the key."""
+
+    def __init__(self, path, raw, defaults, aliases=None):
+        self.path, self.raw, self.defaults = path, raw, defaults
+        # the configuration class's attribute_map: other spelling -> key
+        for alt, key in (aliases or {}).items():
+            if alt in raw and key in raw and raw[alt] != raw[key]:
+                raise ExportError(f"{path}: {alt} = {raw[alt]!r} and {key} = {raw[key]!r} disagree "
+                                  f"(two spellings of one setting)")
+            if alt in raw and key not in raw:
+                self.raw = dict(self.raw, **{key: raw[alt]})
+
+    def get(self, key):
+        return self.raw[key] if key in self.raw else self.defaults[key]
+
+    def pos_int(self, key, limit):
+        v = self.get(key)
+        if type(v) is not int or not 0 < v <= limit:
+            raise ExportError(f"{self.path}: {key} must be a positive integer (<= {limit}), got {v!r}")
         return v
 
-    return {"path": path, "n_layer": L, "n_head": H, "n_embd": C, "n_inner": F, "n_ctx": P,
-            "vocab_size": V, "eps": float(eps), "activation": ACTIVATIONS[act], "flags": flags,
-            "eos": token_id("eos_token_id"), "bos": token_id("bos_token_id"),
-            "tie": bool(cfg["tie_word_embeddings"])}
+    def flag(self, key):
+        v = self.get(key)
+        if not isinstance(v, bool):
+            raise ExportError(f"{self.path}: {key} must be true or false, got {v!r}")
+        return v
+
+    def dims(self, embd, layers, heads, positions, inner, inner_null_is_4x=False):
+        """The sizes, checked against the same ranges as run's (SPEC section 1)."""
+        C, L, H = self.pos_int(embd, 1 << 16), self.pos_int(layers, 4096), self.pos_int(heads, 4096)
+        P, V = self.pos_int(positions, 1 << 20), self.pos_int("vocab_size", 1 << 24)
+        if inner_null_is_4x and self.get(inner) is None:
+            F = 4 * C
+            if F > 1 << 20:
+                raise ExportError(f"{self.path}: {inner} (4 * {embd} = {F}) must be <= {1 << 20}")
+        else:
+            F = self.pos_int(inner, 1 << 20)
+        if C % H:
+            raise ExportError(f"{self.path}: {embd} {C} is not divisible by {heads} {H}")
+        return C, L, H, P, V, F
+
+    def header(self, dims, eps, act, flags, block, windows, position_offset=0, rotary_dims=0,
+               rotary_base=0.0, embed_dim=None):
+        C, L, H, P, V, F = dims
+        path = self.path
+        return {"path": path, "n_layer": L, "n_head": H, "n_embd": C, "n_inner": F, "n_ctx": P,
+                "vocab_size": V, "eps": eps, "activation": act, "flags": flags,
+                "eos": check_token_id(path, "eos_token_id", self.get("eos_token_id"), V),
+                "bos": check_token_id(path, "bos_token_id", self.get("bos_token_id"), V),
+                "tie": self.flag("tie_word_embeddings"), "block": block,
+                "position_offset": position_offset, "rotary_dims": rotary_dims,
+                "rotary_base": rotary_base, "embed_dim": C if embed_dim is None else embed_dim,
+                "windows": windows}
+
+
+def neo_attention_layers(fc, L):
+    """GPTNeoConfig.expand_attention_types_params: [[[types...], repeat], ...] -> one type a layer."""
+    path, at = fc.path, fc.get("attention_types")
+    layers = []
+    ok = isinstance(at, list)
+    for item in at if ok else ():
+        if (not isinstance(item, list) or len(item) != 2 or not isinstance(item[0], list)
+                or type(item[1]) is not int or item[1] < 0 or len(layers) + len(item[0]) * item[1] > 4096):
+            ok = False
+            break
+        layers.extend(item[0] * item[1])
+    if not ok:
+        raise ExportError(f"{path}: attention_types = {show(at)} is not a list of "
+                          f"[[attention types...], repeat count]")
+    for t in layers:
+        if t not in ("global", "local"):
+            raise ExportError(f"{path}: attention_types: attention type {t!r} is not supported "
+                              f"(run implements \"global\" and \"local\")")
+    if len(layers) != L:
+        raise ExportError(f"{path}: attention_types gives {len(layers)} layers but num_layers is {L}")
+    stored = fc.raw.get("attention_layers")
+    if stored is not None and stored != layers:
+        # transformers recomputes attention_layers from attention_types
+        raise ExportError(f"{path}: attention_layers = {show(stored)} disagrees with attention_types "
+                          f"= {show(fc.get('attention_types'))} (which expands to {show(layers)})")
+    return layers
+
+
+def read_gpt_neo_config(path, raw):
+    fc = FamilyConfig(path, raw, NEO_DEFAULTS,
+                      {"num_attention_heads": "num_heads", "num_hidden_layers": "num_layers"})
+    dims = fc.dims("hidden_size", "num_layers", "num_heads", "max_position_embeddings",
+                   "intermediate_size", inner_null_is_4x=True)
+    kinds = neo_attention_layers(fc, dims[1])
+    window = fc.pos_int("window_size", 1 << 20) if "local" in kinds else 0
+    windows = [window if k == "local" else 0 for k in kinds]
+    # q, k, v without bias; out_proj and the MLP with; scores not scaled.
+    return fc.header(dims, check_eps(path, "layer_norm_epsilon", fc.get("layer_norm_epsilon")),
+                     check_activation(path, "activation_function", fc.get("activation_function")),
+                     0, BLOCK_PROJ_BIAS | BLOCK_MLP_BIAS | BLOCK_FINAL_LN, windows)
+
+
+ROPE_KEYS = ("rope_type", "type", "rope_theta", "partial_rotary_factor")
+ROPE_THETA_LIMIT = 1e30
+
+
+def neox_rotary(fc, head_dim):
+    """(rotary_dims, rotary_base) as GPTNeoXConfig reads them: rope_parameters
+    (transformers 5; rope_scaling, older, in its place), else the hub's
+    rotary_pct / rotary_emb_base, else the defaults."""
+    path, raw = fc.path, fc.raw
+    key = "rope_scaling" if raw.get("rope_scaling") is not None else "rope_parameters"
+    params = raw.get(key)
+    if params is None:
+        params = {}
+    if not isinstance(params, dict):
+        raise ExportError(f"{path}: {key} = {show(params)} is not an object")
+    rtype = params.get("rope_type", params.get("type", "default"))
+    if rtype != "default":
+        raise ExportError(f"{path}: {key} rope_type {rtype!r} is not supported (run implements "
+                          f"\"default\": unscaled rotary positions)")
+    for k in params:
+        if k not in ROPE_KEYS:
+            raise ExportError(f"{path}: {key}.{k} = {show(params[k])} is not supported (run implements "
+                              f"the default rotary embedding: {', '.join(ROPE_KEYS)})")
+
+    def pick(new, old, default):
+        if new in params:
+            return params[new], f"{key}.{new}"
+        if old in raw:
+            return raw[old], old
+        return default, f"{old} (default)"
+
+    base, base_key = pick("rope_theta", "rotary_emb_base", NEOX_ROPE_THETA)
+    pct, pct_key = pick("partial_rotary_factor", "rotary_pct", NEOX_ROTARY_PCT)
+    # Top-level spellings that GPTNeoXConfig does not read: refused when they
+    # say something else than what it uses.
+    for top, used, used_key in (("rope_theta", base, base_key), ("partial_rotary_factor", pct, pct_key)):
+        if top in raw and raw[top] != used:
+            raise ExportError(f"{path}: {top} = {show(raw[top])} disagrees with {used_key} = {show(used)}, "
+                              f"which is what transformers uses")
+    if type(pct) not in (int, float) or not 0 < pct <= 1:
+        raise ExportError(f"{path}: {pct_key} must be a number in (0, 1], got {pct!r}")
+    dims = int(head_dim * pct)
+    if dims < 2 or dims > head_dim or dims % 2:
+        raise ExportError(f"{path}: {pct_key} = {pct!r} gives rotary_dims int({head_dim} * {pct!r}) = "
+                          f"{dims}; run needs an even number from 2 to head_dim ({head_dim})")
+    # checked as the header stores it, float32, against run's range
+    if (type(base) not in (int, float) or not finite(base) or not 1 < base < 3e38
+            or not 1 < f32(base) < f32(ROPE_THETA_LIMIT)):
+        raise ExportError(f"{path}: {base_key} must be a number > 1 (and < {ROPE_THETA_LIMIT:g}), "
+                          f"got {base!r}")
+    return dims, float(base)
+
+
+def read_gpt_neox_config(path, raw):
+    fc = FamilyConfig(path, raw, NEOX_DEFAULTS)
+    dims = fc.dims("hidden_size", "num_hidden_layers", "num_attention_heads",
+                   "max_position_embeddings", "intermediate_size")
+    C, L, H = dims[:3]
+    rotary_dims, rotary_base = neox_rotary(fc, C // H)
+    block = BLOCK_ROTARY | BLOCK_MLP_BIAS | BLOCK_FINAL_LN
+    if fc.flag("use_parallel_residual"):
+        block |= BLOCK_PARALLEL
+    if fc.flag("attention_bias"):
+        block |= BLOCK_QKV_BIAS | BLOCK_PROJ_BIAS
+    return fc.header(dims, check_eps(path, "layer_norm_eps", fc.get("layer_norm_eps")),
+                     check_activation(path, "hidden_act", fc.get("hidden_act")), FLAG_SCALE, block,
+                     [0] * L, rotary_dims=rotary_dims, rotary_base=rotary_base)
+
+
+def read_opt_config(path, raw):
+    fc = FamilyConfig(path, raw, OPT_DEFAULTS)
+    dims = fc.dims("hidden_size", "num_hidden_layers", "num_attention_heads",
+                   "max_position_embeddings", "ffn_dim")
+    C, L = dims[:2]
+    E = C if fc.get("word_embed_proj_dim") is None else fc.pos_int("word_embed_proj_dim", 1 << 16)
+    if E > C:
+        raise ExportError(f"{path}: word_embed_proj_dim {E} is larger than hidden_size {C} (run "
+                          f"implements a projection down to a narrower embedding only)")
+    pre_ln = fc.flag("do_layer_norm_before")
+    block = 0 if pre_ln else BLOCK_POST_LN
+    if fc.flag("enable_bias"):
+        block |= BLOCK_QKV_BIAS | BLOCK_PROJ_BIAS | BLOCK_MLP_BIAS
+    # OPTDecoder has a final LayerNorm only with pre-LN and not _remove_final_layer_norm
+    if pre_ln and not fc.flag("_remove_final_layer_norm"):
+        block |= BLOCK_FINAL_LN
+    c = fc.header(dims, OPT_LAYER_NORM_EPS,
+                  check_activation(path, "activation_function", fc.get("activation_function")),
+                  FLAG_SCALE,  # q scaled by head_dim^-0.5: the same as scaling the scores
+                  block, [0] * L, position_offset=OPT_POSITION_OFFSET, embed_dim=E)
+    c["ln_affine"] = fc.flag("layer_norm_elementwise_affine")
+    return c
+
+
+CONFIG_READERS = {"gpt2": read_gpt2_config, "gpt_neo": read_gpt_neo_config,
+                  "gpt_neox": read_gpt_neox_config, "opt": read_opt_config}
 
 
 def _safe_shard_name(name, index_path):
@@ -1300,7 +1564,7 @@ def open_weights(hf_dir):
 
 
 def expected_tensors(c):
-    """[(name, HF shape, transpose?)] in checkpoint order, without lm_head."""
+    """GPT-2: [(name, HF shape, transpose?)] in checkpoint order, without lm_head."""
     C, F, V, P = c["n_embd"], c["n_inner"], c["vocab_size"], c["n_ctx"]
     out = [("wte.weight", (V, C), False), ("wpe.weight", (P, C), False)]
     for l in range(c["n_layer"]):
@@ -1316,44 +1580,225 @@ def expected_tensors(c):
     return out
 
 
-IGNORED_BUFFERS = re.compile(r"h\.\d+\.attn\.(bias|masked_bias)$")
+class Piece:
+    """One tensor of the checkpoint: its name and shape there, the HF tensors
+    it is made of [(name, HF shape)], and make(list of their float32 arrays)."""
+    __slots__ = ("name", "shape", "srcs", "make", "layer")
+
+    def __init__(self, name, shape, srcs, make=None, layer=-1):
+        self.name, self.shape, self.srcs, self.layer = name, tuple(shape), srcs, layer
+        self.make = make or (lambda arrays: arrays[0])
+
+
+def stacked(arrays):
+    """Row blocks one after another (q, k, v -> qkv)."""
+    out = array.array("f")
+    for a in arrays:
+        out.extend(a)
+    return out
+
+
+def filled(value, n):
+    return lambda arrays: array.array("f", [value]) * n
+
+
+def per_head_to_per_part(n_head, head_dim, cols):
+    """GPT-NeoX's query_key_value rows [n_head, 3, head_dim] -> [3, n_head, head_dim]."""
+    block = head_dim * cols
+
+    def make(arrays):
+        a, out = arrays[0], array.array("f")
+        for part in range(3):
+            for h in range(n_head):
+                start = (h * 3 + part) * block
+                out.extend(a[start:start + block])
+        return out
+    return make
+
+
+def gpt2_pieces(c):
+    pieces = []
+    for name, shape, tr in expected_tensors(c):
+        m = re.match(r"h\.(\d+)\.", name)
+        make = (lambda arrays, r=shape[0], k=shape[1]: transpose(arrays[0], r, k)) if tr else None
+        pieces.append(Piece(name, shape[::-1] if tr else shape, [(name, shape)], make,
+                            int(m.group(1)) if m else -1))
+    return pieces
+
+
+def v2_layer(c, l, ln_1, qkv, qkv_bias, proj, proj_bias, ln_2, fc, fc_bias, fc_proj, fc_proj_bias):
+    """One block's tensors in SPEC 1b's order.  Each argument is a Piece's
+    (srcs, make) for it, or None where the block bits leave it out."""
+    C, F = c["n_embd"], c["n_inner"]
+    shapes = [("ln_1.weight", (C,)), ("ln_1.bias", (C,)), ("qkv.weight", (3 * C, C)),
+              ("qkv.bias", (3 * C,)), ("proj.weight", (C, C)), ("proj.bias", (C,)),
+              ("ln_2.weight", (C,)), ("ln_2.bias", (C,)), ("fc.weight", (F, C)), ("fc.bias", (F,)),
+              ("fc_proj.weight", (C, F)), ("fc_proj.bias", (C,))]
+    parts = [*ln_1, qkv, qkv_bias, proj, proj_bias, *ln_2, fc, fc_bias, fc_proj, fc_proj_bias]
+    return [Piece(f"h.{l}.{name}", shape, part[0], part[1], l)
+            for (name, shape), part in zip(shapes, parts) if part is not None]
+
+
+def hf(name, shape):
+    """A piece that is one HF tensor as it is."""
+    return [(name, tuple(shape))], None
+
+
+def hf_stacked(names, shape):
+    return [(n, tuple(shape)) for n in names], stacked
+
+
+def layer_norm(c, prefix, affine=True):
+    C = c["n_embd"]
+    if affine:
+        return hf(prefix + ".weight", (C,)), hf(prefix + ".bias", (C,))
+    # elementwise_affine false: the identity's weight 1 and bias 0, written out
+    return ([], filled(1.0, C)), ([], filled(0.0, C))
+
+
+def v2_final(c, ln_f):
+    pieces = []
+    if c["block"] & BLOCK_FINAL_LN:
+        pieces += [Piece("ln_f.weight", (c["n_embd"],), *ln_f[0]),
+                   Piece("ln_f.bias", (c["n_embd"],), *ln_f[1])]
+    return pieces
+
+
+def gpt_neo_pieces(c):
+    C, F, V, P = c["n_embd"], c["n_inner"], c["vocab_size"], c["n_ctx"]
+    pieces = [Piece("wte", (V, C), *hf("wte.weight", (V, C))),
+              Piece("wpe", (P, C), *hf("wpe.weight", (P, C)))]
+    for l in range(c["n_layer"]):
+        h, a = f"h.{l}.", f"h.{l}.attn.attention."
+        pieces += v2_layer(
+            c, l, layer_norm(c, h + "ln_1"),
+            hf_stacked([a + "q_proj.weight", a + "k_proj.weight", a + "v_proj.weight"], (C, C)), None,
+            hf(a + "out_proj.weight", (C, C)), hf(a + "out_proj.bias", (C,)),
+            layer_norm(c, h + "ln_2"),
+            hf(h + "mlp.c_fc.weight", (F, C)), hf(h + "mlp.c_fc.bias", (F,)),
+            hf(h + "mlp.c_proj.weight", (C, F)), hf(h + "mlp.c_proj.bias", (C,)))
+    return pieces + v2_final(c, layer_norm(c, "ln_f"))
+
+
+def gpt_neox_pieces(c):
+    C, F, V, H = c["n_embd"], c["n_inner"], c["vocab_size"], c["n_head"]
+    D = C // H
+    bias = c["block"] & BLOCK_QKV_BIAS
+    pieces = [Piece("wte", (V, C), *hf("embed_in.weight", (V, C)))]
+    for l in range(c["n_layer"]):
+        h, a = f"layers.{l}.", f"layers.{l}.attention."
+        pieces += v2_layer(
+            c, l, layer_norm(c, h + "input_layernorm"),
+            ([(a + "query_key_value.weight", (3 * C, C))], per_head_to_per_part(H, D, C)),
+            ([(a + "query_key_value.bias", (3 * C,))], per_head_to_per_part(H, D, 1)) if bias else None,
+            hf(a + "dense.weight", (C, C)), hf(a + "dense.bias", (C,)) if bias else None,
+            layer_norm(c, h + "post_attention_layernorm"),
+            hf(h + "mlp.dense_h_to_4h.weight", (F, C)), hf(h + "mlp.dense_h_to_4h.bias", (F,)),
+            hf(h + "mlp.dense_4h_to_h.weight", (C, F)), hf(h + "mlp.dense_4h_to_h.bias", (C,)))
+    return pieces + v2_final(c, layer_norm(c, "final_layer_norm"))
+
+
+def opt_pieces(c):
+    C, F, V, P, E = c["n_embd"], c["n_inner"], c["vocab_size"], c["n_ctx"], c["embed_dim"]
+    rows = P + c["position_offset"]
+    bias, affine = c["block"] & BLOCK_QKV_BIAS, c["ln_affine"]
+    pieces = [Piece("wte", (V, E), *hf("embed_tokens.weight", (V, E))),
+              Piece("wpe", (rows, C), *hf("embed_positions.weight", (rows, C)))]
+    if E < C:
+        pieces.append(Piece("project_in", (C, E), *hf("project_in.weight", (C, E))))
+    for l in range(c["n_layer"]):
+        h, a = f"layers.{l}.", f"layers.{l}.self_attn."
+        qkv = [a + p + "_proj" for p in "qkv"]
+        pieces += v2_layer(
+            c, l, layer_norm(c, a[:-1] + "_layer_norm", affine),
+            hf_stacked([n + ".weight" for n in qkv], (C, C)),
+            hf_stacked([n + ".bias" for n in qkv], (C,)) if bias else None,
+            hf(a + "out_proj.weight", (C, C)), hf(a + "out_proj.bias", (C,)) if bias else None,
+            layer_norm(c, h + "final_layer_norm", affine),
+            hf(h + "fc1.weight", (F, C)), hf(h + "fc1.bias", (F,)) if bias else None,
+            hf(h + "fc2.weight", (C, F)), hf(h + "fc2.bias", (C,)) if bias else None)
+    pieces += v2_final(c, layer_norm(c, "final_layer_norm", affine))
+    if E < C:
+        pieces.append(Piece("project_out", (E, C), *hf("project_out.weight", (E, C))))
+    return pieces
+
+
+# Per family: key prefixes of the base model (stripped), buffers that some
+# checkpoints carry and that are not weights (skipped), the checkpoint's
+# tensors, and the names an untied output embedding may have.
+FAMILY_TENSORS = {
+    "gpt2": (("transformer.",), re.compile(r"h\.\d+\.attn\.(bias|masked_bias)"), gpt2_pieces,
+             ("lm_head.weight",)),
+    "gpt_neo": (("transformer.",), re.compile(r"h\.\d+\.attn\.attention\.(bias|masked_bias)"),
+                gpt_neo_pieces, ("lm_head.weight",)),
+    "gpt_neox": (("gpt_neox.",),
+                 re.compile(r"layers\.\d+\.attention\.(bias|masked_bias|rotary_emb\.inv_freq)"
+                            r"|rotary_emb\.inv_freq"),
+                 gpt_neox_pieces, ("embed_out.weight", "lm_head.weight")),
+    "opt": (("model.decoder.", "decoder."), re.compile(r"(?!)"), opt_pieces, ("lm_head.weight",)),
+}
 
 
 def match_tensors(c, tensors, source):
-    """Map checkpoint names to TensorRefs (either key prefix), check shapes, missing, extra."""
+    """Map the checkpoint's pieces to TensorRefs (with or without the base
+    model's key prefix), check shapes, missing, extra.  Returns (pieces,
+    {HF name: TensorRef}, the output embedding's HF name or None)."""
+    prefixes, ignored, make_pieces, head_names = FAMILY_TENSORS[c["family"]]
     named = {}
     for key, t in tensors.items():
-        name = key[len("transformer."):] if key.startswith("transformer.") else key
-        if IGNORED_BUFFERS.match(name):
+        name = key
+        for p in prefixes:
+            if key.startswith(p):
+                name = key[len(p):]
+                break
+        if ignored.fullmatch(name):
             continue
         if name in named:
             raise ExportError(f"{t.path}: tensor {name} appears both with and without "
-                              f"the 'transformer.' prefix")
+                              f"the '{prefixes[0]}' prefix")
         named[name] = t
-    plan = expected_tensors(c)
-    want = {n for n, _s, _t in plan} | {"lm_head.weight"}
-    missing = [n for n, _s, _t in plan if n not in named]
+    pieces = make_pieces(c)
+    want = {}
+    for p in pieces:
+        for n, s in p.srcs:
+            want[n] = s
+    missing = [n for n in want if n not in named]
     if missing:
         more = f" and {len(missing) - 3} more" if len(missing) > 3 else ""
         raise ExportError(f"{source}: missing tensor(s) {', '.join(missing[:3])}{more} "
                           f"(config.json has n_layer={c['n_layer']})")
-    extra = sorted(n for n in named if n not in want)
+    heads = [n for n in head_names if n in named]
+    if len(heads) > 1:
+        raise ExportError(f"{named[heads[1]].path}: both {heads[0]} and {heads[1]} are present "
+                          f"(two output embeddings)")
+    head = heads[0] if heads else None
+    extra = sorted(n for n in named if n not in want and n != head)
     if extra:
         more = f" and {len(extra) - 3} more" if len(extra) > 3 else ""
         raise ExportError(f"{named[extra[0]].path}: unexpected tensor(s) {', '.join(extra[:3])}{more} "
-                          f"(not part of a GPT-2 model with n_layer={c['n_layer']})")
-    lm = named.get("lm_head.weight")
-    full = plan + ([("lm_head.weight", (c["vocab_size"], c["n_embd"]), False)] if lm else [])
-    for name, shape, _tr in full:
+                          f"(not part of a {c['family_name']} model with n_layer={c['n_layer']})")
+    if head:
+        want[head] = (c["vocab_size"], c.get("embed_dim", c["n_embd"]))
+    for name, shape in want.items():
         t = named[name]
         if t.shape != shape:
             raise ExportError(f"{t.path}: tensor {name} has shape {list(t.shape)} but config.json "
-                              f"(n_embd={c['n_embd']}, n_inner={c['n_inner']}, n_positions={c['n_ctx']}, "
-                              f"vocab_size={c['vocab_size']}) implies {list(shape)}")
+                              f"({describe_dims(c)}) implies {list(shape)}")
         if t.dtype not in FLOAT_DTYPES:
             raise ExportError(f"{t.path}: tensor {name} has dtype {t.dtype}; weights must be "
                               f"float32, float16, bfloat16 or float64")
-    return plan, named
+    return pieces, named, head
+
+
+def describe_dims(c):
+    if c["version"] == 1:
+        return (f"n_embd={c['n_embd']}, n_inner={c['n_inner']}, n_positions={c['n_ctx']}, "
+                f"vocab_size={c['vocab_size']}")
+    s = (f"hidden size {c['n_embd']}, inner size {c['n_inner']}, max positions {c['n_ctx']}, "
+         f"vocab_size={c['vocab_size']}")
+    if c["embed_dim"] != c["n_embd"]:
+        s += f", word_embed_proj_dim={c['embed_dim']}"
+    return s
 
 
 # ----------------------------------------------------------------------------
@@ -1370,15 +1815,25 @@ def align(n):
     return (n + ALIGN - 1) // ALIGN * ALIGN
 
 
+def header_bytes(c):
+    """Version 1: 256; version 2: 256 + the per-layer window table, to a multiple of 64."""
+    return HEADER_BYTES if c["version"] == 1 else align(HEADER_BYTES + 4 * c["n_layer"])
+
+
 def pack_header(c, flags, tok_bytes, weights_offset, weights_bytes):
-    h = bytearray(HEADER_BYTES)
+    hb = header_bytes(c)
+    h = bytearray(hb)
     h[0:8] = CKPT_MAGIC
-    struct.pack_into("<8I", h, 8, CKPT_VERSION, HEADER_BYTES, c["n_layer"], c["n_head"],
+    struct.pack_into("<8I", h, 8, c["version"], hb, c["n_layer"], c["n_head"],
                      c["n_embd"], c["n_inner"], c["n_ctx"], c["vocab_size"])
     struct.pack_into("<fIIi", h, 40, c["eps"], c["activation"], flags, c["eos"])
-    struct.pack_into("<QQQQQ", h, 56, HEADER_BYTES, tok_bytes, weights_offset, weights_bytes,
+    struct.pack_into("<QQQQQ", h, 56, hb, tok_bytes, weights_offset, weights_bytes,
                      weights_offset + weights_bytes)
     struct.pack_into("<i", h, 96, c["bos"])
+    if c["version"] == 2:
+        struct.pack_into("<IIIIfI", h, 100, c["family_code"], c["block"], c["position_offset"],
+                         c["rotary_dims"], c["rotary_base"], c["embed_dim"])
+        struct.pack_into(f"<{c['n_layer']}I", h, HEADER_BYTES, *c["windows"])
     return bytes(h)
 
 
@@ -1389,53 +1844,63 @@ def export_model(hf_dir, out, quiet=False):
     check_output_path(out)
     c = read_config(hf_dir)
     source, tensors = open_weights(hf_dir)
-    plan, named = match_tensors(c, tensors, source)
+    pieces, named, head = match_tensors(c, tensors, source)
     token_bytes, merges, specials = load_tokenizer(hf_dir)
     if len(token_bytes) > c["vocab_size"]:
         raise ExportError(f"{hf_dir}: the tokenizer has {len(token_bytes)} tokens but config.json "
                           f"vocab_size is {c['vocab_size']}")
     tok = tokenizer_section(token_bytes, merges, specials)
-    woff = align(HEADER_BYTES + len(tok))
+    hb = header_bytes(c)
+    woff = align(hb + len(tok))
 
-    lm = named.get("lm_head.weight")
-    total = sum(4 * prod(s) for _n, s, _t in plan) + (4 * prod(lm.shape) if lm else 0)
+    if head:
+        pieces = pieces + [Piece("lm_head.weight" if c["version"] == 1 else "lm_head",
+                                 named[head].shape, [(head, named[head].shape)])]
+    total = sum(4 * prod(p.shape) for p in pieces)
     if not quiet:
-        note(f"{source}: {len(plan) + (1 if lm else 0)} tensors, "
+        extra = "" if c["version"] == 1 else f" ({c['family_name']}, format version 2)"
+        note(f"{source}: {len(pieces)} tensors, "
              f"{total / 1e6:.1f} MB as float32; n_layer={c['n_layer']} n_head={c['n_head']} "
-             f"n_embd={c['n_embd']} n_inner={c['n_inner']} n_ctx={c['n_ctx']} vocab={c['vocab_size']}")
+             f"n_embd={c['n_embd']} n_inner={c['n_inner']} n_ctx={c['n_ctx']} vocab={c['vocab_size']}"
+             f"{extra}")
     flags = c["flags"]
     with AtomicOutput(out) as o:
         f = o.f
-        write_checked(f, bytes(HEADER_BYTES), out)
+        write_checked(f, bytes(hb), out)
         write_checked(f, tok, out)
-        write_checked(f, bytes(woff - HEADER_BYTES - len(tok)), out)
+        write_checked(f, bytes(woff - hb - len(tok)), out)
         pos = woff
         done = 0
         wte_hash = None
         last_layer = -1
-        for name, _shape, tr in plan + ([("lm_head.weight", lm.shape, False)] if lm else []):
-            t = named[name]
-            a = t.load()
-            if len(a) != prod(t.shape):
-                raise ExportError(f"{t.path}: tensor {name}: read {len(a)} values, expected {prod(t.shape)}")
-            if tr:
-                a = transpose(a, t.shape[0], t.shape[1])
+        for p in pieces:
+            arrays = []
+            for name, _shape in p.srcs:
+                t = named[name]
+                a = t.load()
+                if len(a) != prod(t.shape):
+                    raise ExportError(f"{t.path}: tensor {name}: read {len(a)} values, "
+                                      f"expected {prod(t.shape)}")
+                arrays.append(a)
+            a = p.make(arrays)
+            del arrays
+            assert len(a) == prod(p.shape), (p.name, len(a), p.shape)
             if not NATIVE_LITTLE:
                 a.byteswap()
             data = memoryview(a).cast("B")  # no copy
-            if name == "wte.weight":
+            if p.name in ("wte.weight", "wte"):
                 wte_hash = hashlib.sha256(data).digest()
-            if name == "lm_head.weight":
+            if p.name in ("lm_head.weight", "lm_head"):
                 # Equal to wte: tied (nothing to write).  Different: untied,
                 # even when config.json says tie_word_embeddings (transformers
                 # 5 then keeps both, with a warning: do the same).
                 if hashlib.sha256(data).digest() == wte_hash:
                     continue
                 if c["tie"]:
-                    note(f"warning: {t.path}: lm_head.weight differs from wte.weight although "
-                         f"config.json has tie_word_embeddings true; like transformers, "
+                    note(f"warning: {named[head].path}: {head} differs from the token embedding "
+                         f"although config.json has tie_word_embeddings true; like transformers, "
                          f"keeping it as a separate (untied) output embedding")
-                flags |= 1
+                flags |= FLAG_UNTIED
             write_checked(f, data, out)
             pos += len(data)
             pad = align(pos) - pos
@@ -1443,16 +1908,14 @@ def export_model(hf_dir, out, quiet=False):
             pos += pad
             done += len(data)
             del data, a
-            m = re.match(r"h\.(\d+)\.", name)
-            layer = int(m.group(1)) if m else -1
-            if not quiet and layer != last_layer and layer >= 0:
-                last_layer = layer
+            if not quiet and p.layer != last_layer and p.layer >= 0:
+                last_layer = p.layer
                 el = max(time.time() - t0, 1e-9)
-                note(f"layer {layer + 1}/{c['n_layer']}: {done / 1e6:.1f} MB written, "
+                note(f"layer {p.layer + 1}/{c['n_layer']}: {done / 1e6:.1f} MB written, "
                      f"{done / 1e6 / el:.1f} MB/s")
-        if lm is None and not c["tie"]:
+        if head is None and not c["tie"]:
             raise ExportError(f"{source}: config.json has tie_word_embeddings false but there is "
-                              f"no lm_head.weight")
+                              f"no {' or '.join(FAMILY_TENSORS[c['family']][3])}")
         wbytes = pos - woff
         try:
             f.seek(0)
@@ -1462,8 +1925,8 @@ def export_model(hf_dir, out, quiet=False):
         o.commit()
     el = time.time() - t0
     if not quiet:
-        note(f"wrote {out}: {woff + wbytes} bytes ({'untied' if flags & 1 else 'tied'} lm_head, "
-             f"{len(token_bytes)} tokens) in {el:.1f} s, {done / 1e6 / max(el, 1e-9):.1f} MB/s")
+        note(f"wrote {out}: {woff + wbytes} bytes ({'untied' if flags & FLAG_UNTIED else 'tied'} "
+             f"lm_head, {len(token_bytes)} tokens) in {el:.1f} s, {done / 1e6 / max(el, 1e-9):.1f} MB/s")
 
 
 # ----------------------------------------------------------------------------
@@ -1476,7 +1939,8 @@ def _interrupted(signum, _frame):
 
 def main(argv=None):
     ap = argparse.ArgumentParser(  # prog: export.py, or run-export as installed
-        description="Convert a Hugging Face GPT-2 model directory (config.json, "
+        description="Convert a Hugging Face GPT-2, GPT-Neo, GPT-NeoX/Pythia or OPT model "
+                    "directory (config.json, "
                     "model.safetensors / sharded safetensors / pytorch_model.bin, "
                     "vocab.json + merges.txt or tokenizer.json) into a float32 "
                     "checkpoint for `run` (format: tests/SPEC.md).",

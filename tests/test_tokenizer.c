@@ -8,6 +8,7 @@
 //       FILE holds cases, each "<special 0|1> <nbytes>\n" then nbytes of text;
 //       prints one line per case: the ids (or, with --split, the pre-token lengths)
 //   test_tokenizer classes TOK          "<hex first code point> <class>" at every class change
+//   test_tokenizer nfc TOK              stdin -> its NFC (Unicode 16.0), bytes as they are
 //   test_tokenizer bench TOK FILE REPEATS [--no-cache]
 //       encodes FILE REPEATS times; prints "bytes tokens seconds..." (one per repeat)
 //
@@ -655,7 +656,7 @@ static double now(void) {
 
 int main(int argc, char **argv) {
     if (argc < 3) {
-        fprintf(stderr, "usage: test_tokenizer unit|encode|decode|split|cases|classes|bench TOK ...\n");
+        fprintf(stderr, "usage: test_tokenizer unit|encode|decode|split|cases|classes|nfc|bench TOK ...\n");
         return 2;
     }
     const char *mode = argv[1];
@@ -726,6 +727,13 @@ int main(int argc, char **argv) {
             if (k != prev) printf("%06X %c\n", c, k);
             prev = k;
         }
+    } else if (strcmp(mode, "nfc") == 0) {
+        size_t n, m;
+        unsigned char *in = read_file("-", &n);
+        const unsigned char *out;
+        if (tokenizer_nfc(t, in, n, &out, &m)) return 1;
+        fwrite(out, 1, m, stdout);
+        free(in);
     } else if (strcmp(mode, "bench") == 0 && argc > 4) {
         size_t n;
         unsigned char *in = read_file(argv[3], &n);

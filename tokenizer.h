@@ -86,7 +86,8 @@ int tokenizer_char_class(const Tokenizer *t, uint32_t cp);
 // turns the word cache off (default 1). Results never depend on either.
 void tokenizer_set_options(Tokenizer *t, size_t small_piece, int use_cache);
 
-// NFC of `len` bytes of `text` (ill-formed UTF-8 bytes pass through): *out
+// NFC of `len` bytes of `text` with Unicode 9.0's data, as Hugging Face
+// tokenizers' NFC normalizer (ill-formed UTF-8 bytes pass through): *out
 // is `text` itself when it is already NFC, else the tokenizer's scratch
 // buffer (valid until the next call on t). Returns 0, or -1 when out of memory.
 int tokenizer_nfc(Tokenizer *t, const unsigned char *text, size_t len,

@@ -74,7 +74,10 @@ def note(msg):
 # ----------------------------------------------------------------------------
 
 TOK_MAGIC = b"GPT2TOK_"
-TOK_VERSION = 1
+TOK_VERSION = 1       # GPT-2's encoding: special tokens only
+TOK_VERSION_NFC = 2   # + normalizer, BOS id, added tokens with flags (written only when used)
+ADDED_SPECIAL, ADDED_NORMALIZED = 1, 2   # section v2 flags of an added token
+NORMALIZERS = {None: 0, "NFC": 1}
 
 
 def bytes_to_unicode():
@@ -175,17 +178,35 @@ def read_tokenizer_config(hf_dir):
     return cfg
 
 
+class AddedToken(tuple):
+    """An added token: (content, special, normalized); `normalized`: matched in
+    the normalized text (tokenizers' default: not special)."""
+    __slots__ = ()
+
+    def __new__(cls, content, special, normalized):
+        return tuple.__new__(cls, (content, special, normalized))
+
+    content = property(lambda self: self[0])
+    special = property(lambda self: self[1])
+    normalized = property(lambda self: self[2])
+
+
 def collect_added_tokens(hf_dir, tok_json, cfg):
-    """Added tokens from tokenizer.json and tokenizer_config.json: {id: (content, special)}."""
+    """Added tokens from tokenizer.json and tokenizer_config.json: {id: AddedToken}."""
     added = {}
 
-    def add(i, content, special, where):
+    def add(i, content, special, where, normalized=None):
         if type(i) is not int or i < 0 or i >= 1 << 24 or not isinstance(content, str) or not content:
             raise ExportError(f"{where}: invalid added token (id {i!r}, content {content!r})")
         old = added.get(i)
         if old is not None and old[0] != content:
             raise ExportError(f"{where}: added token id {i} is {content!r} here but {old[0]!r} elsewhere")
-        added[i] = (content, bool(special) or (old is not None and old[1]))
+        special = bool(special) or (old is not None and old.special)
+        if old is not None:   # tokenizer.json's flag first: the fast tokenizer loads it
+            normalized = old.normalized
+        elif not isinstance(normalized, bool):
+            normalized = not special
+        added[i] = AddedToken(content, special, normalized)
 
     if tok_json is not None:
         path, data = tok_json
@@ -195,7 +216,8 @@ def collect_added_tokens(hf_dir, tok_json, cfg):
         for n, t in enumerate(lst):
             if not isinstance(t, dict):
                 raise ExportError(f"{path}: added_tokens[{n}] is not an object")
-            add(t.get("id"), t.get("content"), t.get("special", False), f"{path}: added_tokens[{n}]")
+            add(t.get("id"), t.get("content"), t.get("special", False), f"{path}: added_tokens[{n}]",
+                t.get("normalized"))
     cfg_path = os.path.join(hf_dir, "tokenizer_config.json")
     if cfg is not None:
         dec = cfg.get("added_tokens_decoder")
@@ -209,16 +231,19 @@ def collect_added_tokens(hf_dir, tok_json, cfg):
                     raise ExportError(f"{cfg_path}: added_tokens_decoder key {k!r} is not an id")
                 if not isinstance(t, dict):
                     raise ExportError(f"{cfg_path}: added_tokens_decoder[{k}] is not an object")
-                add(i, t.get("content"), t.get("special", False), f"{cfg_path}: added_tokens_decoder[{k}]")
+                add(i, t.get("content"), t.get("special", False), f"{cfg_path}: added_tokens_decoder[{k}]",
+                    t.get("normalized"))
     return added
 
 
 # ----------------------------------------------------------------------------
 # What the tokenizer files declare, against what `run` implements.
 #
-# `run` implements one encoding: GPT-2's pre-tokenizer regex, byte-level BPE
-# by merge rank, no normalisation, no added ids, and special tokens that are
-# plain text unless --special.  Every setting of tokenizer.json and
+# `run` implements GPT-2's pre-tokenizer regex and byte-level BPE by merge
+# rank, with special tokens that are plain text unless --special; and, with a
+# version 2 section, what GPT-NeoX and OPT add: the NFC normalizer, added
+# tokens that are not special (matched everywhere, as tokenizers does), and a
+# BOS id before every text (OPT's add_bos_token).  Every setting of tokenizer.json and
 # tokenizer_config.json that decides the ids is read here; anything that would
 # make Hugging Face give other ids is refused, naming the file, the setting and
 # its value.  Accepted is what GPT-2's own files declare, plus the equivalent
@@ -290,18 +315,29 @@ def sequence_items(node, key, where, problems):
     return [(item, f"{where}.{key}[{n}]") for n, item in enumerate(items)]
 
 
-def check_normalizer(node, where, problems):
-    """Only no normalisation: null, or a Sequence of nothing."""
+def check_normalizer(node, where, problems, found=None):
+    """None, or NFC: null, NFC, or a Sequence of those (NFC twice is NFC).
+    Appends each normalizer run implements to `found`."""
     if node is None:
         return
     t = node_type(node, where, problems)
     if t == "Sequence":
         check_options(node, where, {"normalizers": (lambda v: True, "")}, problems)
         for item, w in sequence_items(node, "normalizers", where, problems):
-            check_normalizer(item, w, problems)
+            check_normalizer(item, w, problems, found)
+    elif t == "NFC":
+        check_options(node, where, {}, problems)
+        if found is not None:
+            found.append(t)
     elif t is not None:
-        problems.append(f"{where} {t} is not supported (run does not normalise text; GPT-2 "
-                        f"has no normalizer)")
+        problems.append(f"{where} {t} is not supported (run implements no normalizer or NFC)")
+
+
+def tokenizer_json_normalizer(data):
+    """The normalizer tokenizer.json declares, as the section names it (None or "NFC")."""
+    found = []
+    check_normalizer(data.get("normalizer"), "normalizer", [], found)
+    return "NFC" if found else None
 
 
 BYTE_LEVEL_PRE = {"add_prefix_space": (is_false, "false: no space is prepended"),
@@ -409,17 +445,21 @@ BPE_OPTIONS = {
 }
 
 
-def check_added_token_flags(t, where, problems):
-    """A special token that matches exactly where it is written, like run's --special."""
+def check_added_token_flags(t, where, problems, plain_ok=True):
+    """An added token matched exactly where it is written: always when it is not
+    special, with --special when it is; in the raw or the normalized text.
+    `plain_ok` false: only special tokens (where run cannot tell how
+    transformers matches the others)."""
     check_options(t, where, {
         "id": (lambda v: True, ""), "content": (lambda v: True, ""),
-        "special": (lambda v: v is True, "only special added tokens: tokenizers matches a non-special "
-                                        "one everywhere in the text, run never does"),
+        "special": ((is_bool, "true or false") if plain_ok else
+                    (lambda v: v is True, "only special added tokens here: with vocab.json + merges.txt "
+                                          "run takes non-special added tokens from tokenizer.json alone")),
         "single_word": (is_false, "false"), "lstrip": (is_false, "false"), "rstrip": (is_false, "false"),
-        "normalized": (is_bool, "true or false: there is no normalizer")}, problems)
+        "normalized": (is_bool, "true or false")}, problems)
     if "special" not in t:
-        problems.append(f"{where}.special is missing (a non-special added token is matched everywhere "
-                        f"by tokenizers, never by run)")
+        problems.append(f"{where}.special is missing (tokenizers cannot load it; run needs to know "
+                        f"whether the token is matched everywhere or only with --special)")
 
 
 def tokenizer_json_problems(path, data):
@@ -457,6 +497,12 @@ def tokenizer_json_problems(path, data):
 # (RobertaTokenizer, for one, adds <s> and </s>).
 GPT2_TOKENIZER_CLASSES = ("GPT2Tokenizer", "GPT2TokenizerFast")
 FILE_TOKENIZER_CLASSES = ("PreTrainedTokenizerFast", "TokenizersBackend")
+# transformers' GPT-NeoX tokenizer rebuilds the pipeline itself (NFC, then
+# ByteLevel without a prefix space, nothing added): the same as tokenizer.json
+# only when that declares the NFC normalizer.
+NEOX_TOKENIZER_CLASSES = ("GPTNeoXTokenizer", "GPTNeoXTokenizerFast")
+# GPT2Tokenizer's bos_token when tokenizer_config.json names none.
+GPT2_DEFAULT_BOS = "<|endoftext|>"
 
 
 def special_token_names(obj):
@@ -474,21 +520,74 @@ NAMED_SPECIAL_KEYS = ("bos_token", "eos_token", "unk_token", "sep_token", "pad_t
                       "mask_token", "additional_special_tokens", "extra_special_tokens")
 
 
-def tokenizer_config_problems(hf_dir, cfg, has_tokenizer_json, vocab, added):
+def named_special_tokens(hf_dir, cfg):
+    """[(file, key, token string)] of the special tokens tokenizer_config.json and
+    special_tokens_map.json name (bos_token, eos_token, ...)."""
+    cfg_path = os.path.join(hf_dir, "tokenizer_config.json")
+    map_path = os.path.join(hf_dir, "special_tokens_map.json")
+    sources = [(cfg_path, cfg)]
+    if os.path.isfile(map_path):
+        sources.append((map_path, read_json(map_path, "special tokens map")))
+    out = []
+    for p, obj in sources:
+        if isinstance(obj, dict):
+            out += [(p, k, s) for k in NAMED_SPECIAL_KEYS for s in special_token_names(obj.get(k))]
+    return out
+
+
+def token_id(s, vocab, added):
+    """Id of the token string s among the added tokens, then the vocabulary; or None."""
+    for i, t in added.items():
+        if t.content == s:
+            return i
+    return vocab.get(s)
+
+
+def bos_to_add(hf_dir, cfg, has_tokenizer_json, vocab, added, problems):
+    """The id transformers puts before every text (add_bos_token), or None.
+    Honoured where transformers builds the tokenizer from vocab.json +
+    merges.txt with GPT2Tokenizer (OPT's files); refused elsewhere."""
+    if cfg is None or cfg.get("add_bos_token") in (None, False):
+        return None
+    cfg_path = os.path.join(hf_dir, "tokenizer_config.json")
+    if cfg.get("add_bos_token") is not True:
+        problems.append(f"{cfg_path}: add_bos_token = {show(cfg['add_bos_token'])} is not supported "
+                        f"(true or false)")
+        return None
+    if has_tokenizer_json or cfg.get("tokenizer_class") not in GPT2_TOKENIZER_CLASSES:
+        problems.append(f"{cfg_path}: add_bos_token = true is not supported here (run honours it with "
+                        f"vocab.json + merges.txt and tokenizer_class GPT2Tokenizer, as OPT ships it; "
+                        f"transformers adds a BOS id before the text)")
+        return None
+    names = [s for _p, k, s in named_special_tokens(hf_dir, cfg) if k == "bos_token"]
+    if "bos_token" in cfg and not special_token_names(cfg["bos_token"]):
+        problems.append(f"{cfg_path}: add_bos_token = true but bos_token = {show(cfg['bos_token'])}")
+        return None
+    bos = names[0] if names else GPT2_DEFAULT_BOS
+    i = token_id(bos, vocab, added)
+    if i is None:
+        problems.append(f"{cfg_path}: add_bos_token = true but the bos_token {bos!r} is not in the "
+                        f"vocabulary")
+    return i
+
+
+def tokenizer_config_problems(hf_dir, cfg, has_tokenizer_json, vocab, added, normalizer=None):
     """tokenizer_config.json, special_tokens_map.json and added_tokens.json, as
     transformers applies them on top of the vocabulary `vocab` ({string: id})
-    and the added tokens `added` ({id: (content, special)})."""
+    and the added tokens `added` ({id: AddedToken}); `normalizer` is what
+    tokenizer.json declares."""
     problems = []
     cfg_path = os.path.join(hf_dir, "tokenizer_config.json")
     if cfg is not None:
         for k, why in (("add_prefix_space", "a space before the text"),
-                       ("add_bos_token", "a BOS id before the text"),
                        ("add_eos_token", "an EOS id after the text")):
             if cfg.get(k) not in (None, False):
                 problems.append(f"{cfg_path}: {k} = {show(cfg[k])} is not supported (transformers adds "
                                 f"{why}; run does not)")
         cls = cfg.get("tokenizer_class")
         ok_classes = GPT2_TOKENIZER_CLASSES + (FILE_TOKENIZER_CLASSES if has_tokenizer_json else ())
+        if has_tokenizer_json and normalizer == "NFC":
+            ok_classes += NEOX_TOKENIZER_CLASSES
         if cls is not None and cls not in ok_classes:
             problems.append(f"{cfg_path}: tokenizer_class = {show(cls)} is not supported (run "
                             f"implements {', '.join(ok_classes)})")
@@ -496,24 +595,17 @@ def tokenizer_config_problems(hf_dir, cfg, has_tokenizer_json, vocab, added):
         if isinstance(dec, dict):
             for k, t in dec.items():
                 if isinstance(t, dict):
-                    check_added_token_flags(t, f"{cfg_path}: added_tokens_decoder[{k}]", problems)
+                    check_added_token_flags(t, f"{cfg_path}: added_tokens_decoder[{k}]", problems,
+                                            plain_ok=has_tokenizer_json)
     # Special tokens named by string: one that is nowhere in the files is
     # added by transformers with a new id, which run does not have.
-    added_ids = {c: i for i, (c, _sp) in added.items()}
+    added_ids = {t.content: i for i, t in added.items()}
     named = set()
-    map_path = os.path.join(hf_dir, "special_tokens_map.json")
-    sources = [(cfg_path, cfg)]
-    if os.path.isfile(map_path):
-        sources.append((map_path, read_json(map_path, "special tokens map")))
-    for p, obj in sources:
-        if not isinstance(obj, dict):
-            continue
-        for k in NAMED_SPECIAL_KEYS:
-            for s in special_token_names(obj.get(k)):
-                named.add(s)
-                if s not in vocab and s not in added_ids:
-                    problems.append(f"{p}: {k} {s!r} is in neither the vocabulary nor the added "
-                                    f"tokens (transformers would add it with a new id)")
+    for p, k, s in named_special_tokens(hf_dir, cfg):
+        named.add(s)
+        if s not in vocab and s not in added_ids:
+            problems.append(f"{p}: {k} {s!r} is in neither the vocabulary nor the added "
+                            f"tokens (transformers would add it with a new id)")
     # added_tokens.json (slow tokenizers' added tokens): matched everywhere in
     # the text by transformers unless special; run only knows the special ones.
     at_path = os.path.join(hf_dir, "added_tokens.json")
@@ -523,7 +615,7 @@ def tokenizer_config_problems(hf_dir, cfg, has_tokenizer_json, vocab, added):
             problems.append(f"{at_path}: expected an object mapping token -> id")
             return problems
         for s, i in at.items():
-            declared = (added_ids.get(s) == i and added[i][1]) or (vocab.get(s) == i and s in named)
+            declared = (added_ids.get(s) == i and added[i].special) or (vocab.get(s) == i and s in named)
             if not declared:
                 problems.append(f"{at_path}: {s!r} (id {i!r}) is not declared special in tokenizer.json "
                                 f"or tokenizer_config.json (transformers matches it everywhere in the "
@@ -531,12 +623,38 @@ def tokenizer_config_problems(hf_dir, cfg, has_tokenizer_json, vocab, added):
     return problems
 
 
+class TokenizerAdditions:
+    """What a tokenizer adds to GPT-2's encoding, as the section records it:
+    `added` [(id, special, normalized)] sorted by id (the tokens matched in the
+    text before pre-tokenization; GPT-2 has only special ones), `normalizer`
+    (None or "NFC") and `bos_id` (an id put before every text, or None)."""
+
+    def __init__(self, added, normalizer=None, bos_id=None):
+        self.added = sorted(added)
+        self.normalizer = normalizer
+        self.bos_id = bos_id
+
+    @property
+    def specials(self):
+        return [i for i, special, _n in self.added if special]
+
+    def needs_version_2(self):
+        """GPT-2's section (version 1) records special tokens alone, all matched
+        in one pass; anything more needs version 2."""
+        passes = {n for _i, _s, n in self.added}
+        return (self.normalizer is not None or self.bos_id is not None
+                or any(not sp for _i, sp, _n in self.added) or len(passes) > 1)
+
+    def __len__(self):
+        return len(self.added)
+
+
 def load_tokenizer(hf_dir):
-    """Read the tokenizer files of hf_dir; returns (token_bytes list, merges, specials).
+    """Read the tokenizer files of hf_dir; returns (token_bytes list, merges, additions).
 
     token_bytes[i] is the raw byte string of id i (b"" for ids absent from the
     vocabulary), merges is a list of (left, right, merged) ids in rank order,
-    specials a sorted list of ids."""
+    additions a TokenizerAdditions (added tokens, normalizer, BOS)."""
     vocab_path = os.path.join(hf_dir, "vocab.json")
     merges_path = os.path.join(hf_dir, "merges.txt")
     tokjson_path = os.path.join(hf_dir, "tokenizer.json")
@@ -574,9 +692,12 @@ def load_tokenizer(hf_dir):
     cfg = read_tokenizer_config(hf_dir)
     added = collect_added_tokens(hf_dir, tok_json, cfg)
     problems = tokenizer_json_problems(*tok_json) if tok_json is not None else []
-    problems += tokenizer_config_problems(hf_dir, cfg, tok_json is not None, vocab, added)
+    normalizer = tokenizer_json_normalizer(tok_json[1]) if tok_json is not None else None
+    problems += tokenizer_config_problems(hf_dir, cfg, tok_json is not None, vocab, added, normalizer)
+    bos_id = bos_to_add(hf_dir, cfg, tok_json is not None, vocab, added, problems)
     if problems:
-        raise ExportError(f"{'; '.join(problems)} (run's tokenizer implements GPT-2's only)")
+        raise ExportError(f"{'; '.join(problems)} (run's tokenizer implements GPT-2's, with NFC, "
+                          f"non-special added tokens and a BOS id as GPT-NeoX and OPT use them)")
     n_tokens = max(list(vocab.values()) + list(added.keys())) + 1
     token_bytes = [b""] * n_tokens
     for tok, i in vocab.items():
@@ -587,8 +708,8 @@ def load_tokenizer(hf_dir):
         except KeyError as e:
             raise ExportError(f"{vsrc}: token {tok!r} (id {i}) contains {e.args[0]!r}, "
                               f"which is not a byte-level BPE character")
-    for i, (content, _special) in added.items():
-        token_bytes[i] = content.encode("utf-8")
+    for i, t in added.items():
+        token_bytes[i] = t.content.encode("utf-8")
 
     singles = {t for i, t in enumerate(token_bytes) if len(t) == 1 and i not in added}
     if len(singles) != 256:
@@ -618,17 +739,29 @@ def load_tokenizer(hf_dir):
                               f"the concatenation of its parts")
         merges.append(tuple(ids))
 
-    specials = {i for i, (_c, sp) in added.items() if sp}
-    eot = vocab.get("<|endoftext|>")
-    if eot is not None:
-        specials.add(eot)
-    for i, (content, _sp) in added.items():
-        if content == "<|endoftext|>":
-            specials.add(i)
-    return token_bytes, merges, sorted(specials)
+    # Matched in the text: the added tokens, and as special tokens GPT-2's
+    # end-of-text and the tokens tokenizer_config.json names (transformers adds
+    # those as special tokens, matched in the raw text).
+    matched = {i: (t.special, t.normalized) for i, t in added.items()}
+    named = [s for _p, _k, s in named_special_tokens(hf_dir, cfg)] + ["<|endoftext|>"]
+    for s in named:
+        i = token_id(s, vocab, added)
+        if i is not None and i not in matched:
+            matched[i] = (True, False)
+        elif i is not None:
+            matched[i] = (True, matched[i][1])
+    additions = TokenizerAdditions([(i, sp, n) for i, (sp, n) in matched.items()], normalizer, bos_id)
+    return token_bytes, merges, additions
 
 
-def tokenizer_section(token_bytes, merges, specials):
+def tokenizer_section(token_bytes, merges, additions):
+    """The section (tests/SPEC.md section 2): version 1 when `additions` (a
+    TokenizerAdditions, or a list of special ids) holds special tokens alone,
+    as GPT-2's; version 2 otherwise."""
+    if not isinstance(additions, TokenizerAdditions):
+        additions = TokenizerAdditions([(i, True, False) for i in additions])
+    v2 = additions.needs_version_2()
+    specials = additions.specials
     n = len(token_bytes)
     blob = b"".join(token_bytes)
     if len(blob) >= 1 << 32:
@@ -639,16 +772,26 @@ def tokenizer_section(token_bytes, merges, specials):
         o += len(t)
         offs[i + 1] = o
     flat = [x for m in merges for x in m]
+    if not v2:
+        header = struct.pack("<6I", TOK_VERSION, n, len(merges), len(specials), len(blob), 0)
+        added = struct.pack(f"<{len(specials)}I", *specials)
+    else:
+        bos = -1 if additions.bos_id is None else additions.bos_id
+        header = struct.pack("<6IIi2I", TOK_VERSION_NFC, n, len(merges), len(additions), len(blob), 0,
+                             NORMALIZERS[additions.normalizer], bos, 0, 0)
+        words = [x for i, sp, nm in additions.added
+                 for x in (i, (ADDED_SPECIAL if sp else 0) | (ADDED_NORMALIZED if nm else 0))]
+        added = struct.pack(f"<{len(words)}I", *words)
     parts = [
         TOK_MAGIC,
-        struct.pack("<6I", TOK_VERSION, n, len(merges), len(specials), len(blob), 0),
+        header,
         struct.pack(f"<{n + 1}I", *offs),
         struct.pack(f"<{len(flat)}I", *flat),
-        struct.pack(f"<{len(specials)}I", *specials),
+        added,
         blob,
     ]
     out = b"".join(parts)
-    assert len(out) == 32 + 4 * (n + 1) + 12 * len(merges) + 4 * len(specials) + len(blob)
+    assert len(out) == 8 + len(header) + 4 * (n + 1) + 12 * len(merges) + len(added) + len(blob)
     return out
 
 
@@ -722,14 +865,18 @@ def write_checked(f, data, out):
 def export_tokenizer_only(hf_dir, out, quiet=False):
     if not os.path.isdir(hf_dir):
         raise ExportError(f"{hf_dir}: not a directory")
-    token_bytes, merges, specials = load_tokenizer(hf_dir)
-    sec = tokenizer_section(token_bytes, merges, specials)
+    token_bytes, merges, additions = load_tokenizer(hf_dir)
+    sec = tokenizer_section(token_bytes, merges, additions)
     with AtomicOutput(out) as o:
         write_checked(o.f, sec, out)
         o.commit()
     if not quiet:
+        extra = "".join([f", {len(additions) - len(additions.specials)} added (not special)"
+                         if len(additions) > len(additions.specials) else "",
+                         f", normalizer {additions.normalizer}" if additions.normalizer else "",
+                         f", BOS {additions.bos_id} before every text" if additions.bos_id is not None else ""])
         note(f"wrote {out}: {len(token_bytes)} tokens, {len(merges)} merges, "
-         f"{len(specials)} special, {len(sec)} bytes")
+             f"{len(additions.specials)} special{extra}, {len(sec)} bytes")
 
 
 # ----------------------------------------------------------------------------

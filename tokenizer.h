@@ -1,4 +1,6 @@
-// tokenizer.h: GPT-2 byte-level BPE (encode, decode, streaming UTF-8 output).
+// tokenizer.h: byte-level BPE as GPT-2's (encode, decode, streaming UTF-8
+// output), with the additions of section version 2: NFC normalization, added
+// tokens matched in the text, a BOS id prepended to every text.
 //
 // The tokenizer reads the tokenizer section of a checkpoint (tests/SPEC.md,
 // section 2) straight from memory; it validates the whole section first.
@@ -33,11 +35,22 @@ const unsigned char *tokenizer_token(const Tokenizer *t, int id, size_t *len);
 int tokenizer_special_id(const Tokenizer *t, const char *text);
 
 // Encode `len` bytes of `text` (any bytes, not necessarily valid UTF-8),
-// appending ids to `out`. With `special` nonzero, special tokens written in
-// the text are recognised (tiktoken's allowed_special="all"); otherwise they
-// are plain text (encode_ordinary). Returns 0, or -1 when out of memory.
+// appending ids to `out`, as Hugging Face's encode does: the section's BOS id
+// first when it has one (tokenizer_bos_id), then the text's ids. With
+// `special` nonzero, special tokens written in the text are recognised
+// (tiktoken's allowed_special="all"); otherwise they are plain text
+// (encode_ordinary; HF's split_special_tokens). Added tokens that are not
+// special are always recognised. Returns 0, or -1 when out of memory.
 int tokenizer_encode(Tokenizer *t, const unsigned char *text, size_t len,
                      int special, TokenList *out);
+
+// The same without the BOS id: for text that continues what was encoded
+// before (a later line of a conversation).
+int tokenizer_encode_continuation(Tokenizer *t, const unsigned char *text, size_t len,
+                                  int special, TokenList *out);
+
+// The id tokenizer_encode puts before every text, or -1 (GPT-2: none).
+int tokenizer_bos_id(const Tokenizer *t);
 
 void tokenlist_free(TokenList *l);
 
@@ -72,6 +85,13 @@ int tokenizer_char_class(const Tokenizer *t, uint32_t cp);
 // use the direct BPE scan, longer ones the heap (default 48); `use_cache` 0
 // turns the word cache off (default 1). Results never depend on either.
 void tokenizer_set_options(Tokenizer *t, size_t small_piece, int use_cache);
+
+// NFC of `len` bytes of `text` with Unicode 9.0's data, as Hugging Face
+// tokenizers' NFC normalizer (ill-formed UTF-8 bytes pass through): *out
+// is `text` itself when it is already NFC, else the tokenizer's scratch
+// buffer (valid until the next call on t). Returns 0, or -1 when out of memory.
+int tokenizer_nfc(Tokenizer *t, const unsigned char *text, size_t len,
+                  const unsigned char **out, size_t *out_len);
 
 // Unicode version of the class table, e.g. "16.0.0".
 const char *tokenizer_unicode_version(void);

@@ -10,7 +10,9 @@
 //         sizes come from the input, both give back exactly b.
 //   odd:  a tokenizer section (seeds: the fixtures' sections). It must load
 //         or be refused with a reason; when it loads, it must round-trip its
-//         own bytes and a few fixed strings.
+//         own bytes and a few fixed strings (after its BOS id, when it has
+//         one; with an NFC section (version 2), only the ids are checked, as
+//         the text comes back normalized).
 //
 //   clang -g -O1 -fsanitize=fuzzer,address,undefined -I. -o tests/build/fuzz_tokenizer tests/fuzz_tokenizer.c tokenizer.c -lm
 //   tests/build/fuzz_tokenizer -max_total_time=60 tests/build/fuzz-corpus-tokenizer tests/fuzz/tokenizer
@@ -62,23 +64,31 @@ int LLVMFuzzerInitialize(int *argc, char ***argv) {
     return 0;
 }
 
-// Encode, check ids and the byte round trip; returns the ids (caller frees).
-static TokenList encode_checked(Tokenizer *t, const unsigned char *b, size_t n, int special) {
+// Encode, check ids and (unless `normalized`) the byte round trip after the
+// BOS id; returns the ids (caller frees).
+static TokenList encode_checked_as(Tokenizer *t, const unsigned char *b, size_t n, int special,
+                                   int normalized) {
     TokenList ids = {0};
     REQUIRE(tokenizer_encode(t, b, n, special, &ids) == 0);
-    REQUIRE(ids.len <= n);
-    unsigned char *back = malloc(n + 1);
+    size_t first = tokenizer_bos_id(t) >= 0;
+    REQUIRE(ids.len >= first && (!first || ids.ids[0] == tokenizer_bos_id(t)));
+    REQUIRE(ids.len - first <= (normalized ? 3 * n : n));  // NFC at most triples the bytes
+    unsigned char *back = malloc(3 * n + 1);
     size_t at = 0;
-    for (size_t i = 0; i < ids.len; i++) {
+    for (size_t i = first; i < ids.len; i++) {
         size_t l;
         const unsigned char *tb = tokenizer_token(t, ids.ids[i], &l);
-        REQUIRE(tb != NULL && l > 0 && at + l <= n);
+        REQUIRE(tb != NULL && l > 0 && at + l <= 3 * n);
         memcpy(back + at, tb, l);
         at += l;
     }
-    REQUIRE(at == n && memcmp(back, b, n) == 0);
+    REQUIRE(normalized || (at == n && memcmp(back, b, n) == 0));
     free(back);
     return ids;
+}
+
+static TokenList encode_checked(Tokenizer *t, const unsigned char *b, size_t n, int special) {
+    return encode_checked_as(t, b, n, special, 0);
 }
 
 static int same_ids(const TokenList *a, const TokenList *b) {
@@ -163,20 +173,22 @@ static void fuzz_section(const unsigned char *b, size_t n) {
     }
     int nt = tokenizer_n_tokens(t);
     REQUIRE(nt >= 256);
+    // The loader has checked the header: version 2 with normalizer 1 is NFC.
+    int nfc = read_u32le(sec + 8) == 2 && read_u32le(sec + 32) == 1;
     size_t l;
     REQUIRE(tokenizer_token(t, -1, &l) == NULL && tokenizer_token(t, nt, &l) == NULL);
     static const char *texts[] = {"Hello world, it's <|endoftext|>!\n  x", "\xff\x00\xc3", "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa"};
     for (int special = 0; special <= 1; special++) {
         for (size_t k = 0; k < sizeof texts / sizeof texts[0]; k++) {
             size_t len = k == 1 ? 3 : strlen(texts[k]);
-            TokenList ids = encode_checked(t, (const unsigned char *)texts[k], len, special);
+            TokenList ids = encode_checked_as(t, (const unsigned char *)texts[k], len, special, nfc);
             tokenlist_free(&ids);
         }
-        TokenList ids = encode_checked(t, sec, n, special);  // its own bytes as text
+        TokenList ids = encode_checked_as(t, sec, n, special, nfc);  // its own bytes as text
         tokenlist_free(&ids);
     }
     tokenizer_set_options(t, 0, 0);
-    TokenList ids = encode_checked(t, sec, n, 1);
+    TokenList ids = encode_checked_as(t, sec, n, 1, nfc);
     tokenlist_free(&ids);
     tokenizer_free(t);
     free(sec);

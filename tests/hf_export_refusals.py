@@ -8,7 +8,10 @@ PROBES gets other ids than with GPT-2's form), `decode` (GPT-2's ids decode to
 other text), `load` (the library cannot load it) or `none` (the same ids:
 refused only because export.py does not know it to be equivalent).  Each
 accepted form must give GPT-2's ids on every probe, and `run` on the exported
-section must give those ids too.
+section must give those ids too.  Each form of ACCEPTED_V2 (NFC, non-special
+added tokens, add_bos_token) must give with `run` the ids HF gives, with and
+without --special (transformers' AutoTokenizer too where there is a
+tokenizer_config.json).
 """
 import os
 import shutil
@@ -47,6 +50,45 @@ def try_load(kind, d):
         raise
     except BaseException as e:   # tokenizers' PanicException is a BaseException
         return None, f"{type(e).__name__}: {str(e)[:200]}"
+
+
+V2_PROBES = T.PROBES + ["a     b", "  \u00c5  A\u030a  x", "e\u0301<|padding|>   y", "\u212b  <|endoftext|>",
+                        "\u1100\u1161\u11a8 \uac00\u11a8", "plain  plain", "     ", "", "caf\u0065\u0301 "]
+
+
+def hf_encoders(kind, d):
+    """{label: encode(text, special) -> ids} for the ways HF loads directory d."""
+    out = {}
+    if kind == "json":
+        with open(os.path.join(d, "tokenizer.json"), encoding="utf-8") as f:
+            t = Tokenizer.from_str(f.read())
+
+        def enc_tok(text, special, t=t):
+            t.encode_special_tokens = not special
+            return t.encode(text).ids
+        out["tokenizers"] = enc_tok
+    if os.path.exists(os.path.join(d, "tokenizer_config.json")):
+        a = AutoTokenizer.from_pretrained(d)
+        out["AutoTokenizer"] = lambda text, special: a.encode(text, split_special_tokens=not special)
+    return out
+
+
+def check_v2(h, tmp):
+    for n, (name, kind, edit, _fields) in enumerate(T.ACCEPTED_V2):
+        d = T.write_dir(tmp, f"v2_{n}", T.variant_files(kind, edit))
+        out = os.path.join(tmp, f"v2_{n}.tok")
+        r = T.export_tok(d, out)
+        if not h.check(f"accepted (v2): {name}: exports", r.returncode == 0, r.stderr.decode(errors="replace")):
+            continue
+        for special in (False, True):
+            flag = ["--special"] if special else []
+            got = [[int(x) for x in run_cmd([RUN, out, "--tokenize"] + flag, input=p.encode()).stdout.split()]
+                   for p in V2_PROBES]
+            for label, enc in hf_encoders(kind, d).items():
+                want = [enc(p, special) for p in V2_PROBES]
+                h.check(f"accepted (v2): {name}: run{' --special' if special else ''} == {label} on "
+                        f"{len(V2_PROBES)} probes", got == want,
+                        [(p, g, w) for p, g, w in zip(V2_PROBES, got, want) if g != w][:3])
 
 
 def main():
@@ -96,6 +138,7 @@ def main():
             else:
                 h.check(f"refused: {name}: HF gives the same ids (refused as not known to be equivalent)",
                         same_ids, [(p, a, b) for p, a, b in zip(T.PROBES, ids, base[kind][2]) if a != b][:3])
+        check_v2(h, tmp)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     h.done()

@@ -2,8 +2,10 @@
 """export.py refuses tokenizers that `run` cannot honour (issue 17); `make test`,
 standard library only.
 
-`run` implements one encoding: GPT-2's pre-tokenizer regex, byte-level BPE by
-merge rank, no normalisation, special tokens only.  Every setting of
+`run` implements GPT-2's pre-tokenizer regex and byte-level BPE by merge rank,
+with special tokens; and (issue 13, a version 2 section) the NFC normalizer,
+added tokens that are not special, and a BOS id before every text, as
+GPT-NeoX's tokenizer.json and OPT's files declare them.  Every setting of
 tokenizer.json / tokenizer_config.json that decides the ids is read by
 export.py; a setting that would make Hugging Face give other ids is refused
 with a message naming the file, the setting and its value.
@@ -15,12 +17,14 @@ from the same ids, `load`: tokenizers cannot load it, `none`: the same ids
 today, refused because export.py does not know it to be equivalent), which
 tests/hf_export_refusals.py (make test-hf) checks against tokenizers and
 transformers.  ACCEPTED are the equivalent forms that must export to the same
-bytes as GPT-2's own form.
+bytes as GPT-2's own form; ACCEPTED_V2 the forms that export to a version 2
+section (tests/hf_export_refusals.py checks that run gives HF's ids on them).
 """
 import copy
 import json
 import os
 import shutil
+import struct
 import sys
 import tempfile
 
@@ -173,13 +177,12 @@ VARIANTS = [
     ("ByteLevel with an unknown option", "json", put("tokenizer.json", "pre_tokenizer", "split_digits", True),
      ["pre_tokenizer: unknown option 'split_digits'"], "none"),
     # the normalizer
-    ("normalizer NFC", "json", put("tokenizer.json", "normalizer", {"type": "NFC"}), ["normalizer NFC"], "ids"),
     ("normalizer NFKC", "json", put("tokenizer.json", "normalizer", {"type": "NFKC"}), ["normalizer NFKC"], "ids"),
     ("normalizer Lowercase", "json", put("tokenizer.json", "normalizer", {"type": "Lowercase"}),
      ["normalizer Lowercase"], "ids"),
-    ("normalizer Sequence [NFC]", "json",
-     put("tokenizer.json", "normalizer", {"type": "Sequence", "normalizers": [{"type": "NFC"}]}),
-     ["normalizer.normalizers[0] NFC"], "ids"),
+    ("normalizer Sequence [NFC, NFKD]", "json",
+     put("tokenizer.json", "normalizer", {"type": "Sequence", "normalizers": [{"type": "NFC"}, {"type": "NFKD"}]}),
+     ["normalizer.normalizers[1] NFKD"], "ids"),
     # the model
     ("BPE ignore_merges", "json", put("tokenizer.json", "model", "ignore_merges", True),
      ["model.ignore_merges = true"], "ids"),
@@ -197,8 +200,14 @@ VARIANTS = [
     ("model WordPiece", "json", put("tokenizer.json", "model", "type", "WordPiece"),
      ["model type 'WordPiece' is not supported"], "load"),
     # added tokens
-    ("a non-special added token", "json", lambda f: tj(f)["added_tokens"].append(dict(PLAIN)),
-     ["added_tokens[1].special = false"], "ids"),
+    ("a non-special added token with lstrip", "json",
+     lambda f: tj(f)["added_tokens"].append(dict(PLAIN, lstrip=True)), ["added_tokens[1].lstrip = true"], "ids"),
+    ("a non-special added token with single_word", "json",
+     lambda f: tj(f)["added_tokens"].append(dict(PLAIN, single_word=True)),
+     ["added_tokens[1].single_word = true"], "ids"),
+    ("an added token without special", "json",
+     lambda f: tj(f)["added_tokens"].append({k: v for k, v in PLAIN.items() if k != "special"}),
+     ["added_tokens[1].special is missing"], "load"),
     ("special token with lstrip", "json", put("tokenizer.json", "added_tokens", 0, "lstrip", True),
      ["added_tokens[0].lstrip = true"], "ids"),
     ("special token with rstrip", "json", put("tokenizer.json", "added_tokens", 0, "rstrip", True),
@@ -235,8 +244,9 @@ VARIANTS = [
     # tokenizer_config.json and friends over vocab.json + merges.txt
     ("tokenizer_config add_prefix_space true", "slow", put(CFG, "add_prefix_space", True),
      ["tokenizer_config.json: add_prefix_space = true"], "ids"),
-    ("tokenizer_config add_bos_token true", "slow", put(CFG, "add_bos_token", True),
-     ["tokenizer_config.json: add_bos_token = true"], "ids"),
+    ("tokenizer_config add_bos_token true without tokenizer_class", "slow",
+     lambda f: (put(CFG, "add_bos_token", True)(f), drop(CFG, "tokenizer_class")(f)),
+     ["tokenizer_config.json: add_bos_token = true is not supported here"], "load"),
     ("tokenizer_config add_eos_token true", "slow", put(CFG, "add_eos_token", True),
      ["tokenizer_config.json: add_eos_token = true"], "ids"),
     ("tokenizer_config tokenizer_class RobertaTokenizer", "slow", put(CFG, "tokenizer_class", "RobertaTokenizer"),
@@ -259,9 +269,9 @@ VARIANTS = [
     # transformers 5's GPT2Tokenizer builds from vocab.json + merges.txt; other
     # classes and versions load tokenizer.json when it is there.
     ("tokenizer.json beside vocab.json is checked too", "slow",
-     lambda f: (f.__setitem__("tokenizer.json", dict(gpt2_tokenizer_json(), normalizer={"type": "NFC"})),
+     lambda f: (f.__setitem__("tokenizer.json", dict(gpt2_tokenizer_json(), normalizer={"type": "NFKC"})),
                 put(CFG, "tokenizer_class", "PreTrainedTokenizerFast")(f)),
-     ["normalizer NFC"], "ids"),
+     ["normalizer NFKC"], "ids"),
 ]
 
 # Forms that give GPT-2's ids (tests/hf_export_refusals.py checks that with
@@ -296,6 +306,58 @@ ACCEPTED = [
 ]
 
 
+SPACE_RUNS = [{"id": EOT + n - 1, "content": " " * n, "single_word": False, "lstrip": False, "rstrip": False,
+               "normalized": True, "special": False} for n in range(2, 6)]
+PAD_ADDED = {"id": EOT + 5, "content": "<|padding|>", "single_word": False, "lstrip": False, "rstrip": False,
+             "normalized": False, "special": True}
+
+
+def pythia_form(f):
+    """GPT-NeoX's tokenizer.json: NFC, runs of spaces as non-special added tokens
+    (matched in the normalized text), specials matched in the raw text."""
+    t = tj(f)
+    t["normalizer"] = {"type": "NFC"}
+    t["added_tokens"] = [dict(EOT_ADDED, normalized=False)] + [dict(x) for x in SPACE_RUNS] + [dict(PAD_ADDED)]
+
+
+# Forms run honours with a version 2 section: (name, kind, edit, (normalizer,
+# BOS id or -1, [(id, flags)] of the added tokens; flags 1 special, 2 normalized)).
+ACCEPTED_V2 = [
+    ("normalizer NFC", "json", put("tokenizer.json", "normalizer", {"type": "NFC"}), (1, -1, [(EOT, 3)])),
+    ("normalizer Sequence [NFC]", "json",
+     put("tokenizer.json", "normalizer", {"type": "Sequence", "normalizers": [{"type": "NFC"}]}),
+     (1, -1, [(EOT, 3)])),
+    ("a non-special added token", "json", lambda f: tj(f)["added_tokens"].append(dict(PLAIN)),
+     (0, -1, [(EOT, 3), (EOT + 1, 0)])),
+    ("GPT-NeoX (Pythia) form: NFC, runs of spaces, specials", "json", pythia_form,
+     (1, -1, [(EOT, 1)] + [(x["id"], 2) for x in SPACE_RUNS] + [(EOT + 5, 1)])),
+    ("GPT-NeoX form with tokenizer_class GPTNeoXTokenizer", "json",
+     lambda f: (pythia_form(f), f.__setitem__(CFG, {"tokenizer_class": "GPTNeoXTokenizer",
+                                                     "add_prefix_space": False, "bos_token": "<|endoftext|>",
+                                                     "eos_token": "<|endoftext|>",
+                                                     "unk_token": "<|endoftext|>"})),
+     (1, -1, [(EOT, 1)] + [(x["id"], 2) for x in SPACE_RUNS] + [(EOT + 5, 1)])),
+    ("OPT form: add_bos_token true (GPT2Tokenizer, bos_token <|endoftext|>)", "slow",
+     put(CFG, "add_bos_token", True), (0, EOT, [(EOT, 1)])),
+    ("OPT form: add_bos_token true, bos_token from special_tokens_map.json", "slow",
+     lambda f: (put(CFG, "add_bos_token", True)(f), drop(CFG, "bos_token")(f),
+                f.__setitem__("special_tokens_map.json", {"bos_token": "<|endoftext|>"})),
+     (0, EOT, [(EOT, 1)])),
+]
+
+
+def section_fields(data):
+    """(version, normalizer, bos_id, [(id, flags)]) of a section file's bytes."""
+    version, n_tok, n_merges, n_added = struct.unpack_from("<4I", data, 8)
+    if version == 1:
+        off = 32 + 4 * (n_tok + 1) + 12 * n_merges
+        return 1, 0, -1, [(i, 1) for i in struct.unpack_from(f"<{n_added}I", data, off)]
+    norm, bos = struct.unpack_from("<Ii", data, 32)
+    off = 48 + 4 * (n_tok + 1) + 12 * n_merges
+    words = struct.unpack_from(f"<{2 * n_added}I", data, off)
+    return version, norm, bos, list(zip(words[::2], words[1::2]))
+
+
 def variant_files(kind, edit):
     f = copy.deepcopy(base_files("json" if kind == "json" else "slow"))
     edit(f)
@@ -328,6 +390,16 @@ def main():
             bases[kind] = open(out, "rb").read() if r.returncode == 0 else None
         h.check("tokenizer.json and vocab.json + merges.txt give the same section",
                 bases["json"] is not None and bases["json"] == bases["slow"])
+        h.check("GPT-2's section is version 1 (what run read before version 2)",
+                bases["json"] is not None and section_fields(bases["json"])[0] == 1)
+
+        for n, (name, kind, edit, (norm, bos, added)) in enumerate(ACCEPTED_V2):
+            d = write_dir(tmp, f"v2_{n}", variant_files(kind, edit))
+            out = os.path.join(tmp, f"v2_{n}.tok")
+            r = export_tok(d, out)
+            got = section_fields(open(out, "rb").read()) if r.returncode == 0 else None
+            h.check(f"accepted (version 2): {name}: exports normalizer {norm}, BOS {bos}, added {added}",
+                    got == (2, norm, bos, added), f"{got} {r.stderr.decode(errors='replace')}")
 
         for n, (name, kind, edit) in enumerate(ACCEPTED):
             d = write_dir(tmp, f"ok{n}", variant_files(kind, edit))
@@ -352,11 +424,11 @@ def main():
                     and not [x for x in os.listdir(tmp) if x.startswith(f"bad{n}.tok.tmp")])
 
         # Several unsupported settings: all are named, in one line.
-        f = variant_files("json", lambda f: (put("tokenizer.json", "normalizer", {"type": "NFC"})(f),
+        f = variant_files("json", lambda f: (put("tokenizer.json", "normalizer", {"type": "NFKC"})(f),
                                              put("tokenizer.json", "model", "byte_fallback", True)(f)))
         r = export_tok(write_dir(tmp, "several", f), os.path.join(tmp, "several.tok"))
         err = r.stderr.decode(errors="replace")
-        h.check("several unsupported settings are all named", r.returncode == 1 and "normalizer NFC" in err
+        h.check("several unsupported settings are all named", r.returncode == 1 and "normalizer NFKC" in err
                 and "model.byte_fallback = true" in err and err.count("\n") == 1, err)
 
     finally:

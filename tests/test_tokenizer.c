@@ -8,6 +8,7 @@
 //       FILE holds cases, each "<special 0|1> <nbytes>\n" then nbytes of text;
 //       prints one line per case: the ids (or, with --split, the pre-token lengths)
 //   test_tokenizer classes TOK          "<hex first code point> <class>" at every class change
+//   test_tokenizer nfc TOK              stdin -> its NFC (Unicode 16.0), bytes as they are
 //   test_tokenizer bench TOK FILE REPEATS [--no-cache]
 //       encodes FILE REPEATS times; prints "bytes tokens seconds..." (one per repeat)
 //
@@ -533,6 +534,143 @@ static void test_stream(Tokenizer *t) {
     check(partial == 0, "valid UTF-8 streams never emit a partial character");
 }
 
+static void put_u32(unsigned char *p, uint32_t v) {
+    for (int i = 0; i < 4; i++) p[i] = (unsigned char)(v >> (8 * i));
+}
+
+// The version 1 section v1 rewritten as version 2 (tests/SPEC.md section 2)
+// with the normalizer, bos_id and the same flags for every added token.
+static unsigned char *to_v2(const unsigned char *v1, size_t len, uint32_t normalizer, int32_t bos,
+                            uint32_t flags, size_t *out_len) {
+    uint32_t n_tokens = read_u32le(v1 + 12), n_merges = read_u32le(v1 + 16), n_special = read_u32le(v1 + 20);
+    size_t table = 4 * ((size_t)n_tokens + 1) + 12 * (size_t)n_merges;
+    size_t blob = len - 32 - table - 4 * (size_t)n_special;
+    *out_len = 48 + table + 8 * (size_t)n_special + blob;
+    unsigned char *p = calloc(1, *out_len);
+    memcpy(p, v1, 32);
+    put_u32(p + 8, 2);
+    put_u32(p + 32, normalizer);
+    put_u32(p + 36, (uint32_t)bos);
+    memcpy(p + 48, v1 + 32, table);
+    for (uint32_t i = 0; i < n_special; i++) {
+        put_u32(p + 48 + table + 8 * (size_t)i, read_u32le(v1 + 32 + table + 4 * (size_t)i));
+        put_u32(p + 48 + table + 8 * (size_t)i + 4, flags);
+    }
+    memcpy(p + 48 + table + 8 * (size_t)n_special, v1 + 32 + table + 4 * (size_t)n_special, blob);
+    return p;
+}
+
+static int encode_eq(Tokenizer *a, Tokenizer *b, const char *text, int special, int skip_first) {
+    TokenList x = {0}, y = {0};
+    tokenizer_encode(a, (const unsigned char *)text, strlen(text), special, &x);
+    tokenizer_encode(b, (const unsigned char *)text, strlen(text), special, &y);
+    int ok = x.len == y.len + (size_t)skip_first &&
+             memcmp(x.ids + skip_first, y.ids, y.len * sizeof(int)) == 0;
+    tokenlist_free(&x);
+    tokenlist_free(&y);
+    return ok;
+}
+
+static int load_fails_with(const unsigned char *p, size_t len, const char *needle) {
+    char err[256];
+    Tokenizer *t = tokenizer_load(p, len, err, sizeof err);
+    tokenizer_free(t);
+    return !t && strstr(err, needle) != NULL;
+}
+
+// Section version 2 built from GPT-2's: the same ids where nothing of version 2
+// is used; BOS, non-special added tokens, NFC, the loader's checks.
+static void test_version2(Tokenizer *v1, const unsigned char *sec, size_t len) {
+    size_t n;
+    char err[256];
+    const char *texts[] = {"Hello<|endoftext|> world", "x <|endoftext|><|endoftext|>y", "caf\xc3\xa9 ok", ""};
+    unsigned char *p = to_v2(sec, len, 0, -1, 1, &n);
+    Tokenizer *t = tokenizer_load(p, n, err, sizeof err);
+    check(t != NULL, "v2: GPT-2's section as version 2 loads");
+    if (!t) {
+        printf("  load error: %s\n", err);
+        free(p);
+        return;
+    }
+    int same = 1;
+    for (int i = 0; i < 4; i++)
+        for (int sp = 0; sp < 2; sp++) same &= encode_eq(t, v1, texts[i], sp, 0);
+    check(same, "v2 with special tokens only, no normalizer, no BOS: version 1's ids");
+    check(tokenizer_bos_id(t) == -1, "v2 without BOS: tokenizer_bos_id is -1");
+    tokenizer_free(t);
+    free(p);
+
+    p = to_v2(sec, len, 0, 50256, 1, &n);
+    t = tokenizer_load(p, n, err, sizeof err);
+    same = t != NULL;
+    for (int i = 0; t && i < 4; i++)
+        for (int sp = 0; sp < 2; sp++) same &= encode_eq(t, v1, texts[i], sp, 1);
+    check(same, "v2 with bos_id: the BOS id, then version 1's ids (an empty text too)");
+    TokenList l = {0};
+    if (t) {
+        tokenizer_encode(t, (const unsigned char *)"", 0, 0, &l);
+        check(l.len == 1 && l.ids[0] == 50256 && tokenizer_bos_id(t) == 50256, "v2: empty text gives [BOS]");
+        l.len = 0;
+        tokenizer_encode_continuation(t, (const unsigned char *)"Hi", 2, 0, &l);
+        check(l.len == 1 && l.ids[0] != 50256, "v2: tokenizer_encode_continuation adds no BOS");
+    }
+    tokenizer_free(t);
+    free(p);
+
+    p = to_v2(sec, len, 0, -1, 0, &n);  // <|endoftext|> as an added token that is not special
+    t = tokenizer_load(p, n, err, sizeof err);
+    if (t) {
+        l.len = 0;
+        tokenizer_encode(t, (const unsigned char *)"a<|endoftext|>b", 15, 0, &l);
+        check(l.len == 3 && l.ids[1] == 50256 && tokenizer_special_id(t, "<|endoftext|>") == -1,
+              "v2: a non-special added token is matched without --special, and is not a special id");
+    } else {
+        check(0, "v2 with a non-special added token loads");
+    }
+    tokenizer_free(t);
+    free(p);
+
+    p = to_v2(sec, len, 1, -1, 3, &n);  // NFC; <|endoftext|> special, matched after NFC
+    t = tokenizer_load(p, n, err, sizeof err);
+    if (t) {
+        TokenList a = {0}, b = {0};
+        tokenizer_encode(t, (const unsigned char *)"cafe\xcc\x81 A\xcc\x8a<|endoftext|>", 23, 1, &a);
+        tokenizer_encode(v1, (const unsigned char *)"caf\xc3\xa9 \xc3\x85<|endoftext|>", 21, 1, &b);
+        check(a.len == b.len && memcmp(a.ids, b.ids, a.len * sizeof(int)) == 0,
+              "v2 NFC: decomposed text gives the ids of the composed text");
+        tokenlist_free(&a);
+        tokenlist_free(&b);
+    } else {
+        check(0, "v2 with NFC loads");
+    }
+    tokenizer_free(t);
+    free(p);
+    tokenlist_free(&l);
+
+    // The loader's checks.
+    p = to_v2(sec, len, 2, -1, 1, &n);
+    check(load_fails_with(p, n, "unknown normalizer 2"), "v2: an unknown normalizer is refused");
+    free(p);
+    p = to_v2(sec, len, 0, -1, 4, &n);
+    check(load_fails_with(p, n, "unknown flags 0x4"), "v2: unknown added-token flags are refused");
+    free(p);
+    p = to_v2(sec, len, 0, 50257, 1, &n);
+    check(load_fails_with(p, n, "bos_id 50257"), "v2: a bos_id out of range is refused");
+    free(p);
+    p = to_v2(sec, len, 0, -2, 1, &n);
+    check(load_fails_with(p, n, "bos_id -2"), "v2: a negative bos_id other than -1 is refused");
+    free(p);
+    p = to_v2(sec, len, 0, -1, 1, &n);
+    put_u32(p + 44, 1);
+    check(load_fails_with(p, n, "reserved"), "v2: a nonzero reserved field is refused");
+    put_u32(p + 44, 0);
+    check(load_fails_with(p, n - 1, "size mismatch"), "v2: a section one byte short is refused");
+    check(load_fails_with(p, 40, "too short"), "v2: a section shorter than its header is refused");
+    put_u32(p + 8, 3);
+    check(load_fails_with(p, n, "unsupported version 3"), "version 3 is refused");
+    free(p);
+}
+
 static int run_unit(const char *tokpath) {
     size_t len;
     unsigned char *sec = read_file(tokpath, &len);
@@ -578,6 +716,7 @@ static int run_unit(const char *tokpath) {
           "character classes of a few code points");
 
     test_invalid_utf8_split(t);
+    test_version2(t, sec, len);
     test_round_trip(t);
     test_bpe_paths(t);
     test_stream(t);
@@ -655,7 +794,7 @@ static double now(void) {
 
 int main(int argc, char **argv) {
     if (argc < 3) {
-        fprintf(stderr, "usage: test_tokenizer unit|encode|decode|split|cases|classes|bench TOK ...\n");
+        fprintf(stderr, "usage: test_tokenizer unit|encode|decode|split|cases|classes|nfc|bench TOK ...\n");
         return 2;
     }
     const char *mode = argv[1];
@@ -726,6 +865,13 @@ int main(int argc, char **argv) {
             if (k != prev) printf("%06X %c\n", c, k);
             prev = k;
         }
+    } else if (strcmp(mode, "nfc") == 0) {
+        size_t n, m;
+        unsigned char *in = read_file("-", &n);
+        const unsigned char *out;
+        if (tokenizer_nfc(t, in, n, &out, &m)) return 1;
+        fwrite(out, 1, m, stdout);
+        free(in);
     } else if (strcmp(mode, "bench") == 0 && argc > 4) {
         size_t n;
         unsigned char *in = read_file(argv[3], &n);

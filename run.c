@@ -3596,7 +3596,10 @@ static void run_interactive(const Options *o, Model *m, Sampler *sp) {
             break;
         }
         ids.len = 0;
-        if (tokenizer_encode(m->tokenizer, (const unsigned char *)line, (size_t)len, o->special, &ids) != 0)
+        // the BOS id (OPT's </s>) starts the conversation only, as it starts one text
+        int (*encode)(Tokenizer *, const unsigned char *, size_t, int, TokenList *) =
+            pos == 0 ? tokenizer_encode : tokenizer_encode_continuation;
+        if (encode(m->tokenizer, (const unsigned char *)line, (size_t)len, o->special, &ids) != 0)
             die(EXIT_RUNTIME, "out of memory while tokenizing");
         int next_pos = extend_context(o, m, sp, seq, pos, ids.ids, (int)ids.len);
         if (next_pos < 0) {

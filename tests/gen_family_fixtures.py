@@ -39,6 +39,9 @@ from transformers import (AutoModelForCausalLM, GPTNeoConfig, GPTNeoForCausalLM,
                           GPTNeoXForCausalLM, OPTConfig, OPTForCausalLM)
 from transformers.utils import logging as hf_logging
 
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from gen_fixtures import dump_json, greedy  # noqa: E402  (greedy: generate(do_sample=False) with each step's top-2 margin)
+
 HERE = os.path.dirname(os.path.abspath(__file__))
 OUT = os.path.join(HERE, "fixtures_families")
 TOKDIR = os.path.join(HERE, "fixtures", "f32_st_basic", "hf")
@@ -194,18 +197,6 @@ def write_weights(fx, model, hfdir):
         save_file(sd, os.path.join(hfdir, "model.safetensors"), metadata={"format": "pt"})
 
 
-def greedy(model, prompt_ids):
-    out = model.generate(
-        torch.tensor([prompt_ids]), attention_mask=torch.ones(1, len(prompt_ids), dtype=torch.long),
-        do_sample=False, max_new_tokens=N_NEW, eos_token_id=EOT, pad_token_id=EOT,
-        output_logits=True, return_dict_in_generate=True)
-    ids = out.sequences[0, len(prompt_ids):].tolist()
-    margins, top2 = [], []
-    for step in out.logits[:len(ids)]:
-        top = torch.topk(step[0].float(), 2)
-        margins.append(float(top.values[0] - top.values[1]))
-        top2.append(top.indices.tolist())
-    return ids, margins, top2
 
 
 def write_f32(path, t):
@@ -253,7 +244,7 @@ def build(fx, index):
     lp = torch.log_softmax(logits.double(), dim=-1)
     rows = [[j, score_ids[j], float(lp[j - 1, score_ids[j]])] for j in range(1, len(score_ids))]
     write_f32(os.path.join(fdir, "logits.f32"), logits)
-    g_ids, margins, top2 = greedy(ref, prompt_ids)
+    g_ids, margins, top2 = greedy(ref, prompt_ids, N_NEW, EOT)
 
     exp = {
         "name": name,
@@ -291,18 +282,6 @@ def build(fx, index):
           "loss %.4f" % (name, fx["family"], vocab_size, fx["dtype"], fx["fmt"], size / 1024,
                          exp["max_abs_logit"], len(g_ids), N_NEW, min(margins), exp["mean_nll"]))
     return size
-
-
-def dump_json(obj, indent=""):
-    """JSON with one key per line and lists of numbers kept on one line."""
-    if isinstance(obj, dict) and obj:
-        inner = indent + " "
-        items = [inner + json.dumps(k) + ": " + dump_json(v, inner).lstrip() for k, v in obj.items()]
-        return "{\n" + ",\n".join(items) + "\n" + indent + "}" + ("" if indent else "\n")
-    if isinstance(obj, list) and obj and isinstance(obj[0], list):
-        inner = indent + " "
-        return "[\n" + ",\n".join(inner + json.dumps(r) for r in obj) + "\n" + indent + "]"
-    return json.dumps(obj, ensure_ascii=False)
 
 
 def main():

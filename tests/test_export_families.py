@@ -528,10 +528,10 @@ def with_config(model, name="bad", **changes):
     return model.write(name, prefix="")
 
 
-for mt in ("llama", None):
+for mt in ("mistral", None):
     refused(f"model_type {mt}", with_config(neox_model(), model_type=DROP if mt is None else mt),
             f"model_type {mt!r} is not supported",
-            '"gpt_neo"', '"gpt_neox"', '"opt"', '"gpt2"')
+            '"gpt_neo"', '"gpt_neox"', '"opt"', '"gpt2"', '"llama"', '"qwen2"')
 refused("GPTNeoXForSequenceClassification",
         with_config(neox_model(), architectures=["GPTNeoXForSequenceClassification"]),
         "architecture 'GPTNeoXForSequenceClassification' is not supported", "GPTNeoXForCausalLM")

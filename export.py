@@ -1700,7 +1700,7 @@ def llama_rotary(fc, head_dim):
     params = scaling or params or {}
     rtype = params.get("rope_type", params.get("type", "default"))
     if rtype not in ("default", "llama3"):
-        raise ExportError(f"{path}: {key} rope_type {show(rtype)} is not supported (run implements "
+        raise ExportError(f"{path}: {key} rope_type {rtype!r} is not supported (run implements "
                           f"\"default\" and \"llama3\")")
     known = ROPE_KEYS + (LLAMA3_KEYS if rtype == "llama3" else ())
     for k in params:
@@ -1778,7 +1778,7 @@ def read_llama_config(path, raw, qwen2=False):
                               f"{C} / {H} = {D} (run's heads are hidden_size / num_attention_heads wide)")
     act = fc.get("hidden_act")
     if act != "silu":
-        raise ExportError(f"{path}: hidden_act {show(act)} is not supported ({fc.name}'s gated MLP: "
+        raise ExportError(f"{path}: hidden_act {act!r} is not supported ({fc.name}'s gated MLP: "
                           f"run implements \"silu\")")
     block = BLOCK_ROTARY | BLOCK_FINAL_LN | BLOCK_RMSNORM | BLOCK_GATED_MLP
     if qwen2:
@@ -1793,7 +1793,7 @@ def read_llama_config(path, raw, qwen2=False):
                 raise ExportError(f"{path}: layer_types = {show(types)} is not a list of {L} layer types")
             bad = [t for t in types if t != "full_attention"]
             if bad:
-                raise ExportError(f"{path}: layer_types: layer type {show(bad[0])} is not supported "
+                raise ExportError(f"{path}: layer_types: layer type {bad[0]!r} is not supported "
                                   f"(run implements \"full_attention\")")
     else:
         if fc.flag("attention_bias"):

@@ -248,8 +248,11 @@ def check_model(h, fx, model, work):
                        do_sample=False, max_new_tokens=gl.N_NEW, eos_token_id=gl.EOT, pad_token_id=gl.EOT,
                        output_logits=True, return_dict_in_generate=True)
     gen_ids = out.sequences[0, len(prompt):].tolist()
-    k = gl.first_difference(gen_ids, got_ids[:len(gen_ids)] if stopped else got_ids)
-    if k is not None and k < len(gen_ids) and k < len(got_ids):
+    # up to the first id where generate and run differ, both are on the same
+    # path, so steps[k] is the full forward over generate's own ids so far
+    k = gl.first_difference(gen_ids, got_ids)
+    if (k is not None and k < len(gen_ids) and k < len(got_ids)
+            and gen_ids[k] != int(steps[k].argmax())):
         top = torch.topk(steps[k], 2)
         print(f"  note {name}: generate(do_sample=False) parts from the full forward's argmax path at "
               f"step {k} (full forward's top-two margin there {float(top.values[0] - top.values[1]):.3g}, "

@@ -1745,13 +1745,16 @@ def llama_rotary(fc, head_dim):
         low = num("low_freq_factor", lambda v: 0 < v < 1e6, "a number > 0")
         high = num("high_freq_factor", lambda v: f32(low) < v < 1e6,
                    f"a number > low_freq_factor ({low:g}) and < 1e6")
-        # transformers: rope_parameters' value, else the top-level one, else max_position_embeddings
+        # transformers 5: rope_parameters' value, else max_position_embeddings
+        # (a top-level original_max_position_embeddings is not read)
         if "original_max_position_embeddings" in params:
             old, old_key = params["original_max_position_embeddings"], f"{key}.original_max_position_embeddings"
-        elif "original_max_position_embeddings" in raw:
-            old, old_key = raw["original_max_position_embeddings"], "original_max_position_embeddings"
         else:
             old, old_key = fc.get("max_position_embeddings"), "max_position_embeddings"
+        top = raw.get("original_max_position_embeddings")
+        if top is not None and top != old:
+            raise ExportError(f"{path}: original_max_position_embeddings = {show(top)} disagrees with "
+                              f"{old_key} = {show(old)}, which is what transformers uses")
         if type(old) is not int or not 0 < old <= 1 << 24:
             raise ExportError(f"{path}: {old_key} must be a positive integer (<= {1 << 24}), got {show(old)}")
         out.update(rope_scaling=ROPE_LLAMA3, rope_factor=factor, rope_low_freq_factor=low,

@@ -859,6 +859,17 @@ for what, model, changes, needles in [
     ("rms_norm_eps 1", llama_model(), dict(rms_norm_eps=1.0), ("rms_norm_eps",)),
     ("attention_bias not a boolean", llama_model(), dict(attention_bias="yes"), ("attention_bias",)),
     ("use_sliding_window not a boolean", llama_model(**LQ), dict(use_sliding_window=0), ("use_sliding_window",)),
+    ("pretraining_tp 0", llama_model(), dict(pretraining_tp=0), ("pretraining_tp must be",)),
+    ("head_dim 0", llama_model(), dict(head_dim=0), ("head_dim must be a positive integer",)),
+    ("rope_parameters not an object", llama_model(), dict(rope_parameters=[500.0]),
+     ("rope_parameters = [500.0] is not an object",)),
+    ("Qwen2 layer_types not a list", llama_model(**LQ), dict(layer_types="full_attention"),
+     ("layer_types", "is not a list")),
+    ("llama3 with a top-level original_max_position_embeddings (not read by transformers) disagreeing",
+     llama_model(rope=HUB_ROPE), dict(rope_scaling={k: v for k, v in LLAMA3.items()
+                                                   if k != "original_max_position_embeddings"},
+                                      original_max_position_embeddings=32),
+     ("original_max_position_embeddings = 32", "max_position_embeddings = 24")),
     ("Qwen2ForSequenceClassification", llama_model(**LQ), dict(architectures=["Qwen2ForSequenceClassification"]),
      ("architecture 'Qwen2ForSequenceClassification'", "Qwen2ForCausalLM")),
 ]:

@@ -1,6 +1,6 @@
 #!/usr/bin/env python3
-"""export.py: convert a Hugging Face GPT-2, GPT-Neo, GPT-NeoX/Pythia or OPT
-directory into a `run` checkpoint (GPT-2: format version 1; the others:
+"""export.py: convert a Hugging Face GPT-2, GPT-Neo, GPT-NeoX/Pythia, OPT, Llama
+or Qwen2 directory into a `run` checkpoint (GPT-2: format version 1; the others:
 version 2, tests/SPEC.md section 1b).
 
     python3 export.py HF_DIR OUT.bin                  full checkpoint (tests/SPEC.md section 1)
@@ -27,6 +27,11 @@ Decisions worth knowing:
   untied (flags bit0), even when config.json says tie_word_embeddings (as
   transformers 5 does: it keeps both and warns).  tie_word_embeddings false
   with no lm_head is an error.
+- Llama and Qwen2: rope_theta / rope_scaling (the hub's spelling) or
+  rope_parameters (transformers 5's), rope types "default" and "llama3";
+  hidden_act silu; head_dim = hidden_size / num_attention_heads; Llama's
+  mlp_bias and Qwen2's use_sliding_window true are refused (Qwen2's
+  sliding_window means nothing while use_sliding_window is false).
 - reorder_and_upcast_attn is accepted: it only changes transformers' numerics
   in half precision; `run` computes in float32 throughout.
 - eos/bos ids missing from config.json take GPT2Config's default (50256); an id
@@ -1327,13 +1332,17 @@ FAMILIES = {
     "gpt_neo": ("GPT-Neo", 2, 1, ("GPTNeoForCausalLM", "GPTNeoModel")),
     "gpt_neox": ("GPT-NeoX/Pythia", 2, 2, ("GPTNeoXForCausalLM", "GPTNeoXModel")),
     "opt": ("OPT", 2, 3, ("OPTForCausalLM", "OPTModel")),
+    "llama": ("Llama", 2, 4, ("LlamaForCausalLM", "LlamaModel")),
+    "qwen2": ("Qwen2", 2, 5, ("Qwen2ForCausalLM", "Qwen2Model")),
 }
 
 # Format version 2's block bits (SPEC section 1b).
 BLOCK_POST_LN, BLOCK_PARALLEL, BLOCK_ROTARY = 1 << 0, 1 << 1, 1 << 2
 BLOCK_QKV_BIAS, BLOCK_PROJ_BIAS, BLOCK_MLP_BIAS, BLOCK_FINAL_LN = 1 << 3, 1 << 4, 1 << 5, 1 << 6
+BLOCK_RMSNORM, BLOCK_GATED_MLP = 1 << 7, 1 << 8
 BLOCK_GPT2 = BLOCK_QKV_BIAS | BLOCK_PROJ_BIAS | BLOCK_MLP_BIAS | BLOCK_FINAL_LN  # GPT-2 written as format 2
 FLAG_UNTIED, FLAG_SCALE = 1 << 0, 1 << 1
+ROPE_PLAIN, ROPE_LLAMA3 = 0, 1    # SPEC 1b offset 128
 
 # Each family's configuration class defaults (transformers), for keys that
 # config.json may leave out.
@@ -1354,6 +1363,18 @@ OPT_DEFAULTS = {"vocab_size": 50272, "hidden_size": 768, "num_hidden_layers": 12
                 "num_attention_heads": 12, "activation_function": "relu", "bos_token_id": 2,
                 "eos_token_id": 2, "enable_bias": True, "layer_norm_elementwise_affine": True,
                 "tie_word_embeddings": True}
+LLAMA_DEFAULTS = {"vocab_size": 32000, "hidden_size": 4096, "intermediate_size": 11008,
+                  "num_hidden_layers": 32, "num_attention_heads": 32, "num_key_value_heads": None,
+                  "hidden_act": "silu", "max_position_embeddings": 2048, "rms_norm_eps": 1e-6,
+                  "bos_token_id": 1, "eos_token_id": 2, "pretraining_tp": 1,
+                  "tie_word_embeddings": False, "attention_bias": False, "mlp_bias": False,
+                  "head_dim": None}
+QWEN2_DEFAULTS = {"vocab_size": 151936, "hidden_size": 4096, "intermediate_size": 22016,
+                  "num_hidden_layers": 32, "num_attention_heads": 32, "num_key_value_heads": 32,
+                  "hidden_act": "silu", "max_position_embeddings": 32768, "rms_norm_eps": 1e-6,
+                  "tie_word_embeddings": False, "use_sliding_window": False, "layer_types": None,
+                  "bos_token_id": None, "eos_token_id": None, "head_dim": None}
+LLAMA_ROPE_THETA = 10000.0     # RotaryEmbeddingConfigMixin.default_theta
 OPT_LAYER_NORM_EPS = 1e-5      # OPT's LayerNorms use torch's default (no config key)
 OPT_POSITION_OFFSET = 2        # OPTLearnedPositionalEmbedding: row = position + 2
 
@@ -1659,8 +1680,148 @@ def read_opt_config(path, raw):
     return c
 
 
+LLAMA3_KEYS = ("factor", "low_freq_factor", "high_freq_factor", "original_max_position_embeddings")
+
+
+def llama_rotary(fc, head_dim):
+    """(rotary_base, rope scaling fields) as LlamaConfig / Qwen2Config read them
+    (transformers 5): rope_scaling (the hub's spelling), else rope_parameters
+    (transformers 5's); rope_theta inside it, else the top-level rope_theta,
+    else 10000.  Rope types: "default" and "llama3"."""
+    path, raw = fc.path, fc.raw
+    scaling, params = raw.get("rope_scaling"), raw.get("rope_parameters")
+    for k, v in (("rope_scaling", scaling), ("rope_parameters", params)):
+        if v is not None and not isinstance(v, dict):
+            raise ExportError(f"{path}: {k} = {show(v)} is not an object")
+    if scaling and params and scaling != params:
+        # transformers would take rope_scaling and drop rope_parameters
+        raise ExportError(f"{path}: rope_scaling = {show(scaling)} and rope_parameters = {show(params)} "
+                          f"disagree (two spellings of one setting)")
+    key = "rope_scaling" if scaling else "rope_parameters"
+    params = scaling or params or {}
+    rtype = params.get("rope_type", params.get("type", "default"))
+    if rtype not in ("default", "llama3"):
+        raise ExportError(f"{path}: {key} rope_type {rtype!r} is not supported (run implements "
+                          f"\"default\" and \"llama3\")")
+    known = ROPE_KEYS + (LLAMA3_KEYS if rtype == "llama3" else ())
+    for k in params:
+        if k not in known:
+            raise ExportError(f"{path}: {key}.{k} = {show(params[k])} is not supported with rope_type "
+                              f"{rtype!r} (run reads {', '.join(known)})")
+
+    def pick(name, default):
+        if name in params:
+            if name in raw and raw[name] != params[name]:
+                raise ExportError(f"{path}: {name} = {show(raw[name])} disagrees with {key}.{name} = "
+                                  f"{show(params[name])}, which is what transformers uses")
+            return params[name], f"{key}.{name}"
+        if name in raw:
+            return raw[name], name
+        return default, f"{name} (default)"
+
+    base, base_key = pick("rope_theta", LLAMA_ROPE_THETA)
+    if (type(base) not in (int, float) or not finite(base) or not 1 < base < 3e38
+            or not 1 < f32(base) < f32(ROPE_THETA_LIMIT)):
+        raise ExportError(f"{path}: {base_key} must be a number > 1 (and < {ROPE_THETA_LIMIT:g}), "
+                          f"got {base!r}")
+    pct, pct_key = pick("partial_rotary_factor", None)
+    if pct is not None and pct != 1:
+        # LlamaRotaryEmbedding's default type rotates whole heads whatever it
+        # says, and llama3 fails on it: no meaning to follow.
+        raise ExportError(f"{path}: {pct_key} = {show(pct)} is not supported (transformers' "
+                          f"{fc.name} rotates the whole head: only 1 has a meaning)")
+    out = {"rope_scaling": ROPE_PLAIN, "rope_factor": 0.0, "rope_low_freq_factor": 0.0,
+           "rope_high_freq_factor": 0.0, "rope_original_ctx": 0}
+    if rtype == "llama3":
+        missing = [k for k in LLAMA3_KEYS[:3] if k not in params]
+        if missing:
+            raise ExportError(f"{path}: {key} with rope_type \"llama3\" has no {missing[0]}")
+
+        def num(k, ok, what):
+            v = params[k]
+            if type(v) not in (int, float) or not finite(v) or not ok(f32(v)):
+                raise ExportError(f"{path}: {key}.{k} must be {what}, got {show(v)}")
+            return float(v)
+        factor = num("factor", lambda v: 1 <= v < 1e6, "a number from 1 (and < 1e6)")
+        low = num("low_freq_factor", lambda v: 0 < v < 1e6, "a number > 0")
+        high = num("high_freq_factor", lambda v: f32(low) < v < 1e6,
+                   f"a number > low_freq_factor ({low:g}) and < 1e6")
+        # transformers 5: rope_parameters' value, else max_position_embeddings
+        # (a top-level original_max_position_embeddings is not read)
+        if "original_max_position_embeddings" in params:
+            old, old_key = params["original_max_position_embeddings"], f"{key}.original_max_position_embeddings"
+        else:
+            old, old_key = fc.get("max_position_embeddings"), "max_position_embeddings"
+        top = raw.get("original_max_position_embeddings")
+        if top is not None and top != old:
+            raise ExportError(f"{path}: original_max_position_embeddings = {show(top)} disagrees with "
+                              f"{old_key} = {show(old)}, which is what transformers uses")
+        if type(old) is not int or not 0 < old <= 1 << 24:
+            raise ExportError(f"{path}: {old_key} must be a positive integer (<= {1 << 24}), got {show(old)}")
+        out.update(rope_scaling=ROPE_LLAMA3, rope_factor=factor, rope_low_freq_factor=low,
+                   rope_high_freq_factor=high, rope_original_ctx=old)
+    return float(base), out
+
+
+def read_llama_config(path, raw, qwen2=False):
+    """LlamaForCausalLM and Qwen2ForCausalLM: RMSNorm, SwiGLU, grouped-query
+    attention with rotary positions on whole heads; Qwen2 with q/k/v biases."""
+    fc = FamilyConfig(path, raw, QWEN2_DEFAULTS if qwen2 else LLAMA_DEFAULTS)
+    fc.name = "Qwen2" if qwen2 else "Llama"
+    dims = fc.dims("hidden_size", "num_hidden_layers", "num_attention_heads",
+                   "max_position_embeddings", "intermediate_size")
+    C, L, H = dims[:3]
+    D = C // H
+    kvh = H if fc.get("num_key_value_heads") is None else fc.pos_int("num_key_value_heads", 4096)
+    if H % kvh:
+        raise ExportError(f"{path}: num_attention_heads {H} is not a multiple of num_key_value_heads {kvh}")
+    if fc.get("head_dim") is not None:
+        hd = fc.pos_int("head_dim", 1 << 16)
+        if hd != D:
+            raise ExportError(f"{path}: head_dim {hd} is not hidden_size / num_attention_heads = "
+                              f"{C} / {H} = {D} (run's heads are hidden_size / num_attention_heads wide)")
+    act = fc.get("hidden_act")
+    if act != "silu":
+        raise ExportError(f"{path}: hidden_act {act!r} is not supported ({fc.name}'s gated MLP: "
+                          f"run implements \"silu\")")
+    block = BLOCK_ROTARY | BLOCK_FINAL_LN | BLOCK_RMSNORM | BLOCK_GATED_MLP
+    if qwen2:
+        block |= BLOCK_QKV_BIAS   # Qwen2Attention: q, k, v with biases, o_proj without
+        if fc.flag("use_sliding_window"):
+            raise ExportError(f"{path}: use_sliding_window true is not supported (run implements "
+                              f"Qwen2's full attention only)")
+        # sliding_window and max_window_layers mean nothing then (Qwen2Config sets sliding_window None)
+        types = fc.get("layer_types")
+        if types is not None:
+            if not isinstance(types, list) or len(types) != L:
+                raise ExportError(f"{path}: layer_types = {show(types)} is not a list of {L} layer types")
+            bad = [t for t in types if t != "full_attention"]
+            if bad:
+                raise ExportError(f"{path}: layer_types: layer type {bad[0]!r} is not supported "
+                                  f"(run implements \"full_attention\")")
+    else:
+        if fc.flag("attention_bias"):
+            block |= BLOCK_QKV_BIAS | BLOCK_PROJ_BIAS
+        if fc.flag("mlp_bias"):
+            raise ExportError(f"{path}: mlp_bias true is not supported (run's gated MLP has no bias "
+                              f"on up_proj)")
+        tp = fc.get("pretraining_tp")   # slices of the same products: nothing to honour
+        if tp is not None and (type(tp) is not int or tp < 1):
+            raise ExportError(f"{path}: pretraining_tp must be a positive integer, got {show(tp)}")
+    base, scaling = llama_rotary(fc, D)
+    c = fc.header(dims, check_eps(path, "rms_norm_eps", fc.get("rms_norm_eps")), ACTIVATIONS["silu"],
+                  FLAG_SCALE, block, [0] * L, rotary_dims=D, rotary_base=base)
+    c.update(scaling, n_kv_head=kvh)
+    return c
+
+
+def read_qwen2_config(path, raw):
+    return read_llama_config(path, raw, qwen2=True)
+
+
 CONFIG_READERS = {"gpt2": read_gpt2_config, "gpt_neo": read_gpt_neo_config,
-                  "gpt_neox": read_gpt_neox_config, "opt": read_opt_config}
+                  "gpt_neox": read_gpt_neox_config, "opt": read_opt_config,
+                  "llama": read_llama_config, "qwen2": read_qwen2_config}
 
 
 def _safe_shard_name(name, index_path):
@@ -1774,15 +1935,22 @@ def gpt2_pieces(c):
     return pieces
 
 
-def v2_layer(c, l, ln_1, qkv, qkv_bias, proj, proj_bias, ln_2, fc, fc_bias, fc_proj, fc_proj_bias):
+def qkv_rows(c):
+    """The rows of the stacked q/k/v: n_head query heads, then n_kv_head key and value heads."""
+    H = c["n_head"]
+    return c["n_embd"] + 2 * (c["n_embd"] // H) * (c.get("n_kv_head") or H)
+
+
+def v2_layer(c, l, ln_1, qkv, qkv_bias, proj, proj_bias, ln_2, fc, fc_bias, fc_proj, fc_proj_bias,
+             up=None):
     """One block's tensors in SPEC 1b's order.  Each argument is a Piece's
     (srcs, make) for it, or None where the block bits leave it out."""
-    C, F = c["n_embd"], c["n_inner"]
-    shapes = [("ln_1.weight", (C,)), ("ln_1.bias", (C,)), ("qkv.weight", (3 * C, C)),
-              ("qkv.bias", (3 * C,)), ("proj.weight", (C, C)), ("proj.bias", (C,)),
+    C, F, QKV = c["n_embd"], c["n_inner"], qkv_rows(c)
+    shapes = [("ln_1.weight", (C,)), ("ln_1.bias", (C,)), ("qkv.weight", (QKV, C)),
+              ("qkv.bias", (QKV,)), ("proj.weight", (C, C)), ("proj.bias", (C,)),
               ("ln_2.weight", (C,)), ("ln_2.bias", (C,)), ("fc.weight", (F, C)), ("fc.bias", (F,)),
-              ("fc_proj.weight", (C, F)), ("fc_proj.bias", (C,))]
-    parts = [*ln_1, qkv, qkv_bias, proj, proj_bias, *ln_2, fc, fc_bias, fc_proj, fc_proj_bias]
+              ("up.weight", (F, C)), ("fc_proj.weight", (C, F)), ("fc_proj.bias", (C,))]
+    parts = [*ln_1, qkv, qkv_bias, proj, proj_bias, *ln_2, fc, fc_bias, up, fc_proj, fc_proj_bias]
     return [Piece(f"h.{l}.{name}", shape, part[0], part[1], l)
             for (name, shape), part in zip(shapes, parts) if part is not None]
 
@@ -1807,8 +1975,9 @@ def layer_norm(c, prefix, affine=True):
 def v2_final(c, ln_f):
     pieces = []
     if c["block"] & BLOCK_FINAL_LN:
-        pieces += [Piece("ln_f.weight", (c["n_embd"],), *ln_f[0]),
-                   Piece("ln_f.bias", (c["n_embd"],), *ln_f[1])]
+        pieces.append(Piece("ln_f.weight", (c["n_embd"],), *ln_f[0]))
+        if ln_f[1] is not None:   # RMSNorm: no bias
+            pieces.append(Piece("ln_f.bias", (c["n_embd"],), *ln_f[1]))
     return pieces
 
 
@@ -1871,6 +2040,32 @@ def opt_pieces(c):
     return pieces
 
 
+def rms_norm(c, prefix):
+    return hf(prefix + ".weight", (c["n_embd"],)), None
+
+
+def llama_pieces(c):
+    """Llama and Qwen2: q/k/v stacked (n_head, then n_kv_head, then n_kv_head
+    heads of rows), gate_proj -> fc, up_proj -> up, down_proj -> fc_proj."""
+    C, F, V, H = c["n_embd"], c["n_inner"], c["vocab_size"], c["n_head"]
+    KVd = C // H * c["n_kv_head"]
+    b = c["block"]
+    pieces = [Piece("wte", (V, C), *hf("embed_tokens.weight", (V, C)))]
+    for l in range(c["n_layer"]):
+        h, a = f"layers.{l}.", f"layers.{l}.self_attn."
+        qkv_shapes = [(a + "q_proj", C), (a + "k_proj", KVd), (a + "v_proj", KVd)]
+        pieces += v2_layer(
+            c, l, rms_norm(c, h + "input_layernorm"),
+            ([(n + ".weight", (r, C)) for n, r in qkv_shapes], stacked),
+            ([(n + ".bias", (r,)) for n, r in qkv_shapes], stacked) if b & BLOCK_QKV_BIAS else None,
+            hf(a + "o_proj.weight", (C, C)), hf(a + "o_proj.bias", (C,)) if b & BLOCK_PROJ_BIAS else None,
+            rms_norm(c, h + "post_attention_layernorm"),
+            hf(h + "mlp.gate_proj.weight", (F, C)), None,
+            hf(h + "mlp.down_proj.weight", (C, F)), None,
+            up=hf(h + "mlp.up_proj.weight", (F, C)))
+    return pieces + v2_final(c, rms_norm(c, "norm"))
+
+
 # Per family: key prefixes of the base model (stripped), buffers that some
 # checkpoints carry and that are not weights (skipped), the checkpoint's
 # tensors, and the names an untied output embedding may have.
@@ -1884,6 +2079,11 @@ FAMILY_TENSORS = {
                             r"|rotary_emb\.inv_freq"),
                  gpt_neox_pieces, ("embed_out.weight", "lm_head.weight")),
     "opt": (("model.decoder.", "decoder."), re.compile(r"(?!)"), opt_pieces, ("lm_head.weight",)),
+    # rotary_emb.inv_freq: a buffer that checkpoints of older transformers carry
+    "llama": (("model.",), re.compile(r"(layers\.\d+\.self_attn\.)?rotary_emb\.inv_freq"), llama_pieces,
+              ("lm_head.weight",)),
+    "qwen2": (("model.",), re.compile(r"(layers\.\d+\.self_attn\.)?rotary_emb\.inv_freq"), llama_pieces,
+              ("lm_head.weight",)),
 }
 
 
@@ -1946,6 +2146,8 @@ def describe_dims(c):
          f"vocab_size={c['vocab_size']}")
     if c["embed_dim"] != c["n_embd"]:
         s += f", word_embed_proj_dim={c['embed_dim']}"
+    if c.get("n_kv_head"):
+        s += f", {c['n_head']} heads, {c['n_kv_head']} key/value heads"
     return s
 
 
@@ -2063,6 +2265,9 @@ def pack_header(c, flags, tok_bytes, weights_offset, weights_bytes):
         struct.pack_into("<IIIIfI", h, 100, c["family_code"], c["block"], c["position_offset"],
                          c["rotary_dims"], c["rotary_base"], c["embed_dim"])
         struct.pack_into(f"<{c['n_layer']}I", h, HEADER_BYTES, *c["windows"])
+        if "n_kv_head" in c:   # the families before Llama leave 124..147 zero
+            struct.pack_into("<IIfffI", h, 124, c["n_kv_head"], c["rope_scaling"], c["rope_factor"],
+                             c["rope_low_freq_factor"], c["rope_high_freq_factor"], c["rope_original_ctx"])
         struct.pack_into("<II", h, 148, c.get("chat", CHAT_NONE), len(c.get("chat_system", b"")))
     return bytes(h)
 
@@ -2178,7 +2383,7 @@ def _interrupted(signum, _frame):
 
 def main(argv=None):
     ap = argparse.ArgumentParser(  # prog: export.py, or run-export as installed
-        description="Convert a Hugging Face GPT-2, GPT-Neo, GPT-NeoX/Pythia or OPT model "
+        description="Convert a Hugging Face GPT-2, GPT-Neo, GPT-NeoX/Pythia, OPT, Llama or Qwen2 model "
                     "directory (config.json, "
                     "model.safetensors / sharded safetensors / pytorch_model.bin, "
                     "vocab.json + merges.txt or tokenizer.json) into a float32 "

@@ -930,8 +930,8 @@ def test_bad_config():
     F("missing config.json", d, "config.json: missing")
     F("config.json not JSON", cfgdir(text="{"), "not valid JSON")
     F("config.json not an object", cfgdir(text="[]"), "expected a JSON object")
-    F("model_type llama", cfgdir(lambda c: c.update(model_type="llama")),
-      "model_type 'llama' is not supported")
+    F("model_type mistral", cfgdir(lambda c: c.update(model_type="mistral")),
+      "model_type 'mistral' is not supported")
     F("model_type missing", cfgdir(lambda c: c.pop("model_type")), "model_type None")
     F("architecture GPT2DoubleHeadsModel",
       cfgdir(lambda c: c.update(architectures=["GPT2DoubleHeadsModel"])),

@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""export.py on GPT-Neo, GPT-NeoX/Pythia and OPT directories (standard library only).
+"""export.py on GPT-Neo, GPT-NeoX/Pythia, OPT, Llama and Qwen2 directories (standard library only).
 
 Tiny model directories are written here by hand (config.json in the hub's and
 in transformers 5's spelling, safetensors with a small writer: float32,
@@ -228,7 +228,10 @@ def parse(path):
              eos=i32(52), tok_off=u64(56), tok_bytes=u64(64), w_off=u64(72), w_bytes=u64(80),
              file_bytes=u64(88), bos=i32(96), family=u32(100), block=u32(104), position_offset=u32(108),
              rotary_dims=u32(112), rotary_base=struct.unpack_from("<f", data, 116)[0], embed_dim=u32(120),
-             reserved_zero=data[124:256] == bytes(132))
+             n_kv_head=u32(124), rope_scaling=u32(128), rope_factor=struct.unpack_from("<f", data, 132)[0],
+             rope_low=struct.unpack_from("<f", data, 136)[0], rope_high=struct.unpack_from("<f", data, 140)[0],
+             rope_original=u32(144), reserved_zero=data[148:256] == bytes(108),
+             llama_fields_zero=data[124:148] == bytes(24))
     f["windows"] = list(struct.unpack_from(f"<{f['n_layer']}I", data, 256))
     f["header_tail_zero"] = data[256 + 4 * f["n_layer"]:f["header_bytes"]] == bytes(
         f["header_bytes"] - 256 - 4 * f["n_layer"])
@@ -238,6 +241,8 @@ def parse(path):
 def spec_tensors(f):
     """[(name, shape)] in SPEC 1b's order for the header f."""
     C, F, E, b = f["n_embd"], f["n_inner"], f["embed_dim"], f["block"]
+    QKV = C + 2 * (C // f["n_head"]) * (f["n_kv_head"] or f["n_head"])
+    ln_bias = not b & 128   # RMSNorm: no biases of norms
     out = [("wte", (f["vocab_size"], E))]
     if not b & 4:
         out.append(("wpe", (f["n_ctx"] + f["position_offset"], C)))
@@ -245,14 +250,15 @@ def spec_tensors(f):
         out.append(("project_in", (C, E)))
     for l in range(f["n_layer"]):
         p = f"h.{l}."
-        out += [(p + "ln_1.weight", (C,)), (p + "ln_1.bias", (C,)), (p + "qkv.weight", (3 * C, C))]
-        out += [(p + "qkv.bias", (3 * C,))] * bool(b & 8)
+        out += [(p + "ln_1.weight", (C,))] + [(p + "ln_1.bias", (C,))] * ln_bias
+        out += [(p + "qkv.weight", (QKV, C))] + [(p + "qkv.bias", (QKV,))] * bool(b & 8)
         out += [(p + "proj.weight", (C, C))] + [(p + "proj.bias", (C,))] * bool(b & 16)
-        out += [(p + "ln_2.weight", (C,)), (p + "ln_2.bias", (C,)), (p + "fc.weight", (F, C))]
-        out += [(p + "fc.bias", (F,))] * bool(b & 32)
+        out += [(p + "ln_2.weight", (C,))] + [(p + "ln_2.bias", (C,))] * ln_bias
+        out += [(p + "fc.weight", (F, C))] + [(p + "fc.bias", (F,))] * bool(b & 32)
+        out += [(p + "up.weight", (F, C))] * bool(b & 256)
         out += [(p + "fc_proj.weight", (C, F))] + [(p + "fc_proj.bias", (C,))] * bool(b & 32)
     if b & 64:
-        out += [("ln_f.weight", (C,)), ("ln_f.bias", (C,))]
+        out += [("ln_f.weight", (C,))] + [("ln_f.bias", (C,))] * ln_bias
     if E < C:
         out.append(("project_out", (E, C)))
     if f["flags"] & 1:
@@ -287,8 +293,12 @@ def check_layout(what, f, data):
     h.check(f"{what}: tokenizer section at header_bytes, weights after it on a 64-byte boundary",
             f["tok_off"] == hb and data[hb:hb + 8] == b"GPT2TOK_" and f["w_off"] % 64 == 0
             and f["w_off"] >= f["tok_off"] + f["tok_bytes"], f)
-    h.check(f"{what}: bytes 124..255 and the header after the window table are zero",
-            f["reserved_zero"] and f["header_tail_zero"])
+    if f["family"] < 4:   # before Llama: n_kv_head and rope scaling left 0
+        h.check(f"{what}: bytes 124..255 and the header after the window table are zero",
+                f["reserved_zero"] and f["llama_fields_zero"] and f["header_tail_zero"])
+    else:
+        h.check(f"{what}: bytes 148..255 and the header after the window table are zero",
+                f["reserved_zero"] and f["header_tail_zero"])
     n_tokens = struct.unpack_from("<I", data, hb + 12)[0]
     h.check(f"{what}: vocab_size {f['vocab_size']} > the tokenizer's {n_tokens} tokens is kept",
             f["vocab_size"] == V and n_tokens == 385, (f["vocab_size"], n_tokens))
@@ -528,10 +538,10 @@ def with_config(model, name="bad", **changes):
     return model.write(name, prefix="")
 
 
-for mt in ("llama", None):
+for mt in ("mistral", None):
     refused(f"model_type {mt}", with_config(neox_model(), model_type=DROP if mt is None else mt),
             f"model_type {mt!r} is not supported",
-            '"gpt_neo"', '"gpt_neox"', '"opt"', '"gpt2"')
+            '"gpt_neo"', '"gpt_neox"', '"opt"', '"gpt2"', '"llama"', '"qwen2"')
 refused("GPTNeoXForSequenceClassification",
         with_config(neox_model(), architectures=["GPTNeoXForSequenceClassification"]),
         "architecture 'GPTNeoXForSequenceClassification' is not supported", "GPTNeoXForCausalLM")
@@ -665,6 +675,240 @@ else:
             shutil.copy(base, keep)
             base_bins[make] = keep
         ok_r, err_r = run_accepts(base_bins[make], off, fmt, value)
+        h.check(f"{what}: export.py and run agree ({'accepted' if ok_e else 'refused'})", ok_e == ok_r,
+                f"export: {err_e}\nrun: {err_r}")
+
+
+# ---------------------------------------------------------------- Llama and Qwen2
+
+LLAMA_BLOCK = 4 | 64 | 128 | 256          # rotary, final norm, RMSNorm, gated MLP
+LLAMA3 = {"rope_type": "llama3", "factor": 8.0, "low_freq_factor": 1.0, "high_freq_factor": 4.0,
+          "original_max_position_embeddings": 16}
+
+
+def llama_model(L=2, C=24, H=6, KVH=2, F=20, P=24, family="llama", attn_bias=False, head="lm_head.weight",
+                rope=None, inv_freq=False, **cfg):
+    """Llama (attn_bias: attention_bias, q/k/v and o_proj biases) or Qwen2
+    (q/k/v biases always); rope: the config's rope keys (default: transformers
+    5's rope_parameters, theta 500)."""
+    qwen2 = family == "qwen2"
+    config = dict(model_type=family, architectures=["Qwen2ForCausalLM" if qwen2 else "LlamaForCausalLM"],
+                  vocab_size=V, hidden_size=C, num_hidden_layers=L, num_attention_heads=H,
+                  num_key_value_heads=KVH, intermediate_size=F, max_position_embeddings=P, hidden_act="silu",
+                  rms_norm_eps=1e-5, bos_token_id=384, eos_token_id=384, tie_word_embeddings=head is None)
+    config.update({"rope_parameters": {"rope_type": "default", "rope_theta": 500.0}, "dtype": "float32"}
+                  if rope is None else rope)
+    if not qwen2:
+        config["attention_bias"] = attn_bias
+    config.update(cfg)
+    D, KVH = C // H, KVH or H
+    m = Model(config)
+    m.add("embed_tokens.weight", (V, C))
+    for l in range(L):
+        p, a = f"layers.{l}.", f"layers.{l}.self_attn."
+        m.add(p + "input_layernorm.weight", (C,))
+        for x, rows in (("q", C), ("k", KVH * D), ("v", KVH * D)):
+            m.add(a + f"{x}_proj.weight", (rows, C))
+            if qwen2 or attn_bias:
+                m.add(a + f"{x}_proj.bias", (rows,))
+        m.add(a + "o_proj.weight", (C, C))
+        if attn_bias:
+            m.add(a + "o_proj.bias", (C,))
+        if inv_freq:   # the buffer older checkpoints carry
+            m.add(a + "rotary_emb.inv_freq", (D // 2,))
+        m.add(p + "post_attention_layernorm.weight", (C,))
+        m.add(p + "mlp.gate_proj.weight", (F, C))
+        m.add(p + "mlp.up_proj.weight", (F, C))
+        m.add(p + "mlp.down_proj.weight", (C, F))
+    m.add("norm.weight", (C,))
+    if head:
+        m.add(head, (V, C))
+    return m
+
+
+def llama_expected(m, L, qkv_bias=False, proj_bias=False, head=True):
+    g = m.get
+    want = {"wte": g("embed_tokens.weight"), "ln_f.weight": g("norm.weight")}
+    if head:
+        want["lm_head"] = g("lm_head.weight")
+    for l in range(L):
+        p, a = f"h.{l}.", f"layers.{l}."
+        s = a + "self_attn."
+        want.update({
+            p + "ln_1.weight": g(a + "input_layernorm.weight"),
+            p + "qkv.weight": g(s + "q_proj.weight") + g(s + "k_proj.weight") + g(s + "v_proj.weight"),
+            p + "proj.weight": g(s + "o_proj.weight"),
+            p + "ln_2.weight": g(a + "post_attention_layernorm.weight"),
+            p + "fc.weight": g(a + "mlp.gate_proj.weight"), p + "up.weight": g(a + "mlp.up_proj.weight"),
+            p + "fc_proj.weight": g(a + "mlp.down_proj.weight")})
+        if qkv_bias:
+            want[p + "qkv.bias"] = g(s + "q_proj.bias") + g(s + "k_proj.bias") + g(s + "v_proj.bias")
+        if proj_bias:
+            want[p + "proj.bias"] = g(s + "o_proj.bias")
+    return want
+
+
+HUB_ROPE = dict(rope_theta=500.0, rope_scaling=None, torch_dtype="bfloat16")
+NO_ROPE = dict(rope=dict(torch_dtype="float32"))
+LLAMA_CASES = [
+    # what, model kwargs, write kwargs, header fields beyond the common ones, expected() kwargs
+    ("Llama, transformers 5 spelling, 3 query heads per KV head, untied, model. prefix, F32",
+     dict(), dict(prefix="model.", keep=("lm_head.weight",)),
+     dict(n_head=6, n_kv_head=2, rotary_dims=4, rotary_base=500.0, flags=3, block=LLAMA_BLOCK, family=4,
+          rope_scaling=0, rope_factor=0.0, rope_original=0), dict()),
+    ("Llama, hub spelling with rope_scaling llama3, attention_bias, tied, 2 query heads per KV head, "
+     "BF16 sharded", dict(C=16, H=4, KVH=2, attn_bias=True, head=None,
+                          rope=dict(HUB_ROPE, rope_scaling=LLAMA3, rope_theta=10000)),
+     dict(dtype="BF16", shards=3, prefix="model."),
+     dict(n_head=4, n_kv_head=2, rotary_dims=4, rotary_base=10000.0, flags=2, block=LLAMA_BLOCK | 8 | 16,
+          family=4, rope_scaling=1, rope_factor=8.0, rope_low=1.0, rope_high=4.0, rope_original=16),
+     dict(qkv_bias=True, proj_bias=True, head=False)),
+    ("Llama, rope_parameters llama3 without original_max_position_embeddings (max_position_embeddings), "
+     "num_key_value_heads null, head_dim given, pretraining_tp 2, inv_freq buffers, F16",
+     dict(KVH=None, rope=dict(rope_parameters={**{k: v for k, v in LLAMA3.items()
+                                                  if k != "original_max_position_embeddings"},
+                                               "rope_theta": 20000.0}), head_dim=4,
+          pretraining_tp=2, inv_freq=True),
+     dict(dtype="F16", prefix="model.", keep=("lm_head.weight",)),
+     dict(n_head=6, n_kv_head=6, rotary_base=20000.0, rope_scaling=1, rope_original=24), dict()),
+    ("Llama, no rope keys at all (theta 10000), rope_scaling null and rope_theta at the top",
+     dict(rope=dict(rope_scaling=None)), dict(prefix="model.", keep=("lm_head.weight",)),
+     dict(rotary_base=10000.0, rope_scaling=0), dict()),
+    ("Qwen2, hub spelling (rope_theta 1e6, sliding_window with use_sliding_window false), q/k/v biases, "
+     "untied, F16", dict(family="qwen2", rope=dict(HUB_ROPE, rope_theta=1000000.0), sliding_window=7,
+                         use_sliding_window=False, max_window_layers=0),
+     dict(dtype="F16", prefix="model.", keep=("lm_head.weight",)),
+     dict(family=5, n_kv_head=2, rotary_base=1e6, block=LLAMA_BLOCK | 8, flags=3, windows=[0, 0]),
+     dict(qkv_bias=True)),
+    ("Qwen2, transformers 5 spelling (layer_types all full_attention), lm_head equal to the embedding "
+     "(tied), 2 query heads per KV head, no prefix, BF16", dict(family="qwen2", C=16, H=4, KVH=2,
+                                                               layer_types=["full_attention"] * 2),
+     dict(dtype="BF16"), dict(family=5, n_head=4, n_kv_head=2, flags=2, block=LLAMA_BLOCK | 8),
+     dict(qkv_bias=True, head=False)),
+]
+for what, mk, wk, fields, ek in LLAMA_CASES:
+    m = llama_model(**mk)
+    same_head = "equal to the embedding" in what
+    if same_head:
+        m.tensors["lm_head.weight"] = m.tensors["embed_tokens.weight"]
+    f, data = export_ok(what, m.write("llama", **wk))
+    if f:
+        C = mk.get("C", 24)
+        want = dict(n_layer=2, n_embd=C, n_inner=20, n_ctx=24, vocab_size=V, eps=f32(1e-5), activation=3,
+                    eos=384, bos=384, position_offset=0, rotary_dims=C // mk.get("H", 6), embed_dim=C,
+                    windows=[0, 0])
+        want.update(fields)
+        check_fields(what, f, want)
+        if same_head:
+            del m.tensors["lm_head.weight"]
+        check_tensors(what, f, data, llama_expected(m, 2, **ek))
+
+# refusals: each names config.json and the key
+LQ = dict(family="qwen2")
+for what, model, changes, needles in [
+    ("Llama hidden_act gelu", llama_model(), dict(hidden_act="gelu"), ("hidden_act 'gelu' is not supported", "silu")),
+    ("Qwen2 hidden_act relu", llama_model(**LQ), dict(hidden_act="relu"), ("hidden_act 'relu'",)),
+    ("Llama mlp_bias true", llama_model(), dict(mlp_bias=True), ("mlp_bias",)),
+    ("head_dim other than hidden_size / num_attention_heads", llama_model(), dict(head_dim=8),
+     ("head_dim 8", "24 / 6 = 4")),
+    ("num_key_value_heads not dividing num_attention_heads", llama_model(), dict(num_key_value_heads=4),
+     ("num_key_value_heads 4",)),
+    ("num_key_value_heads 0", llama_model(), dict(num_key_value_heads=0), ("num_key_value_heads must be",)),
+    ("Qwen2 without num_key_value_heads: Qwen2Config's default 32", llama_model(**LQ),
+     dict(num_key_value_heads=DROP), ("num_key_value_heads 32",)),
+    ("rope_scaling rope_type linear (hub spelling)", llama_model(rope=HUB_ROPE),
+     dict(rope_scaling={"rope_type": "linear", "factor": 2.0}), ("rope_scaling", "'linear'")),
+    ("rope_scaling type dynamic (older key)", llama_model(rope=HUB_ROPE),
+     dict(rope_scaling={"type": "dynamic", "factor": 2.0}), ("rope_scaling", "'dynamic'")),
+    ("rope_parameters rope_type yarn", llama_model(),
+     dict(rope_parameters={"rope_type": "yarn", "rope_theta": 1e4, "factor": 4.0}), ("rope_parameters", "'yarn'")),
+    ("rope_parameters rope_type longrope", llama_model(**LQ),
+     dict(rope_parameters={"rope_type": "longrope", "rope_theta": 1e4}), ("'longrope'",)),
+    ("llama3 without factor", llama_model(),
+     dict(rope_parameters={k: v for k, v in LLAMA3.items() if k != "factor"}), ("has no factor",)),
+    ("llama3 factor below 1", llama_model(), dict(rope_parameters=dict(LLAMA3, factor=0.5)),
+     ("rope_parameters.factor must be",)),
+    ("llama3 high_freq_factor not above low_freq_factor", llama_model(rope=HUB_ROPE),
+     dict(rope_scaling=dict(LLAMA3, high_freq_factor=1.0)), ("rope_scaling.high_freq_factor",)),
+    ("llama3 low_freq_factor 0", llama_model(), dict(rope_parameters=dict(LLAMA3, low_freq_factor=0)),
+     ("low_freq_factor",)),
+    ("llama3 original_max_position_embeddings 0", llama_model(),
+     dict(rope_parameters=dict(LLAMA3, original_max_position_embeddings=0)), ("original_max_position_embeddings",)),
+    ("llama3 with a key run does not read (attention_factor)", llama_model(),
+     dict(rope_parameters=dict(LLAMA3, attention_factor=2.0)), ("rope_parameters.attention_factor",)),
+    ("default rope with a factor", llama_model(),
+     dict(rope_parameters={"rope_type": "default", "rope_theta": 1e4, "factor": 2.0}), ("rope_parameters.factor",)),
+    ("partial_rotary_factor 0.5 at the top", llama_model(rope=HUB_ROPE), dict(partial_rotary_factor=0.5),
+     ("partial_rotary_factor = 0.5",)),
+    ("rope_parameters.partial_rotary_factor 0.5", llama_model(**LQ),
+     dict(rope_parameters={"rope_type": "default", "rope_theta": 1e4, "partial_rotary_factor": 0.5}),
+     ("rope_parameters.partial_rotary_factor",)),
+    ("top-level rope_theta disagreeing with rope_parameters.rope_theta", llama_model(), dict(rope_theta=7.0),
+     ("rope_theta = 7.0", "rope_parameters.rope_theta = 500.0")),
+    ("rope_theta 1", llama_model(rope=HUB_ROPE), dict(rope_theta=1), ("rope_theta must be a number > 1",)),
+    ("rope_scaling and rope_parameters disagreeing", llama_model(),
+     dict(rope_scaling=dict(LLAMA3, rope_theta=500.0)), ("rope_scaling", "rope_parameters", "disagree")),
+    ("rope_scaling not an object", llama_model(rope=HUB_ROPE), dict(rope_scaling="llama3"),
+     ('rope_scaling = "llama3" is not an object',)),
+    ("Qwen2 use_sliding_window true", llama_model(**LQ), dict(use_sliding_window=True, sliding_window=8),
+     ("use_sliding_window true",)),
+    ("Qwen2 layer_types with sliding_attention", llama_model(**LQ),
+     dict(layer_types=["full_attention", "sliding_attention"]), ("layer_types", "'sliding_attention'")),
+    ("Qwen2 layer_types of the wrong length", llama_model(**LQ), dict(layer_types=["full_attention"]),
+     ("layer_types", "list of 2")),
+    ("rms_norm_eps 1", llama_model(), dict(rms_norm_eps=1.0), ("rms_norm_eps",)),
+    ("attention_bias not a boolean", llama_model(), dict(attention_bias="yes"), ("attention_bias",)),
+    ("use_sliding_window not a boolean", llama_model(**LQ), dict(use_sliding_window=0), ("use_sliding_window",)),
+    ("pretraining_tp 0", llama_model(), dict(pretraining_tp=0), ("pretraining_tp must be",)),
+    ("head_dim 0", llama_model(), dict(head_dim=0), ("head_dim must be a positive integer",)),
+    ("rope_parameters not an object", llama_model(), dict(rope_parameters=[500.0]),
+     ("rope_parameters = [500.0] is not an object",)),
+    ("Qwen2 layer_types not a list", llama_model(**LQ), dict(layer_types="full_attention"),
+     ("layer_types", "is not a list")),
+    ("llama3 with a top-level original_max_position_embeddings (not read by transformers) disagreeing",
+     llama_model(rope=HUB_ROPE), dict(rope_scaling={k: v for k, v in LLAMA3.items()
+                                                   if k != "original_max_position_embeddings"},
+                                      original_max_position_embeddings=32),
+     ("original_max_position_embeddings = 32", "max_position_embeddings = 24")),
+    ("Qwen2ForSequenceClassification", llama_model(**LQ), dict(architectures=["Qwen2ForSequenceClassification"]),
+     ("architecture 'Qwen2ForSequenceClassification'", "Qwen2ForCausalLM")),
+]:
+    refused(what, with_config(model, **changes), "config.json", *needles)
+
+m = llama_model(family="qwen2")
+m.add("layers.0.self_attn.o_proj.bias", (24,))
+refused("Qwen2 with an o_proj bias (Qwen2Attention has none)", m.write("bad"),
+        "unexpected tensor(s) layers.0.self_attn.o_proj.bias")
+m = llama_model()
+m.tensors["layers.1.self_attn.k_proj.weight"] = ((24, 24), values(24 * 24, 1))
+refused("k_proj with n_head rows although num_key_value_heads is 2", m.write("bad"),
+        "layers.1.self_attn.k_proj.weight has shape [24, 24]", "[8, 24]", "2 key/value heads")
+m = llama_model()
+del m.tensors["layers.0.mlp.up_proj.weight"]
+refused("a missing up_proj", m.write("bad"), "missing tensor(s) layers.0.mlp.up_proj.weight")
+refused("Llama tie_word_embeddings false without lm_head",
+        llama_model(head=None, tie_word_embeddings=False).write("bad"), "tie_word_embeddings false")
+
+if os.path.exists(RUN):
+    # Llama 3 rope scaling's ranges: export.py and run agree at and past each end.
+    LLAMA_EDGES = []
+    for v in (1.0, 0.999, 999999.0, 1e6):
+        LLAMA_EDGES.append((f"llama3 factor {v:g}", dict(factor=v), 132, "<f", v))
+    for v in (0.0, 1e-3):
+        LLAMA_EDGES.append((f"llama3 low_freq_factor {v:g}", dict(low_freq_factor=v), 136, "<f", v))
+    for v in (1.0, 1.001, 1e6):
+        LLAMA_EDGES.append((f"llama3 high_freq_factor {v:g} (low 1)", dict(high_freq_factor=v), 140, "<f", v))
+    for v in (0, 1, 1 << 24, (1 << 24) + 1):
+        LLAMA_EDGES.append((f"llama3 original_max_position_embeddings {v}",
+                            dict(original_max_position_embeddings=v), 144, "<I", v))
+    ok_b, err_b, base = exports(llama_model(rope=dict(rope_parameters=dict(LLAMA3, rope_theta=1e4))).write("lbase"))
+    h.check("the Llama 3 edge base exports", ok_b, err_b)
+    keep = os.path.join(TMP, "llama_edge_base.bin")
+    shutil.copy(base, keep)
+    for what, change, off, fmt, value in LLAMA_EDGES:
+        ok_e, err_e, _out = exports(with_config(llama_model(), "edge",
+                                                rope_parameters=dict(LLAMA3, rope_theta=1e4, **change)))
+        ok_r, err_r = run_accepts(keep, off, fmt, value)
         h.check(f"{what}: export.py and run agree ({'accepted' if ok_e else 'refused'})", ok_e == ok_r,
                 f"export: {err_e}\nrun: {err_r}")
 

@@ -1264,7 +1264,11 @@ def open_torch_bin(path):
             file_size = os.fstat(f.fileno()).st_size
     except OSError as e:
         raise ExportError(f"{path}: cannot read: {e.strerror or e}")
-    if not zipfile.is_zipfile(path):
+    try:
+        is_zip = zipfile.is_zipfile(path)
+    except ZIP_ERRORS as e:   # it catches OSError alone
+        raise ExportError(f"{path}: corrupt zip archive: {e}")
+    if not is_zip:
         if magic[:1] == b"\x80":
             raise ExportError(f"{path}: legacy (pre-1.6, non-zip) torch.save format is not "
                               f"supported; re-save it with a recent torch or use safetensors")

@@ -86,7 +86,7 @@ fuzz-export: $(FUZZ_VENV)/ok
 	@set -e; for t in $(FUZZ_EXPORT_TARGETS); do \
 	    mkdir -p $(TESTBIN)/fuzz-corpus/export-$$t; \
 	    echo "== fuzz-export $$t"; \
-	    $(FUZZ_VENV)/bin/python tests/fuzz_export.py $$t $(FUZZ_RUN) -artifact_prefix=$(TESTBIN)/fuzz-artifacts/export-$$t- \
+	    $(FUZZ_VENV)/bin/python tests/fuzz_export.py $$t $(FUZZ_RUN) -dict=tests/fuzz/export.dict -artifact_prefix=$(TESTBIN)/fuzz-artifacts/export-$$t- \
 	        $(TESTBIN)/fuzz-corpus/export-$$t tests/fuzz/export/$$t; \
 	done
 

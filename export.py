@@ -743,7 +743,8 @@ def load_tokenizer(hf_dir):
     for i, t in added.items():
         token_bytes[i] = t.content.encode("utf-8")
 
-    singles = {t for i, t in enumerate(token_bytes) if len(t) == 1 and i not in added}
+    # (over the vocabulary, not token_bytes: ids may leave holes up to 2^24)
+    singles = {token_bytes[i] for i in vocab.values() if len(token_bytes[i]) == 1 and i not in added}
     if len(singles) != 256:
         missing = sorted(set(range(256)) - {t[0] for t in singles})
         raise ExportError(f"{vsrc}: not a byte-level BPE vocabulary: {len(missing)} of the 256 "
@@ -795,14 +796,14 @@ def tokenizer_section(token_bytes, merges, additions):
     v2 = additions.needs_version_2()
     specials = additions.specials
     n = len(token_bytes)
-    blob = b"".join(token_bytes)
+    blob = b"".join(filter(None, token_bytes))   # (join keeps 80 bytes an item: not the holes)
     if len(blob) >= 1 << 32:
         raise ExportError("tokenizer blob too large")
-    offs = [0] * (n + 1)
-    o = 0
-    for i, t in enumerate(token_bytes):
-        o += len(t)
-        offs[i + 1] = o
+    # at C speed: a sparse vocabulary of a few tokens may still have 2^24 ids
+    offs = array.array("I", [0])
+    offs.extend(itertools.accumulate(map(len, token_bytes)))
+    if not NATIVE_LITTLE:
+        offs.byteswap()
     flat = [x for m in merges for x in m]
     if not v2:
         header = struct.pack("<6I", TOK_VERSION, n, len(merges), len(specials), len(blob), 0)
@@ -817,7 +818,7 @@ def tokenizer_section(token_bytes, merges, additions):
     parts = [
         TOK_MAGIC,
         header,
-        struct.pack(f"<{n + 1}I", *offs),
+        offs.tobytes(),
         struct.pack(f"<{len(flat)}I", *flat),
         added,
         blob,

@@ -148,10 +148,18 @@ def make_mutator(name):
 
 
 def main():
-    if len(sys.argv) < 2 or sys.argv[1] not in targets.TARGETS:
-        sys.exit(f"usage: {sys.argv[0]} TARGET [libFuzzer options] [corpus dirs]\n"
-                 f"targets: {', '.join(targets.TARGETS)}")
-    name = sys.argv.pop(1)
+    # For libFuzzer's -merge=1, which runs argv[0] again with its own
+    # arguments: FUZZ_EXPORT_TARGET names the target, FUZZ_EXPORT_SELF a
+    # script that runs this one in the venv.
+    sys.argv[0] = os.environ.get("FUZZ_EXPORT_SELF", sys.argv[0])
+    name = os.environ.get("FUZZ_EXPORT_TARGET")
+    if not name:
+        if len(sys.argv) < 2 or sys.argv[1] not in targets.TARGETS:
+            sys.exit(f"usage: {sys.argv[0]} TARGET [libFuzzer options] [corpus dirs]\n"
+                     f"targets: {', '.join(targets.TARGETS)}")
+        name = sys.argv.pop(1)
+    elif name not in targets.TARGETS:
+        sys.exit(f"FUZZ_EXPORT_TARGET={name}: not a target ({', '.join(targets.TARGETS)})")
     targets.limit_memory()
 
     def one_input(data):

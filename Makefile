@@ -74,9 +74,12 @@ fuzz: $(TESTBIN)/fuzz_checkpoint $(TESTBIN)/fuzz_tokenizer $(FUZZ_TOK)
 	$(MAKE) fuzz-export
 
 # export.py's parsers with atheris (in a venv of its own), FUZZ_SECONDS per target:
-# make fuzz-export [FUZZ_SECONDS=60] [FUZZ_EXPORT_TARGETS="config_json ..."]
+# make fuzz-export [FUZZ_SECONDS=60] [FUZZ_EXPORT_SECONDS=...] [FUZZ_EXPORT_TARGETS="config_json ..."]
 FUZZ_VENV           = $(TESTBIN)/venv-fuzz
 FUZZ_EXPORT_TARGETS = safetensors torch_zip torch_pickle shard_index config_json tokenizer_json vocab_merges tokenizer_config
+FUZZ_EXPORT_SECONDS ?= $(FUZZ_SECONDS)
+FUZZ_EXPORT_RUN     = -max_total_time=$(FUZZ_EXPORT_SECONDS) -timeout=10 -rss_limit_mb=4096 -print_final_stats=1 \
+                      -dict=tests/fuzz/export.dict
 $(FUZZ_VENV)/ok:
 	$(PYTHON) -m venv $(FUZZ_VENV)
 	$(FUZZ_VENV)/bin/pip install -q atheris==3.0.0
@@ -86,7 +89,7 @@ fuzz-export: $(FUZZ_VENV)/ok
 	@set -e; for t in $(FUZZ_EXPORT_TARGETS); do \
 	    mkdir -p $(TESTBIN)/fuzz-corpus/export-$$t; \
 	    echo "== fuzz-export $$t"; \
-	    $(FUZZ_VENV)/bin/python tests/fuzz_export.py $$t $(FUZZ_RUN) -dict=tests/fuzz/export.dict -artifact_prefix=$(TESTBIN)/fuzz-artifacts/export-$$t- \
+	    $(FUZZ_VENV)/bin/python tests/fuzz_export.py $$t $(FUZZ_EXPORT_RUN) -artifact_prefix=$(TESTBIN)/fuzz-artifacts/export-$$t- \
 	        $(TESTBIN)/fuzz-corpus/export-$$t tests/fuzz/export/$$t; \
 	done
 

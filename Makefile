@@ -26,7 +26,7 @@ SRC      = run.c tokenizer.c
 HDR      = tokenizer.h
 TESTBIN  = tests/build
 
-.PHONY: all test test-hf test-arm64 fuzz bench bench-tokenizer install uninstall clean
+.PHONY: all test test-hf test-arm64 fuzz fuzz-export bench bench-tokenizer install uninstall clean
 
 all: run
 
@@ -71,6 +71,27 @@ fuzz: $(TESTBIN)/fuzz_checkpoint $(TESTBIN)/fuzz_tokenizer $(FUZZ_TOK)
 	    $(TESTBIN)/fuzz-corpus/checkpoint tests/fuzz/checkpoint tests/fuzz/regressions/checkpoint
 	FUZZ_TOKENIZER=$(FUZZ_TOK) $(TESTBIN)/fuzz_tokenizer $(FUZZ_RUN) -artifact_prefix=$(TESTBIN)/fuzz-artifacts/tokenizer- \
 	    $(TESTBIN)/fuzz-corpus/tokenizer tests/fuzz/tokenizer tests/fuzz/regressions/tokenizer
+	$(MAKE) fuzz-export
+
+# export.py's parsers with atheris (in a venv of its own), FUZZ_SECONDS per target:
+# make fuzz-export [FUZZ_SECONDS=60] [FUZZ_EXPORT_SECONDS=...] [FUZZ_EXPORT_TARGETS="config_json ..."]
+FUZZ_VENV           = $(TESTBIN)/venv-fuzz
+FUZZ_EXPORT_TARGETS = safetensors torch_zip torch_pickle shard_index config_json tokenizer_json vocab_merges tokenizer_config
+FUZZ_EXPORT_SECONDS ?= $(FUZZ_SECONDS)
+FUZZ_EXPORT_RUN     = -max_total_time=$(FUZZ_EXPORT_SECONDS) -timeout=10 -rss_limit_mb=4096 -print_final_stats=1 \
+                      -dict=tests/fuzz/export.dict
+$(FUZZ_VENV)/ok:
+	$(PYTHON) -m venv $(FUZZ_VENV)
+	$(FUZZ_VENV)/bin/pip install -q atheris==3.0.0
+	touch $@
+fuzz-export: $(FUZZ_VENV)/ok
+	@mkdir -p $(TESTBIN)/fuzz-artifacts
+	@set -e; for t in $(FUZZ_EXPORT_TARGETS); do \
+	    mkdir -p $(TESTBIN)/fuzz-corpus/export-$$t; \
+	    echo "== fuzz-export $$t"; \
+	    $(FUZZ_VENV)/bin/python tests/fuzz_export.py $$t $(FUZZ_EXPORT_RUN) -artifact_prefix=$(TESTBIN)/fuzz-artifacts/export-$$t- \
+	        $(TESTBIN)/fuzz-corpus/export-$$t tests/fuzz/export/$$t; \
+	done
 
 # The fuzzers' seeds and regression inputs, replayed once by any compiler in make test.
 $(TESTBIN)/replay_checkpoint: tests/fuzz/replay.c tests/fuzz_checkpoint.c run.c tokenizer.c tokenizer.h
@@ -102,7 +123,8 @@ test-arm64:
 
 TESTS = $(TESTBIN)/test_kernels $(TESTBIN)/test_kernels_baseline tests/test_tokenizer.py tests/test_export.py tests/test_export_tokenizer.py tests/test_engine.py tests/test_cli.py tests/test_attention.py tests/test_model.py tests/test_readme.py tests/test_contract.py tests/test_terminal.py tests/test_install.py \
         tests/test_export_families.py tests/test_families.py tests/test_tokenizer_families.py tests/test_chat.py tests/test_llama_families.py \
-        $(TESTBIN)/replay_checkpoint $(TESTBIN)/replay_tokenizer tests/test_badinput.py tests/test_concurrency.py
+        $(TESTBIN)/replay_checkpoint $(TESTBIN)/replay_tokenizer tests/test_badinput.py tests/test_concurrency.py \
+        tests/test_fuzz_export.py
 
 test: run $(TESTBIN)/run-valgrind $(TESTBIN)/test_tokenizer $(TESTBIN)/test_kernels $(TESTBIN)/test_kernels_baseline $(TESTBIN)/replay_checkpoint $(TESTBIN)/replay_tokenizer $(FUZZ_TOK)
 	$(PYTHON) tests/run_all.py $(TESTS)

@@ -23,6 +23,11 @@ Decisions worth knowing:
   _rebuild_parameter(_with_state) and torch.<X>Storage resolve, each to a local
   stand-in; any other global is refused before anything is called.  The
   legacy (pre-zip) torch.save format is refused.
+- Untrusted input is refused, never a traceback (tests/fuzz_export.py fuzzes
+  each parser): JSON nested more than 64 levels deep, sizes past int64 in a
+  pickle or 2^64 elements in a safetensors shape, pickle memo indices past
+  the pickle's end, encrypted or unreadable zip members.  Unprintable
+  characters in an error (a newline in a tensor name) are escaped.
 - lm_head.weight absent or bit-identical to wte: tied.  Present and different:
   untied (flags bit0), even when config.json says tie_word_embeddings (as
   transformers 5 does: it keeps both and warns).  tie_word_embeddings false
@@ -55,6 +60,7 @@ import itertools
 import json
 import os
 import pickle
+import pickletools
 import re
 import signal
 import struct
@@ -72,6 +78,12 @@ class ExportError(Exception):
 
 def note(msg):
     print(f"export.py: {msg}", file=sys.stderr, flush=True)
+
+
+def one_line(msg):
+    """msg with its unprintable characters escaped (a newline in a tensor or
+    shard name, say), so that an error stays one line on stderr."""
+    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in msg)
 
 
 # ----------------------------------------------------------------------------
@@ -103,12 +115,32 @@ def bytes_to_unicode():
 UNICODE_TO_BYTE = {c: b for b, c in bytes_to_unicode().items()}
 
 
-def read_json(path, what):
-    text = read_text(path, what)
+# Arrays and objects nested deeper than this are refused: the hub's files nest
+# a few levels, and the checks below (and json) recurse once a level.
+JSON_MAX_DEPTH = 64
+
+
+def parse_json(text, path, what):
+    """json.loads, refusing (ExportError naming `path`) what is not JSON or
+    is nested more than JSON_MAX_DEPTH levels deep."""
+    too_deep = f"{path}: {what} is nested more than {JSON_MAX_DEPTH} levels deep"
     try:
-        return json.loads(text)
+        value = json.loads(text)
+    except RecursionError:
+        raise ExportError(too_deep)
     except ValueError as e:
         raise ExportError(f"{path}: not valid JSON ({what}): {e}")
+    level = [value]
+    for _ in range(JSON_MAX_DEPTH + 1):
+        level = [x for v in level if isinstance(v, (list, dict))
+                 for x in (v.values() if isinstance(v, dict) else v)]
+        if not level:
+            return value
+    raise ExportError(too_deep)
+
+
+def read_json(path, what):
+    return parse_json(read_text(path, what), path, what)
 
 
 def read_text(path, what):
@@ -716,7 +748,8 @@ def load_tokenizer(hf_dir):
     for i, t in added.items():
         token_bytes[i] = t.content.encode("utf-8")
 
-    singles = {t for i, t in enumerate(token_bytes) if len(t) == 1 and i not in added}
+    # (over the vocabulary, not token_bytes: ids may leave holes up to 2^24)
+    singles = {token_bytes[i] for i in vocab.values() if len(token_bytes[i]) == 1 and i not in added}
     if len(singles) != 256:
         missing = sorted(set(range(256)) - {t[0] for t in singles})
         raise ExportError(f"{vsrc}: not a byte-level BPE vocabulary: {len(missing)} of the 256 "
@@ -768,14 +801,14 @@ def tokenizer_section(token_bytes, merges, additions):
     v2 = additions.needs_version_2()
     specials = additions.specials
     n = len(token_bytes)
-    blob = b"".join(token_bytes)
+    blob = b"".join(filter(None, token_bytes))   # (join keeps 80 bytes an item: not the holes)
     if len(blob) >= 1 << 32:
         raise ExportError("tokenizer blob too large")
-    offs = [0] * (n + 1)
-    o = 0
-    for i, t in enumerate(token_bytes):
-        o += len(t)
-        offs[i + 1] = o
+    # at C speed: a sparse vocabulary of a few tokens may still have 2^24 ids
+    offs = array.array("I", [0])
+    offs.extend(itertools.accumulate(map(len, token_bytes)))
+    if not NATIVE_LITTLE:
+        offs.byteswap()
     flat = [x for m in merges for x in m]
     if not v2:
         header = struct.pack("<6I", TOK_VERSION, n, len(merges), len(specials), len(blob), 0)
@@ -790,7 +823,7 @@ def tokenizer_section(token_bytes, merges, additions):
     parts = [
         TOK_MAGIC,
         header,
-        struct.pack(f"<{n + 1}I", *offs),
+        offs.tobytes(),
         struct.pack(f"<{len(flat)}I", *flat),
         added,
         blob,
@@ -958,9 +991,24 @@ def transpose(a, rows, cols):
 
 
 def prod(shape):
+    if 0 in shape:
+        return 0
     n = 1
     for s in shape:
         n *= s
+    return n
+
+
+def checked_prod(shape, limit):
+    """prod(shape) of non-negative sizes, or None when it is `limit` or more
+    (without multiplying out a product of thousands of digits)."""
+    if 0 in shape:
+        return 0
+    n = 1
+    for s in shape:
+        n *= s
+        if n >= limit:
+            return None
     return n
 
 
@@ -1002,9 +1050,10 @@ def open_safetensors(path):
     except OSError as e:
         raise ExportError(f"{path}: cannot read: {e.strerror or e}")
     try:
-        header = json.loads(hbytes.decode("utf-8"))
-    except (UnicodeDecodeError, ValueError) as e:
-        raise ExportError(f"{path}: safetensors header is not valid JSON: {e}")
+        text = hbytes.decode("utf-8")
+    except UnicodeDecodeError as e:
+        raise ExportError(f"{path}: safetensors header is not valid UTF-8: {e}")
+    header = parse_json(text, path, "safetensors header")
     if not isinstance(header, dict):
         raise ExportError(f"{path}: safetensors header is not a JSON object")
     data_start = 8 + hlen
@@ -1019,7 +1068,7 @@ def open_safetensors(path):
         if not isinstance(info, dict):
             raise ExportError(f"{path}: tensor {name!r}: entry is not an object")
         dtype, shape, offs = info.get("dtype"), info.get("shape"), info.get("data_offsets")
-        if dtype not in ST_DTYPE_SIZE:
+        if not isinstance(dtype, str) or dtype not in ST_DTYPE_SIZE:
             raise ExportError(f"{path}: tensor {name!r}: unknown dtype {dtype!r}")
         if (not isinstance(shape, list)
                 or not all(type(s) is int and 0 <= s < 1 << 40 for s in shape)):
@@ -1031,7 +1080,10 @@ def open_safetensors(path):
         if not 0 <= b <= e <= data_size:
             raise ExportError(f"{path}: tensor {name!r}: data_offsets [{b}, {e}] lie outside "
                               f"the data area of {data_size} bytes")
-        nbytes = prod(shape) * ST_DTYPE_SIZE[dtype]
+        numel = checked_prod(shape, 1 << 64)
+        if numel is None:
+            raise ExportError(f"{path}: tensor {name!r}: shape {show(shape)} has 2^64 elements or more")
+        nbytes = numel * ST_DTYPE_SIZE[dtype]
         if e - b != nbytes:
             raise ExportError(f"{path}: tensor {name!r}: shape {shape} of {dtype} needs {nbytes} "
                               f"bytes but data_offsets [{b}, {e}] hold {e - b}")
@@ -1099,21 +1151,29 @@ class PickledDict(dict):
     """Stand-in for collections.OrderedDict (dicts keep insertion order)."""
 
 
+# torch's sizes, strides, offsets and element counts are int64.
+TORCH_INT_LIMIT = 1 << 63
+
+
 def _int_tuple(x, what):
     if not isinstance(x, (tuple, list)) or not all(type(v) is int for v in x):
-        raise ValueError(f"{what} is not a tuple of integers: {x!r}")
+        raise ValueError(f"{what} is not a tuple of integers")
+    if not all(0 <= v < TORCH_INT_LIMIT for v in x):
+        raise ValueError(f"{what} has a value that is negative or not below 2^63")
     return tuple(x)
 
 
 def _rebuild_tensor(storage, storage_offset, size, stride, *rest):
     if not isinstance(storage, StorageRef):
         raise ValueError("tensor storage is not a persistent storage reference")
-    if type(storage_offset) is not int or storage_offset < 0:
-        raise ValueError(f"invalid storage offset {storage_offset!r}")
+    if type(storage_offset) is not int or not 0 <= storage_offset < TORCH_INT_LIMIT:
+        raise ValueError("invalid storage offset (not an integer from 0 to 2^63 - 1)")
     size = _int_tuple(size, "tensor size")
     stride = _int_tuple(stride, "tensor stride")
-    if len(size) != len(stride) or any(s < 0 for s in size) or any(s < 0 for s in stride):
+    if len(size) != len(stride):
         raise ValueError(f"invalid size {size} / stride {stride}")
+    if checked_prod(size, TORCH_INT_LIMIT) is None:
+        raise ValueError(f"tensor size {size} has 2^63 elements or more")
     if rest[1:2] and rest[1]:
         raise ValueError("tensor has backward hooks")
     return PickledTensor(storage, storage_offset, size, stride)
@@ -1157,8 +1217,8 @@ class RestrictedUnpickler(pickle.Unpickler):
     def persistent_load(self, pid):
         if (not isinstance(pid, tuple) or len(pid) != 5 or pid[0] != "storage"
                 or not isinstance(pid[1], StorageType) or not isinstance(pid[2], str)
-                or type(pid[4]) is not int or pid[4] < 0):
-            raise ValueError(f"unsupported persistent id {pid!r}")
+                or type(pid[4]) is not int or not 0 <= pid[4] < TORCH_INT_LIMIT):
+            raise ValueError(f"unsupported persistent id {pid[:4] if isinstance(pid, tuple) else pid!r}")
         _, stype, key, _location, numel = pid
         if not key or "/" in key or "\\" in key or key.startswith("."):
             raise ValueError(f"invalid storage key {key!r}")
@@ -1172,14 +1232,49 @@ class RestrictedUnpickler(pickle.Unpickler):
         return ref
 
 
+# What zipfile raises on a damaged archive or a member it cannot read
+# (an unknown compression method: NotImplementedError; encrypted: RuntimeError).
+ZIP_ERRORS = (zipfile.BadZipFile, zipfile.LargeZipFile, OSError, ValueError, EOFError, zlib.error,
+              NotImplementedError, RuntimeError, struct.error)
+
+
+def _zip_read(zf, name, path, limit):
+    """The bytes of member `name` (at most `limit`); a damaged, encrypted or
+    unreadable member is refused."""
+    try:
+        info = zf.getinfo(name)
+        if info.flag_bits & 1:
+            raise ExportError(f"{path}: {name} is encrypted")
+        if info.file_size > limit:
+            raise ExportError(f"{path}: {name} is implausibly large ({info.file_size} bytes)")
+        return zf.read(name)
+    except ZIP_ERRORS as e:
+        raise ExportError(f"{path}: corrupt zip archive: cannot read {name}: {e}")
+
+
+def check_pickle_memo(data):
+    """Refuse memo indices past the pickle's length before unpickling: a
+    pickler numbers its memo entries from 0, and the C unpickler grows (and
+    zeroes) its memo table up to the largest index it is given, so a 4-byte
+    LONG_BINPUT index alone would cost gigabytes and seconds."""
+    for op, arg, _pos in pickletools.genops(data):
+        if op.name in ("PUT", "BINPUT", "LONG_BINPUT") and not 0 <= arg <= len(data):
+            raise ValueError(f"memo index {arg} is beyond the pickle's {len(data)} bytes")
+
+
 def open_torch_bin(path):
     """Read the tensor table of a torch.save zip archive; returns {name: TensorRef}."""
     try:
         with open(path, "rb") as f:
             magic = f.read(4)
+            file_size = os.fstat(f.fileno()).st_size
     except OSError as e:
         raise ExportError(f"{path}: cannot read: {e.strerror or e}")
-    if not zipfile.is_zipfile(path):
+    try:
+        is_zip = zipfile.is_zipfile(path)
+    except ZIP_ERRORS as e:   # it catches OSError alone
+        raise ExportError(f"{path}: corrupt zip archive: {e}")
+    if not is_zip:
         if magic[:1] == b"\x80":
             raise ExportError(f"{path}: legacy (pre-1.6, non-zip) torch.save format is not "
                               f"supported; re-save it with a recent torch or use safetensors")
@@ -1187,7 +1282,7 @@ def open_torch_bin(path):
     try:
         zf = zipfile.ZipFile(path)
         names = zf.namelist()
-    except (zipfile.BadZipFile, OSError, ValueError) as e:
+    except ZIP_ERRORS as e:
         raise ExportError(f"{path}: corrupt zip archive: {e}")
     pkls = [n for n in names if n == "data.pkl" or (n.endswith("/data.pkl") and n.count("/") == 1)]
     if len(pkls) != 1:
@@ -1196,19 +1291,14 @@ def open_torch_bin(path):
     prefix = pkls[0][:-len("data.pkl")]
     little = True
     if prefix + "byteorder" in names:
-        bo = zf.read(prefix + "byteorder").strip()
+        bo = _zip_read(zf, prefix + "byteorder", path, 64).strip()
         if bo not in (b"little", b"big"):
             raise ExportError(f"{path}: unknown byteorder {bo!r}")
         little = bo == b"little"
-    try:
-        info = zf.getinfo(pkls[0])
-        if info.file_size > 1 << 30:
-            raise ExportError(f"{path}: data.pkl is implausibly large ({info.file_size} bytes)")
-        data = zf.read(pkls[0])
-    except (zipfile.BadZipFile, OSError, ValueError, EOFError) as e:
-        raise ExportError(f"{path}: corrupt zip archive: {e}")
+    data = _zip_read(zf, pkls[0], path, 1 << 30)
     up = RestrictedUnpickler(io.BytesIO(data), path)
     try:
+        check_pickle_memo(data)
         obj = up.load()
     except RefusedGlobal as e:
         raise ExportError(f"{path}: refusing to load: the pickle references {e}, which is not "
@@ -1230,6 +1320,12 @@ def open_torch_bin(path):
         if entry not in names:
             raise ExportError(f"{path}: tensor {name}: storage {entry} is missing from the archive")
         ent = zf.getinfo(entry)
+        if ent.flag_bits & 1:
+            raise ExportError(f"{path}: tensor {name}: storage {entry} is encrypted")
+        if ent.compress_type == zipfile.ZIP_STORED and ent.header_offset + ent.file_size > file_size:
+            # read in place later: a size the file cannot hold is refused now
+            raise ExportError(f"{path}: tensor {name}: storage {entry} of {ent.file_size} bytes runs "
+                              f"past the end of the file (truncated?)")
         isz = t.storage.stype.itemsize
         if ent.file_size != t.storage.numel * isz:
             raise ExportError(f"{path}: tensor {name}: storage {entry} holds {ent.file_size} bytes, "
@@ -1279,7 +1375,7 @@ def _torch_loader(path, zf, ent, t, little):
                         raise ExportError(f"{where}: CRC mismatch in {ent.filename} (corrupt file)")
             else:
                 raw = zf.read(ent.filename)[lo * isz:hi * isz]
-        except (zipfile.BadZipFile, OSError, EOFError, zlib.error) as e:
+        except ZIP_ERRORS as e:
             raise ExportError(f"{where}: cannot read {ent.filename}: {e}")
         a = to_f32(raw, t.storage.stype.dtype, little, where)
         return gather_strided(a, t.size, t.stride)
@@ -1426,7 +1522,7 @@ def check_eps(path, key, eps):
 
 
 def check_activation(path, key, act):
-    if act not in ACTIVATIONS:
+    if not isinstance(act, str) or act not in ACTIVATIONS:
         raise ExportError(f"{path}: {key} {act!r} is not supported "
                           f"(supported: {', '.join(ACTIVATIONS)})")
     return ACTIVATIONS[act]
@@ -1552,7 +1648,8 @@ def neo_attention_layers(fc, L):
     ok = isinstance(at, list)
     for item in at if ok else ():
         if (not isinstance(item, list) or len(item) != 2 or not isinstance(item[0], list)
-                or type(item[1]) is not int or item[1] < 0 or len(layers) + len(item[0]) * item[1] > 4096):
+                or type(item[1]) is not int or not 0 <= item[1] <= 4096
+                or len(layers) + len(item[0]) * item[1] > 4096):
             ok = False
             break
         layers.extend(item[0] * item[1])
@@ -2405,7 +2502,7 @@ def main(argv=None):
         else:
             export_model(args.hf_dir, args.out, quiet=args.quiet)
     except ExportError as e:
-        note(f"error: {e}")
+        note(f"error: {one_line(str(e))}")
         return 1
     except KeyboardInterrupt:
         note("interrupted")

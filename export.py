@@ -33,10 +33,12 @@ Decisions worth knowing:
   that is not below vocab_size (small test models keep 50256) is written as -1
   with a warning.
 - The tokenizer files are checked setting by setting (tokenizer_json_problems,
-  tokenizer_config_problems): `run` implements GPT-2's encoding only, so any
-  normalizer, other pre-tokenizer, BPE option, post-processor adding tokens,
-  non-special added token, add_prefix_space / add_bos_token / add_eos_token,
-  unknown key and so on is refused, naming the file, setting and value.
+  tokenizer_config_problems): `run` implements byte-level BPE with the
+  pre-tokenizers of GPT-2, Llama-3, Qwen2 and SmolLM2, ignore_merges, NFC,
+  added tokens and a BOS token (section versions 1-3), so any other
+  normalizer, pre-tokenizer, BPE option, post-processor adding tokens,
+  add_prefix_space / add_eos_token, unknown key and so on is refused, naming
+  the file, setting and value.
 - Memory is bounded by about two copies of the largest tensor (wte): tensors
   are read, converted and written one at a time.  The output is written to
   OUT.tmp-<pid> beside OUT and renamed over it only when complete; any error,
@@ -791,6 +793,15 @@ def load_tokenizer(hf_dir):
     problems += tokenizer_config_problems(hf_dir, cfg, tok_json is not None, vocab, added, normalizer,
                                           settings)
     bos_id = bos_to_add(hf_dir, cfg, tok_json is not None, vocab, added, problems)
+    if (tok_json is not None and cfg is not None and cfg.get("tokenizer_class") in GPT2_TOKENIZER_CLASSES
+            and (pretok, ignore_merges) != (PRE_GPT2, False)):
+        # SmolLM2 ships this: tokenizers follows tokenizer.json, transformers 5's
+        # GPT2Tokenizer rebuilds a ByteLevel-only pipeline (other ids for numbers).
+        note(f"warning: {os.path.join(hf_dir, 'tokenizer_config.json')}: tokenizer_class "
+             f"{cfg['tokenizer_class']}: transformers 5 rebuilds it with GPT-2's ByteLevel alone, "
+             f"without tokenizer.json's {PRE_NAMES[pretok]} pre-tokenizer"
+             f"{' and ignore_merges' if ignore_merges else ''}; exporting tokenizer.json's encoding "
+             f"(the tokenizers library's)")
     if template_bos_id is not None:
         bos_id = template_bos_id
         known = set(vocab.values()) | set(added)

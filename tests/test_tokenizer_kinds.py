@@ -113,6 +113,23 @@ def main():
         got = {k: hd[k] for k in want}
         h.check(f"{kind}: section header {want}", got == want, got)
 
+    # SmolLM2's own tokenizer_config.json names GPT2Tokenizer, which transformers 5
+    # rebuilds without the Digits step: exported as tokenizer.json says, with a warning.
+    if "smollm2" in toks:
+        d = os.path.join(kdir, "smollm2")
+        with open(os.path.join(d, "tokenizer_config.json")) as f:
+            cfg = json.load(f)
+        d2 = K.write(os.path.join(kdir, "smollm2_gpt2class"),
+                     json.load(open(os.path.join(d, "tokenizer.json"), encoding="utf-8")),
+                     dict(cfg, tokenizer_class="GPT2Tokenizer"))
+        tok2 = os.path.join(kdir, "smollm2_gpt2class.tok")
+        p = run_cmd([sys.executable, os.path.join(ROOT, "export.py"), "-q", "--tokenizer-only", d2, tok2])
+        err = p.stderr.decode(errors="replace")
+        h.check("smollm2 with tokenizer_class GPT2Tokenizer: exported as tokenizer.json says (the same "
+                "section), with a warning that transformers 5 drops the Digits step",
+                p.returncode == 0 and open(tok2, "rb").read() == open(toks["smollm2"], "rb").read()
+                and "transformers 5 rebuilds it" in err and "Digits" in err, err)
+
     with open(CASES, encoding="utf-8") as f:
         cases = [json.loads(line) for line in f if line.strip()]
     for kind, tok in toks.items():

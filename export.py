@@ -1455,6 +1455,7 @@ FAMILIES = {
 # Format version 2's block bits (SPEC section 1b).
 BLOCK_POST_LN, BLOCK_PARALLEL, BLOCK_ROTARY = 1 << 0, 1 << 1, 1 << 2
 BLOCK_QKV_BIAS, BLOCK_PROJ_BIAS, BLOCK_MLP_BIAS, BLOCK_FINAL_LN = 1 << 3, 1 << 4, 1 << 5, 1 << 6
+BLOCK_GPT2 = BLOCK_QKV_BIAS | BLOCK_PROJ_BIAS | BLOCK_MLP_BIAS | BLOCK_FINAL_LN  # GPT-2 written as format 2
 FLAG_UNTIED, FLAG_SCALE = 1 << 0, 1 << 1
 
 # Each family's configuration class defaults (transformers), for keys that
@@ -2072,6 +2073,87 @@ def describe_dims(c):
 
 
 # ----------------------------------------------------------------------------
+# The chat template (SPEC 1b, offsets 148 and 152)
+# ----------------------------------------------------------------------------
+
+# run writes a conversation itself (run.c IV.2), in one of these forms; the
+# template's Jinja is not run, only recognised by its markers.
+CHAT_NONE, CHAT_CHATML, CHAT_ZEPHYR, CHAT_LLAMA3 = range(4)
+CHAT_NAMES = {CHAT_CHATML: "ChatML", CHAT_ZEPHYR: "Zephyr", CHAT_LLAMA3: "Llama 3"}
+# the special tokens each form needs (Zephyr's markers are plain text; it ends a turn with EOS)
+CHAT_SPECIALS = {CHAT_CHATML: ("<|im_start|>", "<|im_end|>"), CHAT_ZEPHYR: (),
+                 CHAT_LLAMA3: ("<|begin_of_text|>", "<|start_header_id|>", "<|end_header_id|>", "<|eot_id|>")}
+# ChatML's own system message, written when the conversation has none:
+# '<|im_start|>system\nYou are ...<|im_end|>\n' as a Jinja string literal
+CHATML_DEFAULT_SYSTEM = re.compile(r"""<\|im_start\|>system(?:\\n|\n)([^'"{}\\<]*)<\|im_end\|>""")
+
+
+def read_chat_template(hf_dir, cfg):
+    """The chat template's text and its file: chat_template.jinja (what
+    transformers writes now), chat_template.json, or tokenizer_config.json's
+    chat_template (a string, or a list of named templates, of which
+    "default" is used).  (None, None) when the model has none."""
+    jinja = os.path.join(hf_dir, "chat_template.jinja")
+    if os.path.isfile(jinja):
+        return read_text(jinja, "chat template"), jinja
+    for path, obj in ((os.path.join(hf_dir, "chat_template.json"), None),
+                      (os.path.join(hf_dir, "tokenizer_config.json"), cfg)):
+        if obj is None and os.path.isfile(path) and path.endswith("chat_template.json"):
+            obj = read_json(path, "chat template")
+        if not isinstance(obj, dict) or obj.get("chat_template") is None:
+            continue
+        t = obj["chat_template"]
+        if isinstance(t, list):
+            named = {x.get("name"): x.get("template") for x in t if isinstance(x, dict)}
+            t = named.get("default")
+        if not isinstance(t, str):
+            raise ExportError(f"{path}: chat_template is neither a string nor a list with a "
+                              f"'default' template")
+        return t, path
+    return None, None
+
+
+def chat_form(hf_dir, cfg, token_bytes, additions, eos):
+    """(form code, its default system message as bytes) for the checkpoint;
+    (CHAT_NONE, b"") with a note when the template is not one run writes."""
+    template, path = read_chat_template(hf_dir, cfg)
+    if template is None:
+        return CHAT_NONE, b""
+    if "<|im_start|>" in template and "<|im_end|>" in template:
+        form = CHAT_CHATML
+    elif "<|user|>" in template and "<|assistant|>" in template and "eos_token" in template:
+        form = CHAT_ZEPHYR
+    elif "<|start_header_id|>" in template and "<|eot_id|>" in template:
+        if "Cutting Knowledge" in template or "tools" in template:
+            note(f"warning: {path}: a Llama 3.1-style chat template (dates and tools in the system "
+                 f"turn) is not one run writes; run -i will continue text")
+            return CHAT_NONE, b""
+        form = CHAT_LLAMA3
+    else:
+        note(f"warning: {path}: the chat template is not one run writes (ChatML, Zephyr, Llama 3); "
+             f"run -i will continue text")
+        return CHAT_NONE, b""
+    specials = {token_bytes[i] for i in additions.specials}
+    missing = [m for m in CHAT_SPECIALS[form] if m.encode() not in specials]
+    if form == CHAT_ZEPHYR and eos < 0:
+        missing.append("an eos_token_id in config.json")
+    if missing:
+        note(f"warning: {path}: a {CHAT_NAMES[form]} chat template, but the tokenizer lacks "
+             f"{', '.join(missing)} as special tokens; run -i will continue text")
+        return CHAT_NONE, b""
+    system = b""
+    if form == CHAT_CHATML:
+        found = set(CHATML_DEFAULT_SYSTEM.findall(template))
+        if len(found) > 1:
+            note(f"warning: {path}: the ChatML template has {len(found)} different system messages; "
+                 f"run -i will continue text")
+            return CHAT_NONE, b""
+        if found:
+            system = found.pop().encode()
+    return form, system
+
+
+# ----------------------------------------------------------------------------
 # The checkpoint (SPEC section 1)
 # ----------------------------------------------------------------------------
 
@@ -2104,6 +2186,7 @@ def pack_header(c, flags, tok_bytes, weights_offset, weights_bytes):
         struct.pack_into("<IIIIfI", h, 100, c["family_code"], c["block"], c["position_offset"],
                          c["rotary_dims"], c["rotary_base"], c["embed_dim"])
         struct.pack_into(f"<{c['n_layer']}I", h, HEADER_BYTES, *c["windows"])
+        struct.pack_into("<II", h, 148, c.get("chat", CHAT_NONE), len(c.get("chat_system", b"")))
     return bytes(h)
 
 
@@ -2120,8 +2203,16 @@ def export_model(hf_dir, out, quiet=False):
         raise ExportError(f"{hf_dir}: the tokenizer has {len(token_bytes)} tokens but config.json "
                           f"vocab_size is {c['vocab_size']}")
     tok = tokenizer_section(token_bytes, merges, specials)
+    form, system = chat_form(hf_dir, read_tokenizer_config(hf_dir), token_bytes, specials, c["eos"])
+    if form != CHAT_NONE:
+        if c["version"] == 1:  # GPT-2 with a chat template: format 2 has the field
+            c.update(version=2, block=BLOCK_GPT2, position_offset=0, rotary_dims=0, rotary_base=0.0,
+                     embed_dim=c["n_embd"], windows=[0] * c["n_layer"])
+        c.update(chat=form, chat_system=system)
+        if not quiet:
+            note(f"chat template: {CHAT_NAMES[form]}" + (f", with its own system message" if system else ""))
     hb = header_bytes(c)
-    woff = align(hb + len(tok))
+    woff = align(hb + len(tok) + len(system))
 
     if head:
         pieces = pieces + [Piece("lm_head.weight" if c["version"] == 1 else "lm_head",
@@ -2138,7 +2229,8 @@ def export_model(hf_dir, out, quiet=False):
         f = o.f
         write_checked(f, bytes(hb), out)
         write_checked(f, tok, out)
-        write_checked(f, bytes(woff - hb - len(tok)), out)
+        write_checked(f, system, out)
+        write_checked(f, bytes(woff - hb - len(tok) - len(system)), out)
         pos = woff
         done = 0
         wte_hash = None

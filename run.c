@@ -125,6 +125,8 @@ enum {
 };
 enum { FAMILY_GPT2, FAMILY_GPT_NEO, FAMILY_GPT_NEOX, FAMILY_OPT, FAMILY_LLAMA, FAMILY_QWEN2 };
 enum { ROPE_PLAIN = 0, ROPE_LLAMA3 = 1 };  // how the rotary frequencies are scaled
+// The form a chat model's conversations were written in (its chat template).
+enum { CHAT_NONE, CHAT_CHATML, CHAT_ZEPHYR, CHAT_LLAMA3 };
 
 typedef struct {
     int n_layer;     // transformer blocks
@@ -149,6 +151,9 @@ typedef struct {
     int n_kv_head;   // heads of keys and values (< n_head: grouped-query attention)
     int embed_dim;   // E: width of the token embedding (< n_embd: project_in/out)
     const unsigned char *windows;  // version 2: u32 per layer, 0 = global attention
+    int chat;        // CHAT_*: how -i writes a conversation (Part IV)
+    const unsigned char *chat_system;  // the template's own system message (chat_system_len bytes)
+    uint32_t chat_system_len;
     uint64_t header_bytes, tok_offset, tok_bytes, weights_offset, weights_bytes, file_bytes;
 } Config;
 
@@ -219,6 +224,8 @@ static int read_block(Config *c, const unsigned char *h, char *err, size_t errle
         c->windows = NULL;
         c->n_kv_head = c->n_head;
         c->rope_scaling = ROPE_PLAIN;
+        c->chat = CHAT_NONE;
+        c->chat_system_len = 0;
         return 0;
     }
     uint32_t family = read_u32le(h + 100), block = read_u32le(h + 104), offset = read_u32le(h + 108);
@@ -237,6 +244,10 @@ static int read_block(Config *c, const unsigned char *h, char *err, size_t errle
     c->rope_low_freq_factor = read_f32(h + 136);
     c->rope_high_freq_factor = read_f32(h + 140);
     c->rope_original_ctx = (int)read_u32le(h + 144);
+    uint32_t chat = read_u32le(h + 148);
+    if (chat > CHAT_LLAMA3) return fail(err, errlen, "unknown chat template code %u", chat);
+    c->chat = (int)chat;
+    c->chat_system_len = read_u32le(h + 152);  // where it lies is checked with the sections
     if (scaling == ROPE_LLAMA3 &&
         !(c->rope_factor >= 1.0f && c->rope_factor < 1e6f && c->rope_low_freq_factor > 0.0f &&
           c->rope_high_freq_factor > c->rope_low_freq_factor && c->rope_high_freq_factor < 1e6f &&
@@ -324,6 +335,12 @@ static int read_config(Config *c, const unsigned char *h, size_t size, char *err
             (unsigned long long)c->tok_offset, (unsigned long long)c->tok_bytes);
     if (c->weights_offset % WEIGHT_ALIGN || c->weights_offset < c->tok_offset + c->tok_bytes || c->weights_offset > size)
         return fail(err, errlen, "weights offset %llu is misplaced", (unsigned long long)c->weights_offset);
+    // version 2: the chat template's system message follows the tokenizer section
+    if (c->chat_system_len > c->weights_offset - (c->tok_offset + c->tok_bytes))
+        return fail(err, errlen, "the chat system message (%u bytes) runs into the weights", c->chat_system_len);
+    if (c->chat_system_len && c->chat == CHAT_NONE)
+        return fail(err, errlen, "a chat system message without a chat template");
+    c->chat_system = h + c->tok_offset + c->tok_bytes;
     uint64_t want = expected_weight_bytes(c);
     if (c->weights_bytes != want)
         return fail(err, errlen, "weights section is %llu bytes, but the config implies %llu",
@@ -1385,6 +1402,7 @@ typedef struct {
     int max_new;        // tokens to generate at most
     int feed_last;      // run the last token through the model too (the views want its attention row)
     int context_shift;  // when the context is full, keep its last half and go on
+    int end_id;         // a token that ends the text as end-of-text does (a chat's end of turn); -1: none (0 is a token)
     const volatile sig_atomic_t *interrupted;  // stop when it is set (Ctrl-C in -i); NULL: never
 } GenerateSettings;
 
@@ -1423,7 +1441,7 @@ static Generation generate(Model *m, Sampler *sp, TokenSink *out, PickHook hook,
         if (hook.on_pick) hook.on_pick(hook.ctx, m->state.logits, next, g.pos);
         g.last = next;
         g.last_fed = 0;
-        if (next == c->eos_id) { g.why = STOP_EOS; break; }
+        if (next == c->eos_id || next == set->end_id) { g.why = STOP_EOS; break; }
         sampler_accept(sp, next, 1);
         if (g.pos < m->state.seq_len) seq[g.pos] = next;
         g.generated++;
@@ -3214,6 +3232,9 @@ typedef struct {
     int echo, verbose, ids, special, plain_kernels;
     int keep_newline;   // --keep-newline: a prompt from a file or stdin keeps its final newline
     int interactive;    // -i
+    int chat;           // --chat: --tokenize reads a conversation ("role: text" lines)
+    int no_chat;        // --no-chat: -i continues text even with a chat model
+    const char *system; // --system: the chat's system message
     int context_shift;  // --context-shift
     enum { MODE_GENERATE, MODE_TOKENIZE, MODE_DETOKENIZE, MODE_SCORE } mode;
     int pieces;         // --pieces: --tokenize prints each id with its text
@@ -3348,11 +3369,17 @@ static void print_pieces(Tokenizer *tok, const int *ids, size_t n) {
     labels_free(labels, (int)n);
 }
 
-static void run_tokenize(const Options *o, Tokenizer *tok) {
+static void chat_conversation(const Options *o, const Config *c, Tokenizer *tok, const char *text, size_t len,
+                              TokenList *out);
+
+static void run_tokenize(const Options *o, const Config *c, Tokenizer *tok) {
     TokenList ids = {0};
     size_t len;
+    if (o->chat && c->chat == CHAT_NONE)
+        die(EXIT_USAGE, "--chat: model '%s' has no chat template (export.py records ChatML, Zephyr and Llama 3)", o->model_path);
     char *text = read_input(o, &len);
-    if (tokenizer_encode(tok, (const unsigned char *)text, len, o->special, &ids) != 0)
+    if (o->chat) chat_conversation(o, c, tok, text, len, &ids);
+    else if (tokenizer_encode(tok, (const unsigned char *)text, len, o->special, &ids) != 0)
         die(EXIT_RUNTIME, "out of memory while tokenizing");
     free(text);
     if (o->pieces) print_pieces(tok, ids.ids, ids.len);
@@ -3495,7 +3522,7 @@ static void run_generate(const Options *o, Model *m, Sampler *sp) {
     views->seq = seq;
     PickHook hook = {views_on_pick, views};
     GenerateSettings set = {.max_new = o->steps, .feed_last = views_keep_attention(&o->view),
-                            .context_shift = o->context_shift};
+                            .context_shift = o->context_shift, .end_id = -1};
     Generation g = generate(m, sp, &out, hook, seq, n_prompt, &set);
     if (g.why == STOP_CONTEXT) {
         sink_note(&out);
@@ -3550,6 +3577,200 @@ static int extend_context(const Options *o, Model *m, Sampler *sp, int *seq, int
     return pos;
 }
 
+// ----------------------------------------------------------------------------
+// IV.2 Chat: a conversation written the way the model learned it
+//
+// A chat model was fine-tuned on conversations written in one fixed form:
+// markers frame every turn and say who speaks, and the model's own turn ends
+// with a token that says it is done. To chat, run writes what the user types
+// in that form, lets the model go on from the start of its own turn, and
+// stops at its end-of-turn token; the whole conversation stays in the KV
+// cache. export.py recognises the form in the model's chat template (SPEC 1b,
+// offset 148); for a user turn and the start of the model's reply:
+//
+//   ChatML (SmolLM2, Qwen2.5)  <|im_start|>user\nHi<|im_end|>\n<|im_start|>assistant\n
+//   Zephyr (TinyLlama-Chat)    <|user|>\nHi</s>\n<|assistant|>\n
+//   Llama 3                    <|start_header_id|>user<|end_header_id|>\n\nHi<|eot_id|>
+//                              <|start_header_id|>assistant<|end_header_id|>\n\n
+//
+// A marker that the tokenizer knows as a special token becomes its id; the
+// text between two such tokens is encoded as one piece, as Hugging Face's
+// apply_chat_template encodes the text its template writes. What the user
+// types is never read as a special token (unless --special).
+
+static const char *CHAT_NAMES[] = {"none", "ChatML", "Zephyr", "Llama 3"};
+
+typedef struct {
+    Tokenizer *tok;
+    int form;         // CHAT_*
+    int eos_id;
+    int special;      // --special
+    char *text;       // text since the last special token, not yet encoded
+    size_t len, cap;
+    TokenList *out;   // the ids written so far
+} ChatWriter;
+
+// Append n bytes to a growing buffer.
+static void append_bytes(char **buf, size_t *len, size_t *cap, const char *s, size_t n) {
+    if (*len + n + 1 > *cap) {
+        *cap = (*len + n + 1) * 2;
+        char *p = realloc(*buf, *cap);
+        if (!p) die(EXIT_RUNTIME, "out of memory");
+        *buf = p;
+    }
+    memcpy(*buf + *len, s, n);
+    *len += n;
+}
+
+static void chat_text(ChatWriter *w, const char *s, size_t n) { append_bytes(&w->text, &w->len, &w->cap, s, n); }
+static void chat_str(ChatWriter *w, const char *s) { chat_text(w, s, strlen(s)); }
+
+// Encode the text written since the last special token.
+static void chat_flush(ChatWriter *w) {
+    if (w->len && tokenizer_encode_continuation(w->tok, (const unsigned char *)w->text, w->len, w->special, w->out) != 0)
+        die(EXIT_RUNTIME, "out of memory while tokenizing");
+    w->len = 0;
+}
+
+static void chat_id(ChatWriter *w, int id) {
+    chat_flush(w);
+    TokenList *l = w->out;
+    if (l->len == l->cap) {
+        l->cap = l->cap * 2 + 16;
+        int *p = realloc(l->ids, l->cap * sizeof(int));
+        if (!p) die(EXIT_RUNTIME, "out of memory");
+        l->ids = p;
+    }
+    l->ids[l->len++] = id;
+}
+
+// A marker: its special token's id, or its text when the tokenizer has no
+// such special token (TinyLlama's <|user|> is plain text).
+static void chat_marker(ChatWriter *w, const char *marker) {
+    int id = tokenizer_special_id(w->tok, marker);
+    if (id >= 0) chat_id(w, id);
+    else chat_str(w, marker);
+}
+
+// The token that ends the model's turn.
+static int chat_end_id(Tokenizer *tok, int form, int eos_id) {
+    switch (form) {
+    case CHAT_CHATML: return tokenizer_special_id(tok, "<|im_end|>");
+    case CHAT_ZEPHYR: return eos_id;
+    case CHAT_LLAMA3: return tokenizer_special_id(tok, "<|eot_id|>");
+    default: return -1;
+    }
+}
+
+// What comes before the first turn.
+static void chat_begin(ChatWriter *w) {
+    if (w->form == CHAT_LLAMA3) chat_marker(w, "<|begin_of_text|>");
+}
+
+// The start of a turn of `role` ("system", "user", "assistant").
+static void chat_open(ChatWriter *w, const char *role) {
+    switch (w->form) {
+    case CHAT_CHATML: chat_marker(w, "<|im_start|>"); chat_str(w, role); chat_str(w, "\n"); break;
+    case CHAT_ZEPHYR: {
+        char m[32];
+        snprintf(m, sizeof m, "<|%s|>", role);
+        chat_marker(w, m);
+        chat_str(w, "\n");
+        break;
+    }
+    case CHAT_LLAMA3:
+        chat_marker(w, "<|start_header_id|>");
+        chat_str(w, role);
+        chat_marker(w, "<|end_header_id|>");
+        chat_str(w, "\n\n");
+        break;
+    }
+}
+
+// The end of a turn, the model's included (its end-of-turn token first).
+static void chat_close(ChatWriter *w) {
+    switch (w->form) {
+    case CHAT_CHATML: chat_marker(w, "<|im_end|>"); chat_str(w, "\n"); break;
+    case CHAT_ZEPHYR: chat_id(w, w->eos_id); chat_str(w, "\n"); break;
+    case CHAT_LLAMA3: chat_marker(w, "<|eot_id|>"); break;
+    }
+}
+
+static int is_ascii_space(char ch) { return ch == ' ' || (ch >= '\t' && ch <= '\r'); }
+
+// A whole turn. Llama 3's template trims the message's surrounding (ASCII) whitespace.
+static void chat_turn(ChatWriter *w, const char *role, const char *content, size_t n) {
+    chat_open(w, role);
+    if (w->form == CHAT_LLAMA3) {
+        while (n && is_ascii_space(*content)) content++, n--;
+        while (n && is_ascii_space(content[n - 1])) n--;
+    }
+    chat_text(w, content, n);
+    chat_close(w);
+}
+
+// The system message: --system, else the template's own (Qwen2.5's "You are
+// Qwen, ..."), else none.
+static void chat_system(ChatWriter *w, const Options *o, const Config *c) {
+    if (o->system) chat_turn(w, "system", o->system, strlen(o->system));
+    else if (c->chat_system_len) chat_turn(w, "system", (const char *)c->chat_system, c->chat_system_len);
+}
+
+// The role a line starts with ("user: ..."), or -1; *skip: the bytes of
+// "role:" and one space after it.
+static int line_role(const char *line, size_t n, size_t *skip) {
+    static const char *const roles[] = {"system", "user", "assistant"};
+    for (int k = 0; k < 3; k++) {
+        size_t rl = strlen(roles[k]);
+        if (n > rl && memcmp(line, roles[k], rl) == 0 && line[rl] == ':') {
+            *skip = rl + 1 + (n > rl + 1 && line[rl + 1] == ' ');
+            return k;
+        }
+    }
+    return -1;
+}
+
+// --tokenize --chat: a conversation, one message per "role: text" line
+// (role system, user or assistant; a line without a role goes on with the
+// message before it, after a newline), written in the model's form and
+// ended by the start of the model's turn, as apply_chat_template with
+// add_generation_prompt=True writes it.
+static void chat_conversation(const Options *o, const Config *c, Tokenizer *tok, const char *text, size_t len,
+                              TokenList *out) {
+    static const char *const roles[] = {"system", "user", "assistant"};
+    ChatWriter w = {tok, c->chat, c->eos_id, o->special, NULL, 0, 0, out};
+    char *msg = NULL;  // the message being read
+    size_t mlen = 0, mcap = 0;
+    int role = -1, turns = 0;
+    chat_begin(&w);
+    for (size_t i = 0; i <= len; i++) {  // each line; i = len is the end
+        size_t e = i, skip = 0;
+        while (e < len && text[e] != '\n') e++;
+        int r = i < len ? line_role(text + i, e - i, &skip) : -1;
+        if ((r >= 0 || i == len) && role >= 0) {  // the message before is complete
+            if (turns++ == 0 && role != 0) chat_system(&w, o, c);
+            chat_turn(&w, roles[role], msg ? msg : "", mlen);
+        }
+        if (i == len) break;
+        if (r >= 0) {
+            role = r;
+            mlen = 0;
+        } else if (role < 0) {
+            die(EXIT_INPUT, "--chat: the line '%.*s' does not start with system:, user: or assistant:",
+                (int)(e - i > 40 ? 40 : e - i), text + i);
+        } else {
+            append_bytes(&msg, &mlen, &mcap, "\n", 1);  // a line that goes on with the message
+        }
+        append_bytes(&msg, &mlen, &mcap, text + i + skip, e - i - skip);
+        i = e < len ? e : len - 1;  // the loop's i++ steps past the newline (or to the end)
+    }
+    if (turns == 0) chat_system(&w, o, c);
+    chat_open(&w, "assistant");
+    chat_flush(&w);
+    free(msg);
+    free(w.text);
+}
+
 static void run_interactive(const Options *o, Model *m, Sampler *sp) {
     Config *c = &m->config;
     int tty = isatty(STDIN_FILENO) && !o->stdin_closed;
@@ -3557,6 +3778,15 @@ static void run_interactive(const Options *o, Model *m, Sampler *sp) {
     int *seq = xmalloc(sizeof(int) * c->n_ctx);
     int pos = 0;
     TokenList ids = {0};
+    // a chat model's conversation is written in its form (IV.2); other models continue the text
+    int chatting = c->chat != CHAT_NONE && !o->no_chat;
+    ChatWriter chat = {m->tokenizer, c->chat, c->eos_id, o->special, NULL, 0, 0, &ids};
+    int end_id = chatting ? chat_end_id(m->tokenizer, c->chat, c->eos_id) : -1;
+    if (chatting && (o->prompt || o->prompt_file))
+        die(EXIT_USAGE, "model '%s' is a chat model (%s): -i takes the conversation from standard input; "
+                        "--system sets the system message, --no-chat continues -p's text instead", o->model_path, CHAT_NAMES[c->chat]);
+    if (o->system && !chatting)
+        die(EXIT_USAGE, "--system: model '%s' has no chat template (or --no-chat was given)", o->model_path);
     if (o->prompt || o->prompt_file) {  // a text to start from
         input_tokens(o, m->tokenizer, c->vocab_size, &ids);
         if ((pos = extend_context(o, m, sp, seq, 0, ids.ids, (int)ids.len)) < 0)
@@ -3567,8 +3797,12 @@ static void run_interactive(const Options *o, Model *m, Sampler *sp) {
     sa.sa_handler = on_interrupt;  // no SA_RESTART: Ctrl-C at the prompt ends the read
     sigemptyset(&sa.sa_mask);
     sigaction(SIGINT, &sa, &old_sa);
-    if (tty) fprintf(stderr, "run: interactive; a line is added to the context and the model goes on to the end of "
-                             "its line. Ctrl-C stops a reply, Ctrl-C again or Ctrl-D leaves.\n");
+    if (tty && chatting)
+        fprintf(stderr, "run: chat (%s); each line is your turn, the model answers until its end of turn. "
+                        "Ctrl-C stops a reply, Ctrl-C again or Ctrl-D leaves.\n", CHAT_NAMES[c->chat]);
+    else if (tty)
+        fprintf(stderr, "run: interactive; a line is added to the context and the model goes on to the end of "
+                        "its line. Ctrl-C stops a reply, Ctrl-C again or Ctrl-D leaves.\n");
     char *line = NULL;
     size_t cap = 0;
     sigset_t with_int, old_mask;  // SIGINT waits while the flag is reset, and arrives in pselect or a reply
@@ -3596,11 +3830,23 @@ static void run_interactive(const Options *o, Model *m, Sampler *sp) {
             break;
         }
         ids.len = 0;
-        // the BOS id (OPT's </s>) starts the conversation only, as it starts one text
-        int (*encode)(Tokenizer *, const unsigned char *, size_t, int, TokenList *) =
-            pos == 0 ? tokenizer_encode : tokenizer_encode_continuation;
-        if (encode(m->tokenizer, (const unsigned char *)line, (size_t)len, o->special, &ids) != 0)
-            die(EXIT_RUNTIME, "out of memory while tokenizing");
+        if (chatting) {  // the user's turn, then the start of the model's
+            while (len && (line[len - 1] == '\n' || line[len - 1] == '\r')) len--;
+            if (!len) continue;
+            if (pos == 0) {
+                chat_begin(&chat);
+                chat_system(&chat, o, c);
+            }
+            chat_turn(&chat, "user", line, (size_t)len);
+            chat_open(&chat, "assistant");
+            chat_flush(&chat);
+        } else {
+            // the BOS id (OPT's </s>) starts the conversation only, as it starts one text
+            int (*encode)(Tokenizer *, const unsigned char *, size_t, int, TokenList *) =
+                pos == 0 ? tokenizer_encode : tokenizer_encode_continuation;
+            if (encode(m->tokenizer, (const unsigned char *)line, (size_t)len, o->special, &ids) != 0)
+                die(EXIT_RUNTIME, "out of memory while tokenizing");
+        }
         int next_pos = extend_context(o, m, sp, seq, pos, ids.ids, (int)ids.len);
         if (next_pos < 0) {
             fprintf(stderr, "run: the context of %d tokens is full (%d left, the line has %zu); "
@@ -3610,14 +3856,22 @@ static void run_interactive(const Options *o, Model *m, Sampler *sp) {
         pos = next_pos;
         if (pos == 0) continue;  // an empty line and nothing before it: nothing to go on from
         TokenSink out = sink_new(m->tokenizer, 0, o->stops, o->n_stops);
-        out.stop_at_newline = out.end_line = 1;  // a reply is one line
-        GenerateSettings set = {.max_new = o->steps, .context_shift = o->context_shift, .interrupted = &interrupted};
+        out.end_line = 1;
+        out.stop_at_newline = !chatting;  // a reply is one line, or (chat) one turn
+        GenerateSettings set = {.max_new = o->steps, .context_shift = o->context_shift, .end_id = end_id,
+                                .interrupted = &interrupted};
         Generation g = generate(m, sp, &out, (PickHook){0}, seq, pos, &set);
         pos = g.pos;
-        // the reply's last token joins the context too (generate stops before feeding it)
-        if (g.last >= 0 && !g.last_fed) {
-            int last = g.last;
-            int p2 = extend_context(o, m, NULL, seq, pos, &last, 1);
+        // the reply's last token joins the context too (generate stops before feeding it);
+        // a chat's turn is then closed as its form closes it
+        ids.len = 0;
+        if (g.last >= 0 && !g.last_fed && !(chatting && g.why == STOP_EOS)) chat_id(&chat, g.last);
+        if (chatting) {
+            chat_close(&chat);
+            chat_flush(&chat);
+        }
+        if (ids.len) {
+            int p2 = extend_context(o, m, NULL, seq, pos, ids.ids, (int)ids.len);
             if (p2 >= 0) pos = p2;
         }
         sink_finish(&out);
@@ -3631,6 +3885,7 @@ static void run_interactive(const Options *o, Model *m, Sampler *sp) {
     sigaction(SIGINT, &old_sa, NULL);
     free(line);
     free(seq);
+    free(chat.text);
     tokenlist_free(&ids);
     runstate_free(&m->state);
 }
@@ -3674,12 +3929,19 @@ static void usage(FILE *f) {
         "                         through the model again at their new positions (default: stop)\n"
         "  -i, --interactive      a conversation: each line typed is added to the context and\n"
         "                         the model goes on to the end of its line (-n at most);\n"
-        "                         Ctrl-C stops a reply, Ctrl-C at the prompt or Ctrl-D leaves\n"
+        "                         Ctrl-C stops a reply, Ctrl-C at the prompt or Ctrl-D leaves;\n"
+        "                         with a chat model (ChatML, Zephyr, Llama 3), each line is\n"
+        "                         your turn and the model answers until its end of turn\n"
+        "      --system TEXT      with -i (or --tokenize --chat): the chat's system message\n"
+        "      --no-chat          with -i: continue text even with a chat model\n"
         "      --threads N        worker threads (default: online CPUs)\n"
         "\n"
         "Other modes:\n"
         "      --tokenize         print the input's token ids on one line\n"
         "      --pieces           with --tokenize: each id and its text, one per line\n"
+        "      --chat             with --tokenize: the input is a conversation, one message per\n"
+        "                         'system: ', 'user: ' or 'assistant: ' line; print the ids of it\n"
+        "                         in the model's chat form, up to the start of the model's turn\n"
         "      --detokenize       print the text of the input ids\n"
         "      --score            print 'pos<TAB>id<TAB>logprob' for each predicted token;\n"
         "                         mean NLL and perplexity on stderr\n"
@@ -3734,7 +3996,8 @@ static uint64_t parse_seed(const char *s) {
 enum { OPT_TOP_P = 256, OPT_THREADS, OPT_STOP, OPT_ECHO, OPT_IDS, OPT_SPECIAL, OPT_TOKENIZE,
        OPT_DETOKENIZE, OPT_SCORE, OPT_DUMP_LOGITS, OPT_PLAIN, OPT_ATTENTION, OPT_OVERVIEW, OPT_LAYER,
        OPT_HEAD, OPT_HTML, OPT_EXPLAIN, OPT_PIECES, OPT_KEEP_NEWLINE, OPT_MIN_P, OPT_REPEAT_PENALTY,
-       OPT_REPEAT_LAST_N, OPT_PRESENCE, OPT_FREQUENCY, OPT_CONTEXT_SHIFT, OPT_COUNT };
+       OPT_REPEAT_LAST_N, OPT_PRESENCE, OPT_FREQUENCY, OPT_CONTEXT_SHIFT, OPT_CHAT, OPT_NO_CHAT, OPT_SYSTEM,
+       OPT_COUNT };
 
 static const struct option LONG_OPTIONS[] = {
     {"prompt", required_argument, 0, 'p'},      {"file", required_argument, 0, 'f'},
@@ -3748,6 +4011,8 @@ static const struct option LONG_OPTIONS[] = {
     {"seed", required_argument, 0, 's'},        {"threads", required_argument, 0, OPT_THREADS},
     {"stop", required_argument, 0, OPT_STOP},   {"echo", no_argument, 0, OPT_ECHO},
     {"context-shift", no_argument, 0, OPT_CONTEXT_SHIFT}, {"interactive", no_argument, 0, 'i'},
+    {"chat", no_argument, 0, OPT_CHAT},         {"no-chat", no_argument, 0, OPT_NO_CHAT},
+    {"system", required_argument, 0, OPT_SYSTEM},
     {"verbose", no_argument, 0, 'v'},           {"ids", no_argument, 0, OPT_IDS},
     {"special", no_argument, 0, OPT_SPECIAL},   {"keep-newline", no_argument, 0, OPT_KEEP_NEWLINE},
     {"tokenize", no_argument, 0, OPT_TOKENIZE}, {"pieces", no_argument, 0, OPT_PIECES},
@@ -3770,7 +4035,8 @@ static int option_modes(int ch) {
     case 'p': case 'f': case 'v': case OPT_TOKENIZE: case OPT_DETOKENIZE: case OPT_SCORE: return IN_ALL;
     case OPT_SPECIAL: return IN_GEN | IN_TOK | IN_SCORE;
     case OPT_IDS: case OPT_THREADS: case OPT_PLAIN: return IN_GEN | IN_SCORE;
-    case OPT_PIECES: return IN_TOK;
+    case OPT_PIECES: case OPT_CHAT: return IN_TOK;
+    case OPT_SYSTEM: return IN_GEN | IN_TOK;
     case OPT_DUMP_LOGITS: return IN_SCORE;
     default: return IN_GEN;  // the sampling, stopping, echo, -i, the views
     }
@@ -3851,6 +4117,9 @@ static void parse_args(Options *o, int argc, char **argv) {
         case OPT_ECHO: o->echo = 1; break;
         case OPT_CONTEXT_SHIFT: o->context_shift = 1; break;
         case 'i': o->interactive = 1; break;
+        case OPT_CHAT: o->chat = 1; break;
+        case OPT_NO_CHAT: o->no_chat = 1; break;
+        case OPT_SYSTEM: o->system = optarg; break;
         case 'v': o->verbose = 1; break;
         case OPT_IDS: o->ids = 1; break;
         case OPT_SPECIAL: o->special = 1; break;
@@ -3903,6 +4172,10 @@ static void parse_args(Options *o, int argc, char **argv) {
         die(EXIT_USAGE, "--keep-newline applies to a text prompt read from a file or stdin");
     if (o->interactive && (o->ids || o->echo || views_keep_attention(&o->view) || o->view.explain))
         die(EXIT_USAGE, "-i is a conversation in text: --ids, --echo and the views do not go with it");
+    if ((o->no_chat || o->system) && o->mode == MODE_GENERATE && !o->interactive)
+        die(EXIT_USAGE, "%s belongs to a conversation: give -i too", o->no_chat ? "--no-chat" : "--system");
+    if (o->system && o->mode == MODE_TOKENIZE && !o->chat)
+        die(EXIT_USAGE, "--system belongs to a conversation: give --chat too");
     if (o->context_shift && views_keep_attention(&o->view))
         die(EXIT_USAGE, "--context-shift moves tokens to new positions; the attention views need them to stay");
     if (o->view.html_path) check_write_target("--attention-html", o->view.html_path);
@@ -4006,7 +4279,7 @@ int main(int argc, char **argv) {
                 tokenizer_n_tokens(m.tokenizer), m.config.vocab_size);
         weights_map(&m.weights, &m.config, m.file.data);
     }
-    if (o.mode == MODE_TOKENIZE) run_tokenize(&o, m.tokenizer);
+    if (o.mode == MODE_TOKENIZE) run_tokenize(&o, &m.config, m.tokenizer);
     else if (o.mode == MODE_DETOKENIZE) run_detokenize(&o, m.tokenizer);
     else run_model(&o, &m, t0);
     weights_free(&m.weights);

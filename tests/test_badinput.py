@@ -264,7 +264,8 @@ other = next(i for i in range(256, N_TOK) if OFFS[i + 1] - OFFS[i] == OFFS[first
 ID_A = next(i for i in range(N_TOK) if SEC[BP + OFFS[i]:BP + OFFS[i + 1]] == b"A")
 tok_cases = [
     ("tokenizer magic wrong", tok_put(0, "8s", b"GPT2TOKX"), "magic"),
-    ("tokenizer version 2", tok_put(8, "<I", 2), "version"),
+    ("tokenizer version 99", tok_put(8, "<I", 99), "version"),
+    ("tokenizer version 1 read as version 2", tok_put(8, "<I", 2), "tokenizer section"),
     ("tokenizer version 0xffffffff", tok_put(8, "<I", 0xFFFFFFFF), "version"),
     ("tokenizer reserved field not 0", tok_put(28, "<I", 1), "reserved"),
     ("tokenizer n_tokens 0", tok_put(12, "<I", 0), "n_tokens"),

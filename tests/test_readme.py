@@ -94,6 +94,17 @@ for line in (using[0].splitlines() if using else []):
         h.check(f"Using it: `{cmd}` prints what the README shows", p.stdout.decode().strip() == shown.group(1).strip(),
                 (p.stdout[:200], shown.group(1)))
 
+# the chat example builds its model from a test fixture first
+chat = [b for b in using if "fixtures_chat" in b]
+h.check("\"Using it\" has the chat example", len(chat) == 1)
+for block in chat:
+    os.symlink(os.path.join(ROOT, "export.py"), os.path.join(scratch, "export.py"))
+    os.symlink(os.path.join(ROOT, "tests"), os.path.join(scratch, "tests"))
+    p = shell(block)
+    h.check("Using it: the chat example runs and shows the ChatML markers",
+            p.returncode == 0 and b"<|im_start|>" in p.stdout and b"<|im_end|>" in p.stdout,
+            p.stderr.decode("utf-8", "replace")[-300:])
+
 inside = [b for b in code_blocks(section("Looking inside")) if b.startswith("$ ")]
 h.check("\"Looking inside\" has its captures", len(inside) >= 2, len(inside))
 for block in inside:

@@ -197,6 +197,12 @@ def main():
         real = open(out, "rb").read()
         tok_bytes = struct.unpack_from("<Q", real, 64)[0]
         put(tdir, "section_tokjson_only_st", b"\x01" + real[256:256 + tok_bytes])
+        # a chat model (format 2 for GPT-2, chat form and the template's system message)
+        out = os.path.join(tmp, "chat.bin")
+        subprocess.run([sys.executable, os.path.join(ROOT, "export.py"),
+                        os.path.join(ROOT, "tests", "fixtures_chat", "chatml_system", "hf"), out],
+                       check=True, stderr=subprocess.DEVNULL)
+        put(cdir, "v2_gpt2_chatml_system.bin", open(out, "rb").read())
     put(tdir, "section_small", b"\x01" + sec)
     put(tdir, "section_bare", b"\x01" + bare)
     texts = {

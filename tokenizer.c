@@ -1866,14 +1866,6 @@ static int encode_piece(Tokenizer *t, const unsigned char *p, size_t n, TokenLis
         out->ids[out->len++] = t->byte_id[p[0]];
         return 0;
     }
-    if (t->whole) {  // ignore_merges: a piece in the vocabulary is that token
-        int id = whole_find(t, p, n);
-        if (id >= 0) {
-            if (tl_reserve(out, 1)) return -1;
-            out->ids[out->len++] = id;
-            return 0;
-        }
-    }
     uint64_t h = 0;
     size_t slot = 0;
     int cached = t->use_cache && n <= CACHE_KEY_MAX;
@@ -1894,8 +1886,15 @@ static int encode_piece(Tokenizer *t, const unsigned char *p, size_t n, TokenLis
     }
     if (ensure_scratch(t, n)) return -1;
     int *ids = t->ids;
-    for (size_t i = 0; i < n; i++) ids[i] = t->byte_id[p[i]];
-    size_t m = n <= t->small_piece ? bpe_small(t, ids, t->ranks, n) : bpe_heap(t, ids, n);
+    size_t m;
+    int whole = t->whole ? whole_find(t, p, n) : -1;  // ignore_merges: a piece in the vocabulary
+    if (whole >= 0) {                                  // is that token
+        ids[0] = whole;
+        m = 1;
+    } else {
+        for (size_t i = 0; i < n; i++) ids[i] = t->byte_id[p[i]];
+        m = n <= t->small_piece ? bpe_small(t, ids, t->ranks, n) : bpe_heap(t, ids, n);
+    }
     if (tl_reserve(out, m)) return -1;
     memcpy(out->ids + out->len, ids, m * sizeof(int));
     out->len += m;

@@ -43,10 +43,12 @@ Decisions worth knowing:
   that is not below vocab_size (small test models keep 50256) is written as -1
   with a warning.
 - The tokenizer files are checked setting by setting (tokenizer_json_problems,
-  tokenizer_config_problems): `run` implements GPT-2's encoding only, so any
-  normalizer, other pre-tokenizer, BPE option, post-processor adding tokens,
-  non-special added token, add_prefix_space / add_bos_token / add_eos_token,
-  unknown key and so on is refused, naming the file, setting and value.
+  tokenizer_config_problems): `run` implements byte-level BPE with the
+  pre-tokenizers of GPT-2, Llama-3, Qwen2 and SmolLM2, ignore_merges, NFC,
+  added tokens and a BOS token (section versions 1-3), so any other
+  normalizer, pre-tokenizer, BPE option, post-processor adding tokens,
+  add_prefix_space / add_eos_token, unknown key and so on is refused, naming
+  the file, setting and value.
 - Memory is bounded by about two copies of the largest tensor (wte): tensors
   are read, converted and written one at a time.  The output is written to
   OUT.tmp-<pid> beside OUT and renamed over it only when complete; any error,
@@ -93,7 +95,10 @@ def one_line(msg):
 TOK_MAGIC = b"GPT2TOK_"
 TOK_VERSION = 1       # GPT-2's encoding: special tokens only
 TOK_VERSION_NFC = 2   # + normalizer, BOS id, added tokens with flags (written only when used)
+TOK_VERSION_PRE = 3   # + pre-tokenizer kind and flags (ignore_merges) (written only when used)
 ADDED_SPECIAL, ADDED_NORMALIZED = 1, 2   # section v2 flags of an added token
+ADDED_IN_VOCAB = 4    # section v3: the added token is in model.vocab too (ignore_merges finds it)
+FLAG_IGNORE_MERGES = 1
 NORMALIZERS = {None: 0, "NFC": 1}
 
 
@@ -289,6 +294,16 @@ def collect_added_tokens(hf_dir, tok_json, cfg):
 
 # The regex of tokenizers' ByteLevel pre-tokenizer (and of tokenizer.c).
 GPT2_PATTERN = r"'s|'t|'re|'ve|'m|'ll|'d| ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]+|\s+(?!\S)|\s+"
+# The Split patterns of Llama-3's and Qwen2's tokenizer.json, as tokenizer.c
+# writes them by hand; the section's pre-tokenizer kind (SPEC section 2).
+LLAMA3_PATTERN = (r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}{1,3}|"
+                  r" ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+")
+QWEN2_PATTERN = (r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}|"
+                 r" ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+")
+PRE_GPT2, PRE_LLAMA3, PRE_QWEN2, PRE_DIGITS_GPT2 = 0, 1, 2, 3
+SPLIT_PATTERNS = {GPT2_PATTERN: PRE_GPT2, LLAMA3_PATTERN: PRE_LLAMA3, QWEN2_PATTERN: PRE_QWEN2}
+PRE_NAMES = {PRE_GPT2: "GPT-2's", PRE_LLAMA3: "Llama-3's", PRE_QWEN2: "Qwen2's",
+             PRE_DIGITS_GPT2: "Digits(individual_digits) then GPT-2's"}
 
 TOKENIZER_JSON_KEYS = ("version", "truncation", "padding", "added_tokens", "normalizer",
                        "pre_tokenizer", "post_processor", "decoder", "model")
@@ -377,6 +392,16 @@ def tokenizer_json_normalizer(data):
     return "NFC" if found else None
 
 
+def tokenizer_json_settings(data):
+    """(pre-tokenizer kind, ignore_merges, BOS id from the post_processor or None)
+    of a tokenizer.json that tokenizer_json_problems accepted."""
+    kind = check_pre_tokenizer(data.get("pre_tokenizer"), "pre_tokenizer", [])
+    model = data.get("model") if isinstance(data.get("model"), dict) else {}
+    bos = []
+    check_post_processor(data.get("post_processor"), "post_processor", [], bos)
+    return (PRE_GPT2 if kind is None else kind), model.get("ignore_merges") is True, (bos[0] if bos else None)
+
+
 BYTE_LEVEL_PRE = {"add_prefix_space": (is_false, "false: no space is prepended"),
                   "trim_offsets": (is_bool, "true or false: offsets only"),
                   "use_regex": (lambda v: v is True, "true: GPT-2's regex")}
@@ -391,43 +416,99 @@ def check_byte_level_pre(node, where, problems, use_regex=True):
     check_options(node, where, opts, problems, required=("add_prefix_space", "trim_offsets"))
 
 
-def check_split_gpt2(node, where, problems):
-    """Split with GPT-2's regex, each match its own piece (what ByteLevel's regex does)."""
+def check_split(node, where, problems):
+    """Split with one of the patterns run implements (exactly as written), each
+    match its own piece (behavior Isolated, invert false). Returns the
+    pre-tokenizer kind, or None."""
+    pat = node.get("pattern")
+    known = " or ".join(show({"Regex": p}) for p in SPLIT_PATTERNS)
     check_options(node, where, {
-        "pattern": (lambda v: v == {"Regex": GPT2_PATTERN}, f"only GPT-2's regex {show({'Regex': GPT2_PATTERN})}"),
+        "pattern": (lambda v: isinstance(v, dict) and list(v) == ["Regex"] and v["Regex"] in SPLIT_PATTERNS,
+                    f"only the regex of GPT-2, Llama-3 or Qwen2: {known}"),
         "behavior": (lambda v: v == "Isolated", '"Isolated"'),
         "invert": (is_false, "false")}, problems, required=("pattern", "behavior", "invert"))
+    if isinstance(pat, dict) and list(pat) == ["Regex"]:
+        return SPLIT_PATTERNS.get(pat["Regex"])
+    return None
+
+
+def check_digits(node, where, problems):
+    """Digits with individual_digits true (SmolLM2's): every number character alone."""
+    check_options(node, where, {"individual_digits": (lambda v: v is True, "true: each digit alone")},
+                  problems, required=("individual_digits",))
 
 
 def check_pre_tokenizer(node, where, problems):
-    """ByteLevel with GPT-2's regex; a Sequence of just that; or Split(GPT-2's regex,
-    Isolated) followed by ByteLevel(use_regex false)."""
+    """The pre-tokenizer kind (SPEC section 2) of: ByteLevel with GPT-2's regex;
+    a Sequence of just that; Split(GPT-2's, Llama-3's or Qwen2's regex,
+    Isolated) followed by ByteLevel(use_regex false); Digits(individual_digits)
+    followed by ByteLevel with GPT-2's regex. None after recording a problem."""
     if node is None:
         problems.append(f"{where} is null (tokenizers would not split the text; run splits it "
                         f"with GPT-2's ByteLevel regex)")
-        return
+        return None
+    n0 = len(problems)
+    kind = None
     t = node_type(node, where, problems)
     if t == "ByteLevel":
         check_byte_level_pre(node, where, problems)
+        kind = PRE_GPT2
     elif t == "Sequence":
         items = sequence_items(node, "pretokenizers", where, problems)
         check_options(node, where, {"pretokenizers": (lambda v: True, "")}, problems)
         kinds = [item.get("type") if isinstance(item, dict) else None for item, _w in items]
         if kinds == ["ByteLevel"]:
             check_byte_level_pre(*items[0], problems)
+            kind = PRE_GPT2
         elif kinds == ["Split", "ByteLevel"]:
-            check_split_gpt2(*items[0], problems)
+            kind = check_split(*items[0], problems)
             check_byte_level_pre(*items[1], problems, use_regex=False)
+        elif kinds == ["Digits", "ByteLevel"]:
+            check_digits(*items[0], problems)
+            check_byte_level_pre(*items[1], problems)
+            kind = PRE_DIGITS_GPT2
         else:
             problems.append(f"{where} = Sequence of {show(kinds)} is not supported (run implements "
-                            f'["ByteLevel"] or ["Split" with GPT-2\'s regex, "ByteLevel"])')
+                            f'["ByteLevel"], ["Split" with the regex of GPT-2, Llama-3 or Qwen2, '
+                            f'"ByteLevel"] or ["Digits", "ByteLevel"])')
     elif t is not None:
-        problems.append(f"{where} {t} is not supported (run implements ByteLevel with GPT-2's regex)")
+        problems.append(f"{where} {t} is not supported (run implements ByteLevel with GPT-2's regex, "
+                        f"Split with Llama-3's or Qwen2's before it, or Digits)")
+    return kind if len(problems) == n0 else None
 
 
-def check_post_processor(node, where, problems):
-    """Nothing that adds ids: null, ByteLevel (offsets only), a TemplateProcessing
-    whose single-sequence template is just the text, or a Sequence of those."""
+def template_bos(node, where, problems):
+    """A TemplateProcessing's single-sequence template: just the text (None), or
+    one special token then the text (Llama-3's <|begin_of_text|>): that
+    token's id, the section's BOS id. 0 stands for "refused" after a problem."""
+    # `run` encodes one text, never a pair: only "single" matters.
+    single = node.get("single")
+
+    def is_text(x):
+        return (isinstance(x, dict) and list(x) == ["Sequence"] and isinstance(x["Sequence"], dict)
+                and x["Sequence"].get("id") == "A")
+    if isinstance(single, list) and len(single) == 1 and is_text(single[0]):
+        return None
+    if (isinstance(single, list) and len(single) == 2 and is_text(single[1])
+            and isinstance(single[0], dict) and list(single[0]) == ["SpecialToken"]
+            and isinstance(single[0]["SpecialToken"], dict)):
+        name = single[0]["SpecialToken"].get("id")
+        st = node.get("special_tokens")
+        ent = st.get(name) if isinstance(st, dict) and isinstance(name, str) else None
+        ids = ent.get("ids") if isinstance(ent, dict) else None
+        if isinstance(ids, list) and len(ids) == 1 and type(ids[0]) is int and ids[0] >= 0:
+            return ids[0]
+        problems.append(f"{where}.special_tokens[{show(name)}] = {show(ent)} does not give one id")
+        return 0
+    problems.append(f"{where}.single = {show(single)} is not supported (it adds tokens around "
+                    f"the text; run adds one BOS token before it at most)")
+    return 0
+
+
+def check_post_processor(node, where, problems, bos=None):
+    """Nothing that adds ids but a BOS: null, ByteLevel (offsets only), a
+    TemplateProcessing whose single-sequence template is the text, or one special
+    token then the text, or a Sequence of those. Appends a BOS id to `bos`."""
     if node is None:
         return
     t = node_type(node, where, problems)
@@ -435,18 +516,13 @@ def check_post_processor(node, where, problems):
         check_options(node, where, {k: (is_bool, "true or false: offsets only")
                                     for k in ("add_prefix_space", "trim_offsets", "use_regex")}, problems)
     elif t == "TemplateProcessing":
-        # `run` encodes one text, never a pair: only "single" matters.
-        single = node.get("single")
-        ok = (isinstance(single, list) and len(single) == 1 and isinstance(single[0], dict)
-              and list(single[0]) == ["Sequence"] and isinstance(single[0]["Sequence"], dict)
-              and single[0]["Sequence"].get("id") == "A")
-        if not ok:
-            problems.append(f"{where}.single = {show(single)} is not supported (it adds tokens around "
-                            f"the text; run adds none)")
+        i = template_bos(node, where, problems)
+        if i is not None and bos is not None:
+            bos.append(i)
     elif t == "Sequence":
         check_options(node, where, {"processors": (lambda v: True, "")}, problems)
         for item, w in sequence_items(node, "processors", where, problems):
-            check_post_processor(item, w, problems)
+            check_post_processor(item, w, problems, bos)
     elif t is not None:
         problems.append(f"{where} {t} is not supported (it adds tokens around the text; run adds none)")
 
@@ -476,7 +552,7 @@ BPE_OPTIONS = {
     "end_of_word_suffix": (is_empty, '"" or null'),
     "fuse_unk": (is_false, "false"),
     "byte_fallback": (is_false, "false"),
-    "ignore_merges": (is_false, "false: every word is merged by rank, even one that is in the vocabulary"),
+    "ignore_merges": (is_bool, "true or false"),
     "vocab": (lambda v: True, ""),
     "merges": (lambda v: True, ""),
 }
@@ -515,7 +591,11 @@ def tokenizer_json_problems(path, data):
                         f"run splits it with GPT-2's ByteLevel regex)")
     else:
         check_pre_tokenizer(data["pre_tokenizer"], f"{path}: pre_tokenizer", problems)
-    check_post_processor(data.get("post_processor"), f"{path}: post_processor", problems)
+    bos = []
+    check_post_processor(data.get("post_processor"), f"{path}: post_processor", problems, bos)
+    if len(bos) > 1:
+        problems.append(f"{path}: post_processor adds {len(bos)} tokens before the text (run adds one "
+                        f"BOS at most)")
     check_decoder(data.get("decoder"), f"{path}: decoder", problems)
     model = data.get("model")
     if isinstance(model, dict):
@@ -538,6 +618,9 @@ FILE_TOKENIZER_CLASSES = ("PreTrainedTokenizerFast", "TokenizersBackend")
 # ByteLevel without a prefix space, nothing added): the same as tokenizer.json
 # only when that declares the NFC normalizer.
 NEOX_TOKENIZER_CLASSES = ("GPTNeoXTokenizer", "GPTNeoXTokenizerFast")
+# transformers' Qwen2 tokenizer rebuilds it too: NFC, Split with Qwen2's
+# regex, ByteLevel, BPE without ignore_merges.
+QWEN2_TOKENIZER_CLASSES = ("Qwen2Tokenizer", "Qwen2TokenizerFast")
 # GPT2Tokenizer's bos_token when tokenizer_config.json names none.
 GPT2_DEFAULT_BOS = "<|endoftext|>"
 
@@ -608,7 +691,8 @@ def bos_to_add(hf_dir, cfg, has_tokenizer_json, vocab, added, problems):
     return i
 
 
-def tokenizer_config_problems(hf_dir, cfg, has_tokenizer_json, vocab, added, normalizer=None):
+def tokenizer_config_problems(hf_dir, cfg, has_tokenizer_json, vocab, added, normalizer=None,
+                              settings=(PRE_GPT2, False, None)):
     """tokenizer_config.json, special_tokens_map.json and added_tokens.json, as
     transformers applies them on top of the vocabulary `vocab` ({string: id})
     and the added tokens `added` ({id: AddedToken}); `normalizer` is what
@@ -623,8 +707,10 @@ def tokenizer_config_problems(hf_dir, cfg, has_tokenizer_json, vocab, added, nor
                                 f"{why}; run does not)")
         cls = cfg.get("tokenizer_class")
         ok_classes = GPT2_TOKENIZER_CLASSES + (FILE_TOKENIZER_CLASSES if has_tokenizer_json else ())
-        if has_tokenizer_json and normalizer == "NFC":
+        if has_tokenizer_json and normalizer == "NFC" and settings == (PRE_GPT2, False, None):
             ok_classes += NEOX_TOKENIZER_CLASSES
+        if has_tokenizer_json and normalizer == "NFC" and settings == (PRE_QWEN2, False, None):
+            ok_classes += QWEN2_TOKENIZER_CLASSES
         if cls is not None and cls not in ok_classes:
             problems.append(f"{cfg_path}: tokenizer_class = {show(cls)} is not supported (run "
                             f"implements {', '.join(ok_classes)})")
@@ -664,12 +750,21 @@ class TokenizerAdditions:
     """What a tokenizer adds to GPT-2's encoding, as the section records it:
     `added` [(id, special, normalized)] sorted by id (the tokens matched in the
     text before pre-tokenization; GPT-2 has only special ones), `normalizer`
-    (None or "NFC") and `bos_id` (an id put before every text, or None)."""
+    (None or "NFC"), `bos_id` (an id put before every text, or None),
+    `pretok` (the pre-tokenizer kind, PRE_*), `ignore_merges` and `in_vocab`
+    (the added ids that model.vocab has too, which ignore_merges finds)."""
 
-    def __init__(self, added, normalizer=None, bos_id=None):
+    def __init__(self, added, normalizer=None, bos_id=None, pretok=PRE_GPT2, ignore_merges=False,
+                 in_vocab=()):
         self.added = sorted(added)
         self.normalizer = normalizer
         self.bos_id = bos_id
+        self.pretok = pretok
+        self.ignore_merges = ignore_merges
+        self.in_vocab = set(in_vocab) if ignore_merges else set()
+
+    def needs_version_3(self):
+        return self.pretok != PRE_GPT2 or self.ignore_merges
 
     @property
     def specials(self):
@@ -679,7 +774,7 @@ class TokenizerAdditions:
         """GPT-2's section (version 1) records special tokens alone, all matched
         in one pass; anything more needs version 2."""
         passes = {n for _i, _s, n in self.added}
-        return (self.normalizer is not None or self.bos_id is not None
+        return (self.needs_version_3() or self.normalizer is not None or self.bos_id is not None
                 or any(not sp for _i, sp, _n in self.added) or len(passes) > 1)
 
     def __len__(self):
@@ -730,11 +825,30 @@ def load_tokenizer(hf_dir):
     added = collect_added_tokens(hf_dir, tok_json, cfg)
     problems = tokenizer_json_problems(*tok_json) if tok_json is not None else []
     normalizer = tokenizer_json_normalizer(tok_json[1]) if tok_json is not None else None
-    problems += tokenizer_config_problems(hf_dir, cfg, tok_json is not None, vocab, added, normalizer)
+    settings = tokenizer_json_settings(tok_json[1]) if tok_json is not None else (PRE_GPT2, False, None)
+    pretok, ignore_merges, template_bos_id = settings
+    problems += tokenizer_config_problems(hf_dir, cfg, tok_json is not None, vocab, added, normalizer,
+                                          settings)
     bos_id = bos_to_add(hf_dir, cfg, tok_json is not None, vocab, added, problems)
+    if (tok_json is not None and cfg is not None and cfg.get("tokenizer_class") in GPT2_TOKENIZER_CLASSES
+            and (pretok, ignore_merges) != (PRE_GPT2, False)):
+        # SmolLM2 ships this: tokenizers follows tokenizer.json, transformers 5's
+        # GPT2Tokenizer rebuilds a ByteLevel-only pipeline (other ids for numbers).
+        note(f"warning: {os.path.join(hf_dir, 'tokenizer_config.json')}: tokenizer_class "
+             f"{cfg['tokenizer_class']}: transformers 5 rebuilds it with GPT-2's ByteLevel alone, "
+             f"without tokenizer.json's {PRE_NAMES[pretok]} pre-tokenizer"
+             f"{' and ignore_merges' if ignore_merges else ''}; exporting tokenizer.json's encoding "
+             f"(the tokenizers library's)")
+    if template_bos_id is not None:
+        bos_id = template_bos_id
+        known = set(vocab.values()) | set(added)
+        if bos_id not in known:
+            problems.append(f"{tokjson_path}: post_processor puts id {bos_id} before the text, which is "
+                            f"in neither model.vocab nor added_tokens")
     if problems:
         raise ExportError(f"{'; '.join(problems)} (run's tokenizer implements GPT-2's, with NFC, "
-                          f"non-special added tokens and a BOS id as GPT-NeoX and OPT use them)")
+                          f"non-special added tokens and a BOS id as GPT-NeoX and OPT use them, "
+                          f"and the pre-tokenizers and ignore_merges of Llama-3, Qwen2 and SmolLM2)")
     n_tokens = max(list(vocab.values()) + list(added.keys())) + 1
     token_bytes = [b""] * n_tokens
     for tok, i in vocab.items():
@@ -788,14 +902,20 @@ def load_tokenizer(hf_dir):
             matched[i] = (True, False)
         elif i is not None:
             matched[i] = (True, matched[i][1])
-    additions = TokenizerAdditions([(i, sp, n) for i, (sp, n) in matched.items()], normalizer, bos_id)
+    # Added ids that model.vocab holds with the same bytes: ignore_merges finds them.
+    by_id = {i: tok for tok, i in vocab.items()}
+    in_vocab = [i for i in matched if i in by_id and all(c in UNICODE_TO_BYTE for c in by_id[i])
+                and bytes(UNICODE_TO_BYTE[c] for c in by_id[i]) == token_bytes[i]]
+    additions = TokenizerAdditions([(i, sp, n) for i, (sp, n) in matched.items()], normalizer, bos_id,
+                                   pretok, ignore_merges, in_vocab)
     return token_bytes, merges, additions
 
 
 def tokenizer_section(token_bytes, merges, additions):
     """The section (tests/SPEC.md section 2): version 1 when `additions` (a
     TokenizerAdditions, or a list of special ids) holds special tokens alone,
-    as GPT-2's; version 2 otherwise."""
+    as GPT-2's; version 3 with another pre-tokenizer or ignore_merges;
+    version 2 otherwise."""
     if not isinstance(additions, TokenizerAdditions):
         additions = TokenizerAdditions([(i, True, False) for i in additions])
     v2 = additions.needs_version_2()
@@ -815,10 +935,13 @@ def tokenizer_section(token_bytes, merges, additions):
         added = struct.pack(f"<{len(specials)}I", *specials)
     else:
         bos = -1 if additions.bos_id is None else additions.bos_id
-        header = struct.pack("<6IIi2I", TOK_VERSION_NFC, n, len(merges), len(additions), len(blob), 0,
-                             NORMALIZERS[additions.normalizer], bos, 0, 0)
+        v3 = additions.needs_version_3()
+        header = struct.pack("<6IIi2I", TOK_VERSION_PRE if v3 else TOK_VERSION_NFC, n, len(merges),
+                             len(additions), len(blob), 0, NORMALIZERS[additions.normalizer], bos,
+                             additions.pretok, FLAG_IGNORE_MERGES if additions.ignore_merges else 0)
         words = [x for i, sp, nm in additions.added
-                 for x in (i, (ADDED_SPECIAL if sp else 0) | (ADDED_NORMALIZED if nm else 0))]
+                 for x in (i, (ADDED_SPECIAL if sp else 0) | (ADDED_NORMALIZED if nm else 0)
+                           | (ADDED_IN_VOCAB if i in additions.in_vocab else 0))]
         added = struct.pack(f"<{len(words)}I", *words)
     parts = [
         TOK_MAGIC,

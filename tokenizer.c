@@ -1,4 +1,5 @@
-// tokenizer.c: GPT-2 byte-level BPE tokenizer (see tokenizer.h, tests/SPEC.md section 2).
+// tokenizer.c: byte-level BPE tokenizer as GPT-2's, Llama-3's, Qwen2's and SmolLM2's
+// (see tokenizer.h, tests/SPEC.md section 2).
 //
 // Encoding has two stages, as in GPT-2:
 //
@@ -41,6 +42,15 @@
 // processed (ASCII text never is). The tables are those of Unicode 9.0, the
 // version of Hugging Face tokenizers' normalizers (while its pre-tokenizer
 // knows Unicode 16.0): a character 9.0 does not have is left as it is.
+//
+// Section version 3 chooses the pre-tokenizer (tests/SPEC.md section 2):
+// GPT-2's pattern (next_piece), Llama-3's / cl100k_base's and Qwen2's
+// (next_piece_llama3: case-insensitive contractions, a non-letter joined to
+// the letters after it, numbers of up to 3 digits or single ones, newlines
+// kept with the whitespace and punctuation before them), or SmolLM2's
+// (every number character alone, GPT-2's pattern between them). With
+// ignore_merges (Llama-3, tiktoken) a piece that is a token of the vocabulary
+// is that token, found in a hash of the token bytes before any merging.
 //
 // Duplicate merge pairs in a section: the later (higher rank) one wins, as in
 // the reference implementations.
@@ -690,8 +700,18 @@ typedef struct {
 
 #define ADDED_SPECIAL 1u     // section v2 flag: a special token
 #define ADDED_NORMALIZED 2u  // section v2 flag: matched in the normalized text
+#define ADDED_IN_VOCAB 4u     // section v3 flag: also in the BPE vocabulary (ignore_merges)
 #define NORMALIZER_NONE 0u
 #define NORMALIZER_NFC 1u
+// Section v3: the pre-tokenizer (tests/SPEC.md section 2).
+enum { PRE_GPT2 = 0, PRE_LLAMA3 = 1, PRE_QWEN2 = 2, PRE_DIGITS_GPT2 = 3, PRE_KINDS = 4 };
+#define FLAG_IGNORE_MERGES 1u  // section v3 flags: a piece in the vocabulary is that token
+
+// The whole-piece lookup of ignore_merges: token bytes -> id.
+typedef struct {
+    uint64_t hash;  // 0 = empty slot
+    int id;
+} WholeEnt;
 
 // NFC data built at load from the generated tables.
 typedef struct {
@@ -721,6 +741,9 @@ struct Tokenizer {
     int has_plain_added;  // some added token is not special
     uint32_t normalizer;  // NORMALIZER_*
     int bos_id;           // prepended to every encoded text; -1 = none
+    uint32_t pretok;      // PRE_*
+    WholeEnt *whole;      // ignore_merges: the vocabulary by bytes; NULL when off
+    size_t whole_mask;
     unsigned char *uclass;  // 2 bits per code point below UCLASS_LIMIT
     // NFC: bit set for the code points below nfc_limit that may change in
     // NFC or change what comes before them; all others are left as they are.
@@ -892,6 +915,112 @@ static size_t next_piece(const unsigned char *tab, const unsigned char *s, size_
     }
     if (end < len && last > i) return last;
     return end;
+}
+
+// The Llama-3 pattern (kind 1; Qwen2's, kind 2, has \p{N} for \p{N}{1,3}):
+//   (?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}{1,3}|
+//   ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+
+// The contractions ignore case, as Unicode case folding does it: s, t, m, d,
+// r, e, v, l and their capitals, and U+017F (long s), which folds to s.
+static size_t contraction_icase(const unsigned char *s, size_t len, size_t i) {
+    if (i + 1 >= len) return 0;
+    unsigned d = s[i + 1] | 0x20u;  // lower case of an ASCII letter
+    if (s[i + 1] < 0x80 && (d == 's' || d == 't' || d == 'm' || d == 'd')) return i + 2;
+    if (s[i + 1] == 0xC5 && i + 2 < len && s[i + 2] == 0xBF) return i + 3;  // U+017F
+    if (i + 2 >= len || s[i + 1] >= 0x80 || s[i + 2] >= 0x80) return 0;
+    unsigned e = s[i + 2] | 0x20u;
+    if (((d == 'r' || d == 'v') && e == 'e') || (d == 'l' && e == 'l')) return i + 3;
+    return 0;
+}
+
+static size_t next_piece_llama3(const unsigned char *tab, const unsigned char *s, size_t len,
+                                size_t i, size_t max_digits) {
+    unsigned c = s[i];
+    if (c == '\'') {
+        size_t e = contraction_icase(s, len, i);
+        if (e) return e;
+    }
+    int n, m;
+    int cls = char_class(tab, s, len, i, &n);
+    // [^\r\n\p{L}\p{N}]?\p{L}+
+    if (cls == C_L) return run_end(tab, s, len, i + (size_t)n, C_L);
+    if (cls != C_N && c != '\r' && c != '\n' && i + (size_t)n < len &&
+        char_class(tab, s, len, i + (size_t)n, &m) == C_L)
+        return run_end(tab, s, len, i + (size_t)n + (size_t)m, C_L);
+    // \p{N}{1,3} (Qwen2: \p{N})
+    if (cls == C_N) {
+        size_t e = i + (size_t)n;
+        for (size_t k = 1; k < max_digits && e < len && char_class(tab, s, len, e, &m) == C_N; k++)
+            e += (size_t)m;
+        return e;
+    }
+    //  ?[^\s\p{L}\p{N}]+[\r\n]*
+    size_t j = cls == C_O ? i : SIZE_MAX;
+    if (c == ' ' && i + 1 < len && char_class(tab, s, len, i + 1, &m) == C_O) j = i + 1;
+    if (j != SIZE_MAX) {
+        size_t e = run_end(tab, s, len, j, C_O);
+        while (e < len && (s[e] == '\r' || s[e] == '\n')) e++;
+        return e;
+    }
+    // Whitespace. \s*[\r\n]+ ends after the last \r or \n of the run; without
+    // one, \s+(?!\S) and \s+ as in GPT-2's pattern.
+    size_t end = i, last = i, after_nl = 0;
+    while (end < len && char_class(tab, s, len, end, &m) == C_S) {
+        if (s[end] == '\r' || s[end] == '\n') after_nl = end + 1;
+        last = end;
+        end += (size_t)m;
+    }
+    if (after_nl) return after_nl;
+    if (end < len && last > i) return last;
+    return end;
+}
+
+// SmolLM2's Digits(individual_digits) then ByteLevel (kind 3): every \p{N}
+// character is a piece of its own; the text between them is split by GPT-2's
+// pattern, each stretch apart. Returns the end of the stretch that starts at
+// s[i] (i itself when s[i] is a number).
+//
+// tokenizers' Digits asks Rust's char::is_numeric, whose data (in the
+// tokenizers 0.23 wheels) is Unicode 17.0's: the numbers Unicode 17.0 added
+// count too (U+11DE0..11DE9, U+16FF4..16FF6; tests/hf_tokenizer_kinds.py
+// compares every code point with tokenizers').
+static inline int digits_is_number(const unsigned char *tab, uint32_t cp) {
+    return cp_class(tab, cp) == C_N || (cp >= 0x11DE0 && cp <= 0x11DE9) ||
+           (cp >= 0x16FF4 && cp <= 0x16FF6);
+}
+
+static size_t digits_stretch_end(const unsigned char *tab, const unsigned char *s, size_t len,
+                                 size_t i) {
+    while (i < len) {
+        int n;
+        if (s[i] < 0x80) {
+            if (ascii_class[s[i]] == C_N) break;
+            i++;
+            continue;
+        }
+        uint32_t cp = utf8_decode(s, len, i, &n);
+        if (cp != UINT32_MAX && digits_is_number(tab, cp)) break;
+        i += (size_t)n;
+    }
+    return i;
+}
+
+// The piece that starts at s[i] under the section's pre-tokenizer; for kind 3
+// `stop` is the end of the stretch (digits_stretch_end), else len.
+static size_t piece_end(const Tokenizer *t, const unsigned char *s, size_t len, size_t stop,
+                        size_t i) {
+    int n;
+    switch (t->pretok) {
+    case PRE_LLAMA3: return next_piece_llama3(t->uclass, s, len, i, 3);
+    case PRE_QWEN2: return next_piece_llama3(t->uclass, s, len, i, 1);
+    case PRE_DIGITS_GPT2:
+        if (stop == i) {  // a number: alone
+            utf8_decode(s, len, i, &n);
+            return i + (size_t)n;
+        }
+        return next_piece(t->uclass, s, stop, i);
+    default: return next_piece(t->uclass, s, len, i);
+    }
 }
 
 // ---------------------------------------------------------------------------
@@ -1179,6 +1308,7 @@ static const unsigned char *nfc_text(Tokenizer *t, const unsigned char *s, size_
 
 #define HDR_BYTES 32     // section version 1
 #define HDR_BYTES_V2 48  // version 2: + normalizer, bos_id, two reserved fields
+                         // version 3: the same 48 bytes, pre-tokenizer and flags in those two
 
 static size_t merge_slot(const Tokenizer *t, uint64_t key) {
     return (size_t)((key * 0x9E3779B97F4A7C15ull) >> 20) & t->merge_mask;
@@ -1193,6 +1323,52 @@ static inline const MergeEnt *merge_find(const Tokenizer *t, int left, int right
         if (e->key == EMPTY_KEY) return NULL;
         i = (i + 1) & t->merge_mask;
     }
+}
+
+static inline uint64_t hash_bytes(const unsigned char *p, size_t n);
+
+static int whole_eq(const Tokenizer *t, const WholeEnt *w, const unsigned char *p, size_t n) {
+    uint32_t o = read_u32le(t->offs + 4 * (size_t)w->id), e = read_u32le(t->offs + 4 * (size_t)w->id + 4);
+    return e - o == n && memcmp(t->blob + o, p, n) == 0;
+}
+
+// ignore_merges: the id of the vocabulary token whose bytes are p[0..n), or -1.
+static int whole_find(const Tokenizer *t, const unsigned char *p, size_t n) {
+    uint64_t h = hash_bytes(p, n);
+    for (size_t i = (size_t)h & t->whole_mask;; i = (i + 1) & t->whole_mask) {
+        const WholeEnt *w = &t->whole[i];
+        if (w->hash == 0) return -1;
+        if (w->hash == h && whole_eq(t, w, p, n)) return w->id;
+    }
+}
+
+// The vocabulary of ignore_merges: every token with bytes except the added
+// tokens, which count only with the flag ADDED_IN_VOCAB; the lowest id wins.
+static int whole_build(Tokenizer *t, const unsigned char *sp, size_t added_words) {
+    unsigned char *skip = calloc(t->n_tokens, 1);
+    size_t slots = 16;
+    while (slots < 2 * (size_t)t->n_tokens) slots *= 2;
+    t->whole = calloc(slots, sizeof *t->whole);
+    if (!skip || !t->whole) {
+        free(skip);
+        return -1;
+    }
+    t->whole_mask = slots - 1;
+    for (uint32_t i = 0; i < t->n_special; i++) {
+        uint32_t id = read_u32le(sp + 4 * added_words * (size_t)i);
+        if (!(read_u32le(sp + 8 * (size_t)i + 4) & ADDED_IN_VOCAB)) skip[id] = 1;
+    }
+    for (uint32_t id = 0; id < t->n_tokens; id++) {
+        size_t n;
+        const unsigned char *p = tokenizer_token(t, (int)id, &n);
+        if (n == 0 || skip[id] || whole_find(t, p, n) >= 0) continue;
+        uint64_t h = hash_bytes(p, n);
+        size_t i = (size_t)h & t->whole_mask;
+        while (t->whole[i].hash) i = (i + 1) & t->whole_mask;
+        t->whole[i] = (WholeEnt){h, (int)id};
+    }
+    free(skip);
+    return 0;
 }
 
 static int cmp_added(const void *a, const void *b) {
@@ -1215,8 +1391,8 @@ Tokenizer *tokenizer_load(const void *section, size_t len, char *err, size_t err
     }
     uint32_t version = read_u32le(p + 8), n_tokens = read_u32le(p + 12), n_merges = read_u32le(p + 16);
     uint32_t n_special = read_u32le(p + 20), blob_bytes = read_u32le(p + 24), reserved = read_u32le(p + 28);
-    if (version != 1 && version != 2) {
-        set_err(err, errlen, "tokenizer section: unsupported version %u (expected 1 or 2)", version);
+    if (version < 1 || version > 3) {
+        set_err(err, errlen, "tokenizer section: unsupported version %u (expected 1, 2 or 3)", version);
         return NULL;
     }
     size_t hdr = version == 1 ? HDR_BYTES : HDR_BYTES_V2;
@@ -1227,14 +1403,29 @@ Tokenizer *tokenizer_load(const void *section, size_t len, char *err, size_t err
     }
     // Version 2: n_special counts added tokens, each an (id, flags) pair.
     size_t added_words = version == 1 ? 1 : 2;
-    uint32_t normalizer = NORMALIZER_NONE;
+    uint32_t normalizer = NORMALIZER_NONE, pretok = PRE_GPT2, sec_flags = 0;
     int32_t bos_id = -1;
-    if (version == 2) {
+    if (version >= 2) {
         normalizer = read_u32le(p + 32);
         bos_id = (int32_t)read_u32le(p + 36);
-        reserved |= read_u32le(p + 40) | read_u32le(p + 44);
+        if (version == 2) {
+            reserved |= read_u32le(p + 40) | read_u32le(p + 44);
+        } else {
+            pretok = read_u32le(p + 40);
+            sec_flags = read_u32le(p + 44);
+        }
         if (normalizer != NORMALIZER_NONE && normalizer != NORMALIZER_NFC) {
             set_err(err, errlen, "tokenizer section: unknown normalizer %u (0 = none, 1 = NFC)", normalizer);
+            return NULL;
+        }
+        if (pretok >= PRE_KINDS) {
+            set_err(err, errlen,
+                    "tokenizer section: unknown pre-tokenizer %u (0 = GPT-2's, 1 = Llama-3's, "
+                    "2 = Qwen2's, 3 = digits then GPT-2's)", pretok);
+            return NULL;
+        }
+        if (sec_flags & ~FLAG_IGNORE_MERGES) {
+            set_err(err, errlen, "tokenizer section: unknown flags 0x%X (bit 0 = ignore_merges)", sec_flags);
             return NULL;
         }
     }
@@ -1288,7 +1479,8 @@ Tokenizer *tokenizer_load(const void *section, size_t len, char *err, size_t err
     const char *what = version == 1 ? "special" : "added";
     for (uint32_t i = 0; i < n_special; i++) {
         uint32_t id = read_u32le(sp + 4 * added_words * (size_t)i);
-        uint32_t flags = version == 1 ? ADDED_SPECIAL : read_u32le(sp + 8 * (size_t)i + 4);
+        uint32_t aflags = version == 1 ? ADDED_SPECIAL : read_u32le(sp + 8 * (size_t)i + 4);
+        uint32_t known = ADDED_SPECIAL | ADDED_NORMALIZED | (version >= 3 ? ADDED_IN_VOCAB : 0);
         if (id >= n_tokens) {
             set_err(err, errlen, "tokenizer section: %s token %u has id %u >= n_tokens %u", what, i,
                     id, n_tokens);
@@ -1298,9 +1490,15 @@ Tokenizer *tokenizer_load(const void *section, size_t len, char *err, size_t err
             set_err(err, errlen, "tokenizer section: %s token id %u has no bytes", what, id);
             return NULL;
         }
-        if (flags & ~(ADDED_SPECIAL | ADDED_NORMALIZED)) {
+        if (aflags & ~known) {
             set_err(err, errlen, "tokenizer section: added token %u (id %u) has unknown flags 0x%X", i,
-                    id, flags);
+                    id, aflags);
+            return NULL;
+        }
+        if ((aflags & ADDED_IN_VOCAB) && !(sec_flags & FLAG_IGNORE_MERGES)) {
+            set_err(err, errlen,
+                    "tokenizer section: added token %u (id %u) has flag 4 (in the vocabulary) "
+                    "without ignore_merges", i, id);
             return NULL;
         }
     }
@@ -1351,6 +1549,7 @@ Tokenizer *tokenizer_load(const void *section, size_t len, char *err, size_t err
     t->use_cache = 1;
     t->normalizer = normalizer;
     t->bos_id = bos_id;
+    t->pretok = pretok;
 
     // Merges: ids in range, parts non-empty, bytes(merged) == bytes(left) ++ bytes(right).
     size_t slots = 16;
@@ -1417,12 +1616,18 @@ Tokenizer *tokenizer_load(const void *section, size_t len, char *err, size_t err
         qsort(t->raw.tok, t->raw.n, sizeof *t->raw.tok, cmp_added);
         qsort(t->normalized.tok, t->normalized.n, sizeof *t->normalized.tok, cmp_added);
     }
+    if ((sec_flags & FLAG_IGNORE_MERGES) && whole_build(t, sp, added_words)) {
+        set_err(err, errlen, "out of memory loading the tokenizer");
+        tokenizer_free(t);
+        return NULL;
+    }
     return t;
 }
 
 void tokenizer_free(Tokenizer *t) {
     if (!t) return;
     free(t->merges);
+    free(t->whole);
     free(t->raw.tok);
     free(t->normalized.tok);
     free(t->nfc_active);
@@ -1487,7 +1692,8 @@ const char *tokenizer_unicode_version(void) { return UCLASS_UNICODE_VERSION; }
 
 size_t tokenizer_next_piece(const Tokenizer *t, const unsigned char *text, size_t len, size_t pos) {
     if (pos >= len) return len;
-    return next_piece(t->uclass, text, len, pos);
+    size_t stop = t->pretok == PRE_DIGITS_GPT2 ? digits_stretch_end(t->uclass, text, len, pos) : len;
+    return piece_end(t, text, len, stop, pos);
 }
 
 // ---------------------------------------------------------------------------
@@ -1680,8 +1886,15 @@ static int encode_piece(Tokenizer *t, const unsigned char *p, size_t n, TokenLis
     }
     if (ensure_scratch(t, n)) return -1;
     int *ids = t->ids;
-    for (size_t i = 0; i < n; i++) ids[i] = t->byte_id[p[i]];
-    size_t m = n <= t->small_piece ? bpe_small(t, ids, t->ranks, n) : bpe_heap(t, ids, n);
+    size_t m;
+    int whole = t->whole ? whole_find(t, p, n) : -1;  // ignore_merges: a piece in the vocabulary
+    if (whole >= 0) {                                  // is that token
+        ids[0] = whole;
+        m = 1;
+    } else {
+        for (size_t i = 0; i < n; i++) ids[i] = t->byte_id[p[i]];
+        m = n <= t->small_piece ? bpe_small(t, ids, t->ranks, n) : bpe_heap(t, ids, n);
+    }
     if (tl_reserve(out, m)) return -1;
     memcpy(out->ids + out->len, ids, m * sizeof(int));
     out->len += m;
@@ -1708,8 +1921,18 @@ static int encode_piece(Tokenizer *t, const unsigned char *p, size_t n, TokenLis
 
 static int encode_ordinary(Tokenizer *t, const unsigned char *s, size_t len, TokenList *out) {
     size_t i = 0;
+    if (t->pretok == PRE_GPT2) {
+        while (i < len) {
+            size_t e = next_piece(t->uclass, s, len, i);
+            if (encode_piece(t, s + i, e - i, out)) return -1;
+            i = e;
+        }
+        return 0;
+    }
+    size_t stop = len;
     while (i < len) {
-        size_t e = next_piece(t->uclass, s, len, i);
+        if (t->pretok == PRE_DIGITS_GPT2 && (i >= stop || i == 0)) stop = digits_stretch_end(t->uclass, s, len, i);
+        size_t e = piece_end(t, s, len, stop, i);
         if (encode_piece(t, s + i, e - i, out)) return -1;
         i = e;
     }

@@ -1,6 +1,8 @@
 // tokenizer.h: byte-level BPE as GPT-2's (encode, decode, streaming UTF-8
 // output), with the additions of section version 2: NFC normalization, added
-// tokens matched in the text, a BOS id prepended to every text.
+// tokens matched in the text, a BOS id prepended to every text; and of
+// version 3: the pre-tokenizers of Llama-3 (cl100k_base), Qwen2 and SmolLM2,
+// and ignore_merges.
 //
 // The tokenizer reads the tokenizer section of a checkpoint (tests/SPEC.md,
 // section 2) straight from memory; it validates the whole section first.
@@ -73,7 +75,8 @@ size_t utf8_stream_flush(Utf8Stream *s, unsigned char *out);
 // ---------------------------------------------------------------------------
 // Additions (tests and tools; the engine needs none of these).
 
-// End of the pre-token (GPT-2 regex piece) that starts at text[pos]; pos < len.
+// End of the pre-token (piece of the section's pre-tokenizer) that starts at
+// text[pos]; pos < len.
 size_t tokenizer_next_piece(const Tokenizer *t, const unsigned char *text, size_t len,
                             size_t pos);
 

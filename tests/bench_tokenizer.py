@@ -13,6 +13,13 @@ Ours is timed inside the C driver (tests/build/test_tokenizer bench) with a fres
 tokenizer, so a cold word cache, for every repeat; tiktoken's encode_ordinary
 and HF's Tokenizer.encode are timed in this process with one thread.
 tiktoken and tokenizers are optional: a missing one is skipped.
+
+Then one row pair per pre-tokenizer kind of section version 3 (issue 14): the
+Llama-3-, Qwen2- and SmolLM2-style tokenizer.json of tests/tokenizer_kinds.py
+(GPT-2's vocabulary; Llama-3's with ignore_merges), and cl100k_base at full
+size from js-tiktoken's ranks (when tests/build/npm has them; make test-hf
+installs them), each ours against HF tokenizers document by document (and
+cl100k_base against tiktoken with Llama-3's pattern). --no-kinds skips them.
 """
 import argparse
 import os
@@ -53,6 +60,7 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--repeats", type=int, default=5)
     ap.add_argument("--file", help="text file to encode instead of the corpus")
+    ap.add_argument("--no-kinds", action="store_true", help="only GPT-2's tokenizer")
     args = ap.parse_args()
     if args.file:
         with open(args.file, "rb") as f:
@@ -116,7 +124,66 @@ def main():
         print(f"HF tokenizers: skipped ({e})")
     for k, v in rates.items():
         print(f"ours / {k}: {ours / v:.2f}x")
+    if not args.no_kinds:
+        bench_kinds(args, text, docs, data, path)
     return 0
+
+
+def time_ours(tok, path, repeats):
+    out = subprocess.run([DRIVER, "bench", tok, path, str(repeats)], check=True,
+                         stdout=subprocess.PIPE).stdout.decode().split()
+    return int(out[1]), [float(x) for x in out[2:]]
+
+
+def bench_kinds(args, text, docs, data, path):
+    """Ours against HF tokenizers (per document, one thread) for each kind."""
+    try:
+        from tokenizers import Tokenizer
+    except ImportError as e:
+        print(f"kinds: skipped ({e})")
+        return
+    import tokenizer_kinds as K
+    import hf_tokenizer_kinds as HK
+    kdir = os.path.join(BUILD, "bench_kinds")
+    dirs = [(f"{k}-style", b(os.path.join(kdir, k))) for k, b in K.KINDS.items()]
+    tik = None
+    if os.path.exists(HK.CL100K_JS):
+        ranks, _pat = HK.cl100k_ranks()
+        dirs.append(("cl100k_base", HK.cl100k_tokenizer_json(ranks, os.path.join(kdir, "cl100k"))))
+        try:
+            import tiktoken
+            tik = tiktoken.Encoding("cl100k_llama3_pattern", pat_str=K.LLAMA3_PATTERN, mergeable_ranks=ranks,
+                                    special_tokens={})
+        except ImportError:
+            pass
+    else:
+        print(f"cl100k_base: skipped (no {HK.CL100K_JS}; make test-hf installs js-tiktoken)")
+    print("\nper pre-tokenizer kind (section version 3):")
+    for label, d in dirs:
+        tok = os.path.join(kdir, label + ".tok")
+        subprocess.run([sys.executable, os.path.join(ROOT, "export.py"), "-q", "--tokenizer-only", d, tok],
+                       check=True)
+        n_ours, times = time_ours(tok, path, args.repeats)
+        ours = report(f"{label}: ours", len(data), n_ours, times)
+        hf = Tokenizer.from_file(os.path.join(d, "tokenizer.json"))
+        hf.encode_special_tokens = True
+        hf.encode("warm up", add_special_tokens=False)
+        times, n = [], 0
+        for _ in range(args.repeats):
+            t0 = time.perf_counter()
+            n = sum(len(e.ids) for e in hf.encode_batch(docs, add_special_tokens=False))
+            times.append(time.perf_counter() - t0)
+        theirs = report(f"{label}: HF per doc", len(data), n, times)
+        line = f"  ours / HF tokenizers per doc: {ours / theirs:.2f}x"
+        if tik is not None and label == "cl100k_base":
+            tik.encode_ordinary("warm up")
+            times = []
+            for _ in range(args.repeats):
+                t0 = time.perf_counter()
+                n = len(tik.encode_ordinary(text))
+                times.append(time.perf_counter() - t0)
+            line += f"; ours / tiktoken: {ours / report(f'{label}: tiktoken', len(data), n, times):.2f}x"
+        print(line, flush=True)
 
 
 if __name__ == "__main__":

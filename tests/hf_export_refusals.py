@@ -9,7 +9,8 @@ other text), `load` (the library cannot load it) or `none` (the same ids:
 refused only because export.py does not know it to be equivalent).  Each
 accepted form must give GPT-2's ids on every probe, and `run` on the exported
 section must give those ids too.  Each form of ACCEPTED_V2 (NFC, non-special
-added tokens, add_bos_token) must give with `run` the ids HF gives, with and
+added tokens, add_bos_token), and of ACCEPTED_V3 (the pre-tokenizers of
+Llama-3, Qwen2 and SmolLM2, ignore_merges, a BOS template), must give with `run` the ids HF gives, with and
 without --special (transformers' AutoTokenizer too where there is a
 tokenizer_config.json).
 """
@@ -52,7 +53,7 @@ def try_load(kind, d):
         return None, f"{type(e).__name__}: {str(e)[:200]}"
 
 
-V2_PROBES = T.PROBES + ["a     b", "  \u00c5  A\u030a  x", "e\u0301<|padding|>   y", "\u212b  <|endoftext|>",
+V2_PROBES = T.PROBES + ["IT'S 12345 x'ſ (abc) abc\r\n  \n\n a", " abc abcabc 7 abc7", "a     b", "  \u00c5  A\u030a  x", "e\u0301<|padding|>   y", "\u212b  <|endoftext|>",
                         "\u1100\u1161\u11a8 \uac00\u11a8", "plain  plain", "     ", "", "caf\u0065\u0301 "]
 
 
@@ -74,7 +75,7 @@ def hf_encoders(kind, d):
 
 
 def check_v2(h, tmp):
-    for n, (name, kind, edit, _fields) in enumerate(T.ACCEPTED_V2):
+    for n, (name, kind, edit, _fields) in enumerate(T.ACCEPTED_V2 + T.ACCEPTED_V3):
         d = T.write_dir(tmp, f"v2_{n}", T.variant_files(kind, edit))
         out = os.path.join(tmp, f"v2_{n}.tok")
         r = T.export_tok(d, out)

@@ -18,7 +18,9 @@ today, refused because export.py does not know it to be equivalent), which
 tests/hf_export_refusals.py (make test-hf) checks against tokenizers and
 transformers.  ACCEPTED are the equivalent forms that must export to the same
 bytes as GPT-2's own form; ACCEPTED_V2 the forms that export to a version 2
-section (tests/hf_export_refusals.py checks that run gives HF's ids on them).
+section, ACCEPTED_V3 (issue 14) those of the pre-tokenizers of Llama-3, Qwen2
+and SmolLM2, ignore_merges and a BOS template, mostly version 3
+(tests/hf_export_refusals.py checks that run gives HF's ids on them).
 """
 import copy
 import json
@@ -131,6 +133,7 @@ def split(pattern=GPT2_PATTERN, behavior="Isolated", invert=False):
 BL_NOREGEX = dict(BYTE_LEVEL, use_regex=False)
 LLAMA3_PATTERN = (r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}{1,3}| ?[^\s\p{L}\p{N}]+"
                   r"[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+")
+QWEN2_PATTERN = LLAMA3_PATTERN.replace(r"\p{N}{1,3}", r"\p{N}")
 BOS_TEMPLATE = {"type": "TemplateProcessing",
                 "single": [{"SpecialToken": {"id": "<|endoftext|>", "type_id": 0}},
                            {"Sequence": {"id": "A", "type_id": 0}}],
@@ -147,9 +150,14 @@ PLAIN = {"id": EOT + 1, "content": "plain", "single_word": False, "lstrip": Fals
 # (name, files: "json" or "slow", edit, [message fragments], effect in Hugging Face)
 VARIANTS = [
     # tokenizer.json: the pre-tokenizer
-    ("Llama-3 style: Split with another regex + ByteLevel(use_regex false) + ignore_merges", "json",
-     lambda f: (pre(split(LLAMA3_PATTERN), BL_NOREGEX)(f), put("tokenizer.json", "model", "ignore_merges", True)(f)),
-     ["pre_tokenizer.pretokenizers[0].pattern = {\"Regex\": \"(?i:'s", "model.ignore_merges = true"], "ids"),
+    ("Split with Llama-3's regex changed (\\p{N}{1,2})", "json",
+     pre(split(LLAMA3_PATTERN.replace("{1,3}", "{1,2}")), BL_NOREGEX),
+     ["pre_tokenizer.pretokenizers[0].pattern = {\"Regex\": \"(?i:'s", "only the regex of GPT-2, Llama-3 or Qwen2"],
+     "ids"),
+    ("Split with Llama-3's regex + ByteLevel(use_regex true)", "json", pre(split(LLAMA3_PATTERN), BYTE_LEVEL),
+     ["pretokenizers[1].use_regex = true"], "none"),
+    ("Split with Qwen2's regex, behavior Removed", "json", pre(split(QWEN2_PATTERN, behavior="Removed"), BL_NOREGEX),
+     ["pretokenizers[0].behavior = \"Removed\""], "ids"),
     ("ByteLevel add_prefix_space true", "json", put("tokenizer.json", "pre_tokenizer", "add_prefix_space", True),
      ["pre_tokenizer.add_prefix_space = true"], "ids"),
     ("ByteLevel use_regex false alone", "json", put("tokenizer.json", "pre_tokenizer", "use_regex", False),
@@ -170,8 +178,12 @@ VARIANTS = [
      pre(split(), dict(BL_NOREGEX, add_prefix_space=True)), ["pretokenizers[1].add_prefix_space = true"], "ids"),
     ("Split GPT-2 regex + ByteLevel(use_regex true)", "json", pre(split(), BYTE_LEVEL),
      ["pretokenizers[1].use_regex = true"], "none"),
-    ("Sequence [Digits, ByteLevel]", "json",
-     pre({"type": "Digits", "individual_digits": True}, BYTE_LEVEL), ["Sequence of [\"Digits\", \"ByteLevel\"]"], "ids"),
+    ("Sequence [Digits(individual_digits false), ByteLevel]", "json",
+     pre({"type": "Digits", "individual_digits": False}, BYTE_LEVEL),
+     ["pretokenizers[0].individual_digits = false"], "none"),
+    ("Sequence [Digits, ByteLevel, Split]", "json",
+     pre({"type": "Digits", "individual_digits": True}, BYTE_LEVEL, split()),
+     ["Sequence of [\"Digits\", \"ByteLevel\", \"Split\"]"], "ids"),
     ("ByteLevel without add_prefix_space", "json", drop("tokenizer.json", "pre_tokenizer", "add_prefix_space"),
      ["pre_tokenizer.add_prefix_space is missing"], "load"),
     ("ByteLevel with an unknown option", "json", put("tokenizer.json", "pre_tokenizer", "split_digits", True),
@@ -184,8 +196,8 @@ VARIANTS = [
      put("tokenizer.json", "normalizer", {"type": "Sequence", "normalizers": [{"type": "NFC"}, {"type": "NFKD"}]}),
      ["normalizer.normalizers[1] NFKD"], "ids"),
     # the model
-    ("BPE ignore_merges", "json", put("tokenizer.json", "model", "ignore_merges", True),
-     ["model.ignore_merges = true"], "ids"),
+    ("BPE ignore_merges 1", "json", put("tokenizer.json", "model", "ignore_merges", 1),
+     ["model.ignore_merges = 1"], "load"),
     ("BPE dropout 1.0", "json", put("tokenizer.json", "model", "dropout", 1.0), ["model.dropout = 1.0"], "ids"),
     ("BPE dropout 0.0", "json", put("tokenizer.json", "model", "dropout", 0.0), ["model.dropout = 0.0"], "none"),
     ("BPE unk_token", "json", put("tokenizer.json", "model", "unk_token", "<|endoftext|>"),
@@ -215,17 +227,18 @@ VARIANTS = [
     ("special token with single_word", "json", put("tokenizer.json", "added_tokens", 0, "single_word", True),
      ["added_tokens[0].single_word = true"], "ids"),
     # post-processor, decoder, truncation, padding, unknown keys
-    ("post_processor TemplateProcessing adding BOS", "json", put("tokenizer.json", "post_processor", BOS_TEMPLATE),
+    ("post_processor TemplateProcessing adding BOS and EOS", "json",
+     put("tokenizer.json", "post_processor", dict(BOS_TEMPLATE, single=BOS_TEMPLATE["single"] + [
+         {"SpecialToken": {"id": "<|endoftext|>", "type_id": 0}}])),
      ["post_processor.single = [{\"SpecialToken\""], "ids"),
     ("post_processor RobertaProcessing", "json",
      put("tokenizer.json", "post_processor", {"type": "RobertaProcessing", "sep": ["<|endoftext|>", EOT],
                                               "cls": ["<|endoftext|>", EOT], "trim_offsets": True,
                                               "add_prefix_space": False}),
      ["post_processor RobertaProcessing is not supported"], "ids"),
-    ("post_processor Sequence [ByteLevel, BOS template]", "json",
-     put("tokenizer.json", "post_processor", {"type": "Sequence", "processors": [
-         {"type": "ByteLevel", "add_prefix_space": True, "trim_offsets": False, "use_regex": True}, BOS_TEMPLATE]}),
-     ["post_processor.processors[1].single"], "ids"),
+    ("post_processor Sequence of two BOS templates", "json",
+     put("tokenizer.json", "post_processor", {"type": "Sequence", "processors": [BOS_TEMPLATE, BOS_TEMPLATE]}),
+     ["post_processor adds 2 tokens before the text"], "ids"),
     ("decoder Metaspace", "json",
      put("tokenizer.json", "decoder", {"type": "Metaspace", "replacement": s(b" "), "prepend_scheme": "always",
                                        "split": True}), ["decoder Metaspace is not supported"], "decode"),
@@ -346,6 +359,47 @@ ACCEPTED_V2 = [
 ]
 
 
+# Forms run honours with a version 3 section: (name, kind, edit, (pre-tokenizer
+# kind, flags (1 ignore_merges), normalizer, BOS id or -1, [(id, flags)] of
+# the added tokens; flag 4: in model.vocab too)).
+DIGITS = {"type": "Digits", "individual_digits": True}
+ACCEPTED_V3 = [
+    ("Llama-3: Split with Llama-3's regex + ByteLevel(use_regex false)", "json",
+     pre(split(LLAMA3_PATTERN), BL_NOREGEX), (1, 0, 0, -1, [(EOT, 3)])),
+    ("Llama-3: the same with ignore_merges", "json",
+     lambda f: (pre(split(LLAMA3_PATTERN), BL_NOREGEX)(f), put("tokenizer.json", "model", "ignore_merges", True)(f)),
+     (1, 1, 0, -1, [(EOT, 7)])),
+    ("Llama-3: the same with a BOS template (Sequence [ByteLevel, TemplateProcessing])", "json",
+     lambda f: (pre(split(LLAMA3_PATTERN), BL_NOREGEX)(f), put("tokenizer.json", "model", "ignore_merges", True)(f),
+                put("tokenizer.json", "post_processor", {"type": "Sequence", "processors": [
+                    {"type": "ByteLevel", "add_prefix_space": True, "trim_offsets": False, "use_regex": True},
+                    BOS_TEMPLATE]})(f)),
+     (1, 1, 0, EOT, [(EOT, 7)])),
+    ("GPT-2's pre-tokenizer with ignore_merges", "json", put("tokenizer.json", "model", "ignore_merges", True),
+     (0, 1, 0, -1, [(EOT, 7)])),
+    ("Qwen2: NFC, Split with Qwen2's regex + ByteLevel(use_regex false)", "json",
+     lambda f: (pre(split(QWEN2_PATTERN), BL_NOREGEX)(f), put("tokenizer.json", "normalizer", {"type": "NFC"})(f)),
+     (2, 0, 1, -1, [(EOT, 3)])),
+    ("Qwen2 with tokenizer_class Qwen2Tokenizer", "json",
+     lambda f: (pre(split(QWEN2_PATTERN), BL_NOREGEX)(f), put("tokenizer.json", "normalizer", {"type": "NFC"})(f),
+                f.__setitem__(CFG, {"tokenizer_class": "Qwen2Tokenizer", "eos_token": "<|endoftext|>",
+                                    "unk_token": None, "bos_token": None, "pad_token": "<|endoftext|>"})),
+     (2, 0, 1, -1, [(EOT, 3)])),
+    ("SmolLM2: Digits(individual_digits) + ByteLevel", "json", pre(DIGITS, BYTE_LEVEL), (3, 0, 0, -1, [(EOT, 3)])),
+    ("post_processor TemplateProcessing adding BOS (GPT-2's pre-tokenizer: version 2)", "json",
+     put("tokenizer.json", "post_processor", BOS_TEMPLATE), (0, 0, 0, EOT, [(EOT, 3)])),
+]
+
+
+def section_fields_v3(data):
+    """(version, pre-tokenizer, flags, normalizer, bos_id, [(id, flags)])."""
+    version, n_tok, n_merges, n_added = struct.unpack_from("<4I", data, 8)
+    norm, bos, pretok, flags = struct.unpack_from("<IiII", data, 32)
+    off = 48 + 4 * (n_tok + 1) + 12 * n_merges
+    words = struct.unpack_from(f"<{2 * n_added}I", data, off)
+    return version, pretok, flags, norm, bos, list(zip(words[::2], words[1::2]))
+
+
 def section_fields(data):
     """(version, normalizer, bos_id, [(id, flags)]) of a section file's bytes."""
     version, n_tok, n_merges, n_added = struct.unpack_from("<4I", data, 8)
@@ -400,6 +454,17 @@ def main():
             got = section_fields(open(out, "rb").read()) if r.returncode == 0 else None
             h.check(f"accepted (version 2): {name}: exports normalizer {norm}, BOS {bos}, added {added}",
                     got == (2, norm, bos, added), f"{got} {r.stderr.decode(errors='replace')}")
+
+        for n, (name, kind, edit, (pretok, flags, norm, bos, added)) in enumerate(ACCEPTED_V3):
+            d = write_dir(tmp, f"v3_{n}", variant_files(kind, edit))
+            out = os.path.join(tmp, f"v3_{n}.tok")
+            r = export_tok(d, out)
+            got = section_fields_v3(open(out, "rb").read()) if r.returncode == 0 else None
+            version = 3 if (pretok, flags) != (0, 0) else 2
+            want = (version, pretok, flags, norm, bos, added)
+            h.check(f"accepted (version {version}): {name}: exports pre-tokenizer {pretok}, flags {flags}, "
+                    f"normalizer {norm}, BOS {bos}, added {added}", got == want,
+                    f"{got} {r.stderr.decode(errors='replace')}")
 
         for n, (name, kind, edit) in enumerate(ACCEPTED):
             d = write_dir(tmp, f"ok{n}", variant_files(kind, edit))

@@ -666,8 +666,98 @@ static void test_version2(Tokenizer *v1, const unsigned char *sec, size_t len) {
     put_u32(p + 44, 0);
     check(load_fails_with(p, n - 1, "size mismatch"), "v2: a section one byte short is refused");
     check(load_fails_with(p, 40, "too short"), "v2: a section shorter than its header is refused");
+    put_u32(p + 8, 4);
+    check(load_fails_with(p, n, "unsupported version 4"), "version 4 is refused");
+    free(p);
+}
+
+// Pieces of `text` under t's pre-tokenizer: how many, and whether every one
+// holding a digit is at most `max_digits` digits and nothing else.
+static int digit_pieces_ok(const Tokenizer *t, const char *text, size_t max_digits) {
+    size_t len = strlen(text), i = 0;
+    while (i < len) {
+        size_t e = tokenizer_next_piece(t, (const unsigned char *)text, len, i);
+        size_t digits = 0;
+        for (size_t k = i; k < e; k++) digits += text[k] >= '0' && text[k] <= '9';
+        if (digits && (digits != e - i || digits > max_digits)) return 0;
+        i = e;
+    }
+    return 1;
+}
+
+// Section version 3 built from GPT-2's: zero fields give version 1's ids;
+// each pre-tokenizer kind keeps its numbers as the pattern says; the loader's
+// checks of the new fields.
+static void test_version3(Tokenizer *v1, const unsigned char *sec, size_t len) {
+    size_t n;
+    char err[256];
+    const char *texts[] = {"Hello<|endoftext|> world", "x 12345 <|endoftext|>y", "caf\xc3\xa9 ok", ""};
+    unsigned char *p = to_v2(sec, len, 0, -1, 1, &n);
     put_u32(p + 8, 3);
-    check(load_fails_with(p, n, "unsupported version 3"), "version 3 is refused");
+    Tokenizer *t = tokenizer_load(p, n, err, sizeof err);
+    check(t != NULL, "v3: GPT-2's section as version 3 (pre-tokenizer 0, no flags) loads");
+    if (t) {
+        int same = 1;
+        for (int i = 0; i < 4; i++)
+            for (int sp = 0; sp < 2; sp++) same &= encode_eq(t, v1, texts[i], sp, 0);
+        check(same, "v3 with pre-tokenizer 0 and no flags: version 1's ids");
+        tokenizer_free(t);
+    }
+    // Numbers: GPT-2's pattern keeps a run whole (with its space), Llama-3's
+    // splits it into pieces of at most 3 digits, Qwen2's and SmolLM2's into single digits.
+    const char *num = "a 1234567 x12 (99999)\n 3.14159 '12";
+    static const size_t max_digits[4] = {0, 3, 1, 1};
+    for (uint32_t kind = 1; kind <= 3; kind++) {
+        put_u32(p + 40, kind);
+        t = tokenizer_load(p, n, err, sizeof err);
+        char what[96];
+        snprintf(what, sizeof what, "v3 pre-tokenizer %u: numbers in pieces of at most %zu digits", kind,
+                 max_digits[kind]);
+        check(t && digit_pieces_ok(t, num, max_digits[kind]), what);
+        if (t) {
+            TokenList l = {0};
+            unsigned char back[128];
+            tokenizer_encode(t, (const unsigned char *)num, strlen(num), 0, &l);
+            size_t k = decode_all(t, &l, back, sizeof back);
+            snprintf(what, sizeof what, "v3 pre-tokenizer %u: the text round-trips", kind);
+            check(k == strlen(num) && memcmp(back, num, k) == 0, what);
+            tokenlist_free(&l);
+        }
+        tokenizer_free(t);
+    }
+    put_u32(p + 40, 0);
+    // ignore_merges: the ids still decode to the text.
+    put_u32(p + 44, 1);
+    t = tokenizer_load(p, n, err, sizeof err);
+    check(t != NULL, "v3 with ignore_merges loads");
+    if (t) {
+        TokenList l = {0};
+        unsigned char back[128];
+        const char *x = "Hello world, it's ignore_merges 1234!";
+        tokenizer_encode(t, (const unsigned char *)x, strlen(x), 0, &l);
+        size_t k = decode_all(t, &l, back, sizeof back);
+        check(k == strlen(x) && memcmp(back, x, k) == 0, "v3 ignore_merges: the text round-trips");
+        tokenlist_free(&l);
+        tokenizer_free(t);
+    }
+    put_u32(p + 44, 0);
+    put_u32(p + 40, 4);
+    check(load_fails_with(p, n, "unknown pre-tokenizer 4"), "v3: an unknown pre-tokenizer is refused");
+    put_u32(p + 40, 0);
+    put_u32(p + 44, 2);
+    check(load_fails_with(p, n, "unknown flags 0x2"), "v3: unknown section flags are refused");
+    put_u32(p + 44, 0);
+    uint32_t n_tokens = read_u32le(p + 12), n_merges = read_u32le(p + 16);
+    unsigned char *flag0 = p + 48 + 4 * ((size_t)n_tokens + 1) + 12 * (size_t)n_merges + 4;
+    put_u32(flag0, 5);
+    check(load_fails_with(p, n, "without ignore_merges"),
+          "v3: added-token flag 4 (in the vocabulary) without ignore_merges is refused");
+    put_u32(p + 44, 1);
+    t = tokenizer_load(p, n, err, sizeof err);
+    check(t != NULL, "v3: added-token flag 4 with ignore_merges loads");
+    tokenizer_free(t);
+    put_u32(flag0, 9);
+    check(load_fails_with(p, n, "unknown flags 0x9"), "v3: unknown added-token flags are refused");
     free(p);
 }
 
@@ -717,6 +807,7 @@ static int run_unit(const char *tokpath) {
 
     test_invalid_utf8_split(t);
     test_version2(t, sec, len);
+    test_version3(t, sec, len);
     test_round_trip(t);
     test_bpe_paths(t);
     test_stream(t);

@@ -44,6 +44,40 @@ def small_section():
     return tokenizer_section(extra, merges, [261])
 
 
+def tokenizer_section_v3(extra_tokens, merges, added, normalizer=0, bos=-1, pretok=0, flags=0):
+    """Section version 3 (SPEC section 2): 256 single bytes, then extra_tokens;
+    added: [(id, flags)]; pretok: the pre-tokenizer kind; flags: bit 0 ignore_merges."""
+    toks = [bytes([b]) for b in range(256)] + list(extra_tokens)
+    offs, blob = [0], b""
+    for t in toks:
+        blob += t
+        offs.append(len(blob))
+    out = b"GPT2TOK_" + struct.pack("<6IIi2I", 3, len(toks), len(merges), len(added), len(blob), 0,
+                                    normalizer, bos, pretok, flags)
+    out += struct.pack(f"<{len(offs)}I", *offs)
+    for m in merges:
+        out += struct.pack("<3I", *m)
+    for i, f in added:
+        out += struct.pack("<2I", i, f)
+    return out + blob
+
+
+def v3_seeds():
+    """{name: fuzz input}: small version-3 sections, one per pre-tokenizer kind
+    (Llama-3's with ignore_merges, a whole word no merge builds and an added
+    token that is in the vocabulary; Qwen2's with NFC; SmolLM2's digits)."""
+    # 256 "he", 257 "ll", 258 "hell", 259 "hello", 260 " w", 261 "<|eot_id|>", 262 "world", 263 "12"
+    extra = [b"he", b"ll", b"hell", b"hello", b" w", b"<|eot_id|>", b"world", b"12"]
+    h, e, l, o, sp, w = (ord(c) for c in "helo w")
+    merges = [(h, e, 256), (l, l, 257), (256, 257, 258), (258, o, 259), (sp, w, 260), (ord("1"), ord("2"), 263)]
+    return {
+        "section_v3_llama3_ignore_merges": b"\x01" + tokenizer_section_v3(extra, merges, [(261, 5)], bos=261,
+                                                                          pretok=1, flags=1),
+        "section_v3_qwen2_nfc": b"\x01" + tokenizer_section_v3(extra, merges, [(261, 1)], normalizer=1, pretok=2),
+        "section_v3_digits": b"\x01" + tokenizer_section_v3(extra, merges, [(261, 1)], pretok=3),
+    }
+
+
 def pad64(n):
     return (n + 63) // 64 * 64
 
@@ -182,6 +216,8 @@ def main():
     }
     for name, t in texts.items():
         put(tdir, name, b"\x00" + t)
+    for name, data in v3_seeds().items():
+        put(tdir, name, data)
 
 
 if __name__ == "__main__":

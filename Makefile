@@ -158,7 +158,10 @@ $(BENCHBIN)/bench_flops: tests/bench_flops.c
 
 # Speed against transformers on the CPU, with this machine's limits.
 # `make bench BENCH_ARGS=--quick` is the short version (124M only, 3 repetitions);
-# the random-weight models are cached in $(BENCHBIN).
+# the families' real shapes beside GPT-2 124M (issue 13):
+#   make bench BENCH_ARGS="--models 124M,gpt-neo-125m,pythia-160m,opt-125m"
+# and two builds of run against each other: BENCH_ARGS="--compare OTHER/run".
+# The random-weight models are cached in $(BENCHBIN).
 bench: run $(BENCHBIN)/bench_membw $(BENCHBIN)/bench_flops $(VENV)/ok
 	$(VENV)/bin/python tests/bench.py $(BENCH_ARGS)
 

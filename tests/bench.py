@@ -2,7 +2,7 @@
 """bench.py: `make bench` -- speed of `run` against transformers on the CPU.
 
     python tests/bench.py [--quick] [--reps N] [--models 124M,355M] [--threads 1,2]
-                          [--run PATH] [--rebuild] [--no-hf] [--json PATH]
+                          [--run PATH] [--rebuild] [--no-hf] [--compare PATH] [--json PATH]
 
 What it does (issue 5):
   1. builds tests/build/bench/bench_membw and bench_flops (if missing or older
@@ -11,6 +11,8 @@ What it does (issue 5):
   2. makes random-weight GPT-2 models of the exact shapes of GPT-2 124M and
      355M with transformers (save_pretrained, safetensors) and exports them
      with export.py, in tests/build/bench/ (cached: later runs reuse them);
+     --models also takes the real shapes of the other families (issue 13):
+     gpt-neo-125m, pythia-160m, opt-125m (checkpoint format version 2);
   3. repeats, interleaved within each repetition so that both sides see the
      same machine load: `run` (a fresh process per measurement) and
      transformers (one long-lived worker process per model and thread count,
@@ -22,6 +24,9 @@ What it does (issue 5):
      repetition ratios ours/theirs, with decode's effective bandwidth and
      prefill's GFLOP/s as fractions of the measured machine limits, and
      checks that concurrent processes share the checkpoint's pages.
+With --compare PATH another `run` binary (an older build, say) takes
+transformers' place, measured the same way, interleaved: ours/theirs is then
+this build against that one.
 
 Timing definitions (the same for both sides):
   prefill  from the start of the prompt's forward pass to the logits of its
@@ -30,7 +35,10 @@ Timing definitions (the same for both sides):
   decode   from those logits to the last of N generated tokens: N tokens,
            N-1 forward passes (ours: the "generated N tokens in S s" line;
            transformers: from the first logits-processor call to generate()'s
-           return). tokens/s = N / S, as `run -v` prints it.
+           return). tokens/s = N / S, as `run -v` prints it. Its GB/s counts
+           the weights a token streams: every tensor but the position table
+           and, with an untied lm_head (Pythia), the token embedding (one row
+           of each is read), so that every family is held to the same bar.
   peak RSS ours: ru_maxrss of each `run` process (os.wait4), the larger of
            the two runs of a repetition; theirs: VmHWM of the worker process,
            which includes loading the model.
@@ -56,11 +64,33 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 BUILD = os.path.join(ROOT, "tests", "build", "bench")
 EXPORT = os.path.join(ROOT, "export.py")
 
+# name: the transformers model type, its config (random weights of that
+# shape) and what the exported checkpoint's header must say. GPT2Config's
+# defaults are GPT-2 124M (small); 355M is GPT-2 medium. The families are the
+# real shapes hf_family_parity.py checks run against (REAL there), in float32.
 MODELS = {
-    # GPT2Config defaults are GPT-2 124M (small); 355M is GPT-2 medium.
-    "124M": dict(),
-    "355M": dict(n_layer=24, n_head=16, n_embd=1024),
+    "124M": dict(type="gpt2", config=dict(),
+                 expect=dict(version=1, n_layer=12, n_head=12, n_embd=768, vocab_size=50257, n_ctx=1024)),
+    "355M": dict(type="gpt2", config=dict(n_layer=24, n_head=16, n_embd=1024),
+                 expect=dict(version=1, n_layer=24, n_head=16, n_embd=1024, vocab_size=50257, n_ctx=1024)),
+    "gpt-neo-125m": dict(type="gpt_neo", config=dict(
+        hidden_size=768, num_layers=12, num_heads=12, intermediate_size=None,
+        attention_types=[[["global", "local"], 6]], window_size=256, max_position_embeddings=2048,
+        vocab_size=50257), expect=dict(version=2, n_layer=12, n_head=12, n_embd=768, vocab_size=50257,
+                                       n_ctx=2048)),
+    "pythia-160m": dict(type="gpt_neox", config=dict(
+        hidden_size=768, num_hidden_layers=12, num_attention_heads=12, intermediate_size=3072,
+        rotary_pct=0.25, rotary_emb_base=10000, max_position_embeddings=2048, vocab_size=50304,
+        use_parallel_residual=True, tie_word_embeddings=False),
+        expect=dict(version=2, n_layer=12, n_head=12, n_embd=768, vocab_size=50304, n_ctx=2048)),
+    "opt-125m": dict(type="opt", config=dict(
+        hidden_size=768, num_hidden_layers=12, num_attention_heads=12, ffn_dim=3072,
+        max_position_embeddings=2048, vocab_size=50272, word_embed_proj_dim=768,
+        do_layer_norm_before=True),
+        expect=dict(version=2, n_layer=12, n_head=12, n_embd=768, vocab_size=50272, n_ctx=2048)),
 }
+DEFAULT_MODELS = ["124M", "355M"]
+FAMILIES = "gpt-neo-125m,pythia-160m,opt-125m"  # make bench BENCH_ARGS="--models ..."
 SEED = 1234
 PROMPT_LENS = (128, 512)
 DECODE_TOKENS = 128
@@ -157,19 +187,26 @@ def measure_machine(max_threads, passes, prev=None, mib=1024):
 # ----------------------------------------------------------------------------
 
 def model_config(name):
-    cfg = dict(MODELS[name])
+    cfg = dict(MODELS[name]["config"])
     # no end-of-text token: both engines generate exactly N tokens
     cfg.update(bos_token_id=None, eos_token_id=None)
     return cfg
 
 
+def model_stamp(name):
+    stamp = {"config": model_config(name), "seed": SEED}
+    if MODELS[name]["type"] != "gpt2":  # (GPT-2's stamp as before: its cached models stay valid)
+        stamp["type"] = MODELS[name]["type"]
+    return stamp
+
+
 def build_hf_model(name, hf_dir):
     """(in a subprocess) random weights of the given shape, saved as safetensors."""
     import torch
-    from transformers import GPT2Config, GPT2LMHeadModel
+    from transformers import AutoConfig, AutoModelForCausalLM
     torch.manual_seed(SEED)
-    config = GPT2Config(**model_config(name))
-    model = GPT2LMHeadModel(config).to(torch.float32).eval()
+    config = AutoConfig.for_model(MODELS[name]["type"], **model_config(name))
+    model = AutoModelForCausalLM.from_config(config).to(torch.float32).eval()
     tmp = hf_dir + ".tmp"
     shutil.rmtree(tmp, ignore_errors=True)
     model.save_pretrained(tmp, safe_serialization=True)
@@ -184,47 +221,86 @@ def build_hf_model(name, hf_dir):
 def read_header(path):
     with open(path, "rb") as f:
         h = f.read(256)
-    if len(h) != 256 or h[:8] != b"GPT2CKPT":
-        return None
-    version, header_bytes, L, H, C, F, P, V = struct.unpack_from("<8I", h, 8)
+        if len(h) != 256 or h[:8] != b"GPT2CKPT":
+            return None
+        version, header_bytes, L, H, C, F, P, V = struct.unpack_from("<8I", h, 8)
+        h += f.read(max(0, min(header_bytes, 1 << 20) - 256))
     flags, eos = struct.unpack_from("<Ii", h, 48)
     tok_off, tok_bytes, w_off, w_bytes, file_bytes = struct.unpack_from("<5Q", h, 56)
-    return {"version": version, "n_layer": L, "n_head": H, "n_embd": C, "n_inner": F, "n_ctx": P,
-            "vocab_size": V, "flags": flags, "eos": eos, "weights_offset": w_off,
-            "weights_bytes": w_bytes, "file_bytes": file_bytes}
+    d = {"version": version, "n_layer": L, "n_head": H, "n_embd": C, "n_inner": F, "n_ctx": P,
+         "vocab_size": V, "flags": flags, "eos": eos, "weights_offset": w_off,
+         "weights_bytes": w_bytes, "file_bytes": file_bytes,
+         # version 1 (GPT-2) as version 2 would say it (tests/SPEC.md 1b)
+         "family": 0, "block": 0x78, "pos_offset": 0, "rotary_dims": 0, "embed_dim": C,
+         "n_kv_head": H, "windows": [0] * L}
+    if version == 2 and len(h) >= 256 + 4 * L:
+        fam, block, pos_off, rot = struct.unpack_from("<4I", h, 100)
+        E, kvh = struct.unpack_from("<2I", h, 120)
+        d.update(family=fam, block=block, pos_offset=pos_off, rotary_dims=rot, embed_dim=E,
+                 n_kv_head=kvh or H, windows=list(struct.unpack_from(f"<{L}I", h, 256)))
+    return d
+
+
+def tensors(h):
+    """(name, floats) of every tensor, in the file's order (SPEC 1 and 1b)."""
+    C, F, V, P, E, b = h["n_embd"], h["n_inner"], h["vocab_size"], h["n_ctx"], h["embed_dim"], h["block"]
+    qkv = C + 2 * (C // h["n_head"]) * h["n_kv_head"]
+    ln_bias = not b & 0x80
+    out = [("wte", V * E)]
+    if not b & 4:
+        out.append(("wpe", (P + h["pos_offset"]) * C))
+    if E < C:
+        out.append(("project_in", C * E))
+    for l in range(h["n_layer"]):
+        layer = [("ln_1.weight", C), ("ln_1.bias", C * ln_bias), ("qkv.weight", qkv * C),
+                 ("qkv.bias", qkv * bool(b & 8)), ("proj.weight", C * C), ("proj.bias", C * bool(b & 16)),
+                 ("ln_2.weight", C), ("ln_2.bias", C * ln_bias), ("fc.weight", F * C),
+                 ("fc.bias", F * bool(b & 32)), ("up.weight", F * C * bool(b & 0x100)),
+                 ("fc_proj.weight", C * F), ("fc_proj.bias", C * bool(b & 32))]
+        out += [(f"h.{l}.{n}", k) for n, k in layer if k]
+    if b & 64:
+        out += [("ln_f.weight", C)] + ([("ln_f.bias", C)] if ln_bias else [])
+    if E < C:
+        out.append(("project_out", E * C))
+    if h["flags"] & 1:
+        out.append(("lm_head", V * E))
+    return out
+
+
+def pad64(n):
+    return (4 * n + 63) // 64 * 64
 
 
 def expected_weight_bytes(h):
-    """weights_bytes per tests/SPEC.md section 1 (every tensor padded to 64 bytes)."""
-    pad = lambda n: (4 * n + 63) // 64 * 64
-    C, F, V, P = h["n_embd"], h["n_inner"], h["vocab_size"], h["n_ctx"]
-    layer = (4 * pad(C) + pad(3 * C * C) + pad(3 * C) + pad(C * C) + pad(C)
-             + pad(F * C) + pad(F) + pad(C * F) + pad(C))
-    total = pad(V * C) + pad(P * C) + h["n_layer"] * layer + 2 * pad(C)
-    if h["flags"] & 1:
-        total += pad(V * C)
-    return total
+    """weights_bytes per tests/SPEC.md section 1 / 1b (every tensor padded to 64 bytes)."""
+    return sum(pad64(n) for _, n in tensors(h))
+
+
+def decode_bytes(h):
+    """The weights one decoded token streams: every tensor but the position
+    table (one row of it is read) and, when the lm_head is untied (Pythia),
+    the token embedding (one row); a tied wte is read whole as the lm_head."""
+    skip = {"wpe"} | ({"wte"} if h["flags"] & 1 else set())
+    return sum(pad64(n) for name, n in tensors(h) if name not in skip)
 
 
 def checkpoint_ok(path, name):
     if not os.path.isfile(path):
         return False
     h = read_header(path)
-    if not h or h["version"] != 1 or h["file_bytes"] != os.path.getsize(path):
+    if not h or h["file_bytes"] != os.path.getsize(path):
         return False
-    want = {"n_layer": 12, "n_head": 12, "n_embd": 768}
-    want.update({k: v for k, v in MODELS[name].items()})
-    if any(h[k] != v for k, v in want.items()) or h["eos"] != -1:
+    if any(h[k] != v for k, v in MODELS[name]["expect"].items()) or h["eos"] != -1:
         return False
     return h["weights_bytes"] == expected_weight_bytes(h)
 
 
 def prepare_model(name, rebuild):
     """Returns (hf_dir, checkpoint path), building what is missing."""
-    base = os.path.join(BUILD, f"gpt2-{name}-random")
+    base = os.path.join(BUILD, f"gpt2-{name}-random" if MODELS[name]["type"] == "gpt2" else f"{name}-random")
     hf_dir, ckpt = base + "-hf", base + ".bin"
     stamp_path = os.path.join(hf_dir, "bench-stamp.json")
-    stamp = {"config": model_config(name), "seed": SEED}
+    stamp = model_stamp(name)
     have = False
     if not rebuild and os.path.isfile(stamp_path):
         try:
@@ -281,8 +357,9 @@ def make_prompts(vocab_size):
     out = {}
     for n in PROMPT_LENS:
         path = os.path.join(BUILD, f"prompt-{n}.ids")
-        with open(path, "w") as f:
+        with open(f"{path}.{os.getpid()}", "w") as f:
             f.write(" ".join(map(str, ids[:n])) + "\n")
+        os.replace(f"{path}.{os.getpid()}", path)  # a bench running beside this one never reads half a file
         out[n] = (path, ids[:n])
     return out
 
@@ -357,10 +434,10 @@ def hf_worker(hf_dir, threads):
     reply = os.fdopen(os.dup(1), "w", buffering=1)
     os.dup2(2, 1)
     import torch
-    from transformers import GPT2LMHeadModel, LogitsProcessor, LogitsProcessorList
+    from transformers import AutoModelForCausalLM, LogitsProcessor, LogitsProcessorList
     torch.set_num_threads(threads)
     t0 = time.perf_counter()
-    model = GPT2LMHeadModel.from_pretrained(hf_dir, dtype=torch.float32).eval()
+    model = AutoModelForCausalLM.from_pretrained(hf_dir, dtype=torch.float32).eval()
     load_s = time.perf_counter() - t0
     peak_load = proc_status("VmHWM")
 
@@ -395,7 +472,8 @@ def hf_worker(hf_dir, threads):
     except OSError:
         reset = False
     reply.write(json.dumps({"ready": True, "load_s": load_s, "torch": torch.__version__,
-                            "threads": torch.get_num_threads()}) + "\n")
+                            "threads": torch.get_num_threads(), "class": type(model).__name__,
+                            "attn": getattr(model.config, "_attn_implementation", None)}) + "\n")
     for line in sys.stdin:
         req = json.loads(line)
         if req.get("cmd") == "exit":
@@ -447,7 +525,25 @@ class Theirs:
         d = self._read()
         self.p.wait()
         self.log.close()
+        d["class"], d["attn"] = self.info.get("class"), self.info.get("attn")
         return d
+
+
+class OtherRun:
+    """--compare: another `run` binary (say, an older build) in the
+    transformers worker's place, a fresh process per measurement as ours."""
+    def __init__(self, run, ckpt, prompts, threads):
+        self.run, self.ckpt, self.threads = run, ckpt, threads
+        self.paths = {len(ids): path for path, ids in prompts.values()}
+        self.peak = 0
+
+    def generate(self, ids, steps):
+        d = run_ours(self.run, self.ckpt, self.paths[len(ids)], len(ids), steps, self.threads)
+        self.peak = max(self.peak, d["maxrss"])
+        return d
+
+    def close(self):
+        return {"peak_rss": self.peak}
 
 
 # ----------------------------------------------------------------------------
@@ -505,15 +601,19 @@ def sharing_test(run, ckpt, prompt_path, n_procs):
 # Figures derived from the measurements
 # ----------------------------------------------------------------------------
 
+LINEAR = ("qkv.weight", "proj.weight", "fc.weight", "up.weight", "fc_proj.weight", "project_in")
+
+
 def prefill_flops(h, n):
     """FLOPs of a prompt of n tokens: 2 x (weights of the layers' linear maps)
-    x n, plus attention (q.k and the weighted sum of v over the causal
-    prefix: 2 x 2 x C x (t+1) for the token at position t, every layer), plus
-    the output layer for the last position only."""
-    L, C, F, V = h["n_layer"], h["n_embd"], h["n_inner"], h["vocab_size"]
-    linear = L * (3 * C * C + C * C + 2 * C * F)
-    attention = L * 2 * C * n * (n + 1)
-    return 2 * linear * n + attention + 2 * V * C
+    x n, plus attention (q.k and the weighted sum of v over the keys the
+    query sees: 2 x 2 x C x (t+1) for the token at position t, every layer,
+    or 2 x 2 x C x min(t+1, w) in a layer with a local window w), plus the
+    output layer for the last position only."""
+    C, V, E = h["n_embd"], h["vocab_size"], h["embed_dim"]
+    linear = sum(k for name, k in tensors(h) if name.split(".", 2)[-1] in LINEAR or name in LINEAR)
+    attention = sum(4 * C * sum(min(t + 1, w) if w else t + 1 for t in range(n)) for w in h["windows"])
+    return 2 * linear * n + attention + 2 * V * E + 2 * E * C * (E < C)
 
 
 def kv_bytes(h, positions):
@@ -536,11 +636,14 @@ def spread(xs):
     return f"{100 * (max(xs) - min(xs)) / m:.0f}" if m else "-"
 
 
-def print_report(res, machine, models, threads, reps, hf, sharing, load0):
+def print_report(res, machine, models, threads, reps, hf, sharing, load0, other="transformers"):
     lines = []
     p = lines.append
     p("")
-    if hf:
+    if other != "transformers":
+        p(f"run {res['meta']['run']} (ours) vs run {res['meta']['compare']} (theirs): medians of {reps} "
+          f"interleaved repetitions; random weights, float32, greedy")
+    elif hf:
         p(f"run vs transformers {res['meta']['transformers']} / torch {res['meta']['torch']} on the CPU: "
           f"medians of {reps} interleaved repetitions; random weights, float32, greedy")
     else:
@@ -555,10 +658,11 @@ def print_report(res, machine, models, threads, reps, hf, sharing, load0):
           f"{m['membw_median_GBps']:.1f}), FP32 FMA peak {m['flops_GFLOPs']:.1f} GFLOP/s "
           f"({m['isa']}; median pass {m['flops_median_GFLOPs']:.1f})")
     p("")
-    head = ("model", "thr", "measure", "ours", "transformers", "ours/theirs", "spread % o/t",
+    head = ("model", "thr", "measure", "ours", other, "ours/theirs", "spread % o/t",
             "ours vs the machine")
     rows = [head]
     over = [False]
+    fractions = {}
     for name in models:
         h = res[name]["header"]
         for t in threads:
@@ -579,8 +683,9 @@ def print_report(res, machine, models, threads, reps, hf, sharing, load0):
                     over[0] |= gf > m["flops_GFLOPs"]
                 elif key == "decode":
                     # N tokens take N-1 forward passes (the first comes from the prompt's)
-                    gbs = h["weights_bytes"] * median(o) * (DECODE_TOKENS - 1) / DECODE_TOKENS / 1e9
+                    gbs = decode_bytes(h) * median(o) * (DECODE_TOKENS - 1) / DECODE_TOKENS / 1e9
                     note = f"{gbs:.1f} GB/s = {100 * gbs / m['membw_GBps']:.0f}% of read bandwidth"
+                    fractions.setdefault(t, []).append(f"{name} {100 * gbs / m['membw_GBps']:.0f}%")
                     over[0] |= gbs > m["membw_GBps"]
                 else:
                     worst = r["rss_budget"]
@@ -600,9 +705,14 @@ def print_report(res, machine, models, threads, reps, hf, sharing, load0):
         p("WARNING: a fraction above 100% means the machine was busier while its limits were measured")
         p("than during the runs (other processes): rerun `make bench` on a quiet machine.")
     p("")
-    p("prefill: GFLOP/s = (2 x layer weights x tokens + attention + last-position logits) / time;")
+    if len(models) > 1:
+        for t in threads:
+            p(f"decode, ours, as a fraction of the {t}-thread read bandwidth: " + ", ".join(fractions[t]))
+    p("prefill: GFLOP/s = (2 x layer weights x tokens + attention (local windows counted) + "
+      "last-position logits) / time;")
     p(f"decode: {DECODE_TOKENS} tokens after the 128-token prompt, tok/s = N/S as `run -v` prints it; "
-      f"GB/s = checkpoint weights_bytes (lm_head included) x forward passes/s ((N-1)/S);")
+      f"GB/s = the weights a token streams (all but the position table, and the token embedding when "
+      f"the lm_head is untied) x forward passes/s ((N-1)/S);")
     p("peak RSS: ours = ru_maxrss of each run (larger of the 128 and 512-token runs); theirs = VmHWM of "
       "the worker (loading included); for RSS a ratio below 1 is better.")
     for name in models:
@@ -614,10 +724,14 @@ def print_report(res, machine, models, threads, reps, hf, sharing, load0):
             if w.get("peak_rss_generate"):
                 notes.append(f"{t} thr: transformers peak while generating "
                              f"{w['peak_rss_generate'] / MB:.0f} MB, at load {w['peak_rss_load'] / MB:.0f} MB")
-        p(f"{name}: checkpoint {h['file_bytes'] / MB:.0f} MB (weights {h['weights_bytes'] / MB:.0f} MB); "
+        w = r[threads[0]].get("worker") or {}
+        if w.get("class"):
+            notes.append(f"transformers runs {w['class']} (attention: {w['attn']})")
+        p(f"{name}: checkpoint {h['file_bytes'] / MB:.0f} MB (weights {h['weights_bytes'] / MB:.0f} MB, "
+          f"{decode_bytes(h) / MB:.0f} MB streamed a token); "
           f"ours loads in {fmt(median(r['load_s']), 3)} s (median)" + "".join("; " + n for n in notes))
         if r.get("agree") is not None:
-            p(f"{name}: greedy ids, ours vs transformers: first {r['agree']} of {DECODE_TOKENS} agree "
+            p(f"{name}: greedy ids, ours vs {other}: first {r['agree']} of {DECODE_TOKENS} agree "
               f"in the last repetition (random weights: near-ties may flip later ones)")
     if sharing:
         one, many, n = sharing["one"], sharing["many"], sharing["n"]
@@ -642,11 +756,14 @@ def main():
     ap = argparse.ArgumentParser(description="benchmark run against transformers (issue 5)")
     ap.add_argument("--quick", action="store_true", help="3 repetitions, 124M only (development)")
     ap.add_argument("--reps", type=int, help="repetitions (default 5; 3 with --quick)")
-    ap.add_argument("--models", help="comma-separated, from: " + ", ".join(MODELS))
+    ap.add_argument("--models", help=f"comma-separated, from: {', '.join(MODELS)} (default "
+                    f"{','.join(DEFAULT_MODELS)}; the families' real shapes: --models {FAMILIES})")
     ap.add_argument("--threads", default="1,2", help="comma-separated thread counts (default 1,2)")
     ap.add_argument("--run", default=os.path.join(ROOT, "run"), help="the run binary (default ./run)")
     ap.add_argument("--rebuild", action="store_true", help="remake the random models and checkpoints")
     ap.add_argument("--no-hf", action="store_true", help="ours only (no transformers, no ratios)")
+    ap.add_argument("--compare", metavar="PATH", help="another run binary in transformers' place "
+                    "(an older build: ours/theirs is new/old)")
     ap.add_argument("--json", default=os.path.join(BUILD, "results.json"), help="raw results")
     ap.add_argument("--build-model", nargs=2, help=argparse.SUPPRESS)
     ap.add_argument("--hf-worker", nargs=2, help=argparse.SUPPRESS)
@@ -659,13 +776,17 @@ def main():
     t_start = time.time()
     load0 = os.getloadavg()
     reps = a.reps or (3 if a.quick else 5)
-    models = a.models.split(",") if a.models else (["124M"] if a.quick else list(MODELS))
+    models = a.models.split(",") if a.models else (["124M"] if a.quick else DEFAULT_MODELS)
     threads = [int(t) for t in a.threads.split(",")]
     for m in models:
         if m not in MODELS:
             die(f"unknown model {m!r} (known: {', '.join(MODELS)})")
     if not os.access(a.run, os.X_OK):
         die(f"{a.run}: no such executable (make run)")
+    if a.compare and not os.access(a.compare, os.X_OK):
+        die(f"{a.compare}: no such executable")
+    if a.compare:
+        a.no_hf = True
     os.makedirs(BUILD, exist_ok=True)
 
     log(f"measuring the machine (memory read bandwidth, FMA peak), 1..{max(threads)} threads")
@@ -676,6 +797,8 @@ def main():
     if not a.no_hf:
         import importlib.metadata as md
         meta = {k: md.version(k) for k in ("torch", "transformers")}
+    if a.compare:
+        meta.update(run=os.path.abspath(a.run), compare=os.path.abspath(a.compare))
     res = {"meta": meta}
     for name in models:
         hf_dir, ckpt = paths[name]
@@ -683,7 +806,10 @@ def main():
         prompts = make_prompts(h["vocab_size"])
         r = res[name] = {"header": h, "load_s": []}
         theirs = {}
-        if not a.no_hf:
+        if a.compare:
+            theirs = {t: OtherRun(a.compare, ckpt, prompts, t) for t in threads}
+            run_ours(a.compare, ckpt, prompts[128][0], 128, 4, max(threads))
+        elif not a.no_hf:
             for t in threads:
                 log(f"{name}: starting the transformers worker, {t} thread(s)")
                 theirs[t] = Theirs(hf_dir, t, name)
@@ -754,7 +880,8 @@ def main():
     res["sharing"] = sharing
     with open(a.json, "w") as f:
         json.dump(res, f, indent=1, default=str)
-    print_report(res, machine, models, threads, reps, not a.no_hf, sharing, load0)
+    print_report(res, machine, models, threads, reps, not a.no_hf or bool(a.compare), sharing, load0,
+                 other="other run" if a.compare else "transformers")
     log(f"done in {time.time() - t_start:.0f} s; raw figures in {os.path.relpath(a.json, ROOT)}")
 
 

@@ -1088,7 +1088,13 @@ static int nfc_build(Tokenizer *t) {
     t->nfc_limit = limit;
     t->nfc_active = calloc((limit + 7) / 8, 1);
     t->nfc_pairs = malloc(nd * sizeof *t->nfc_pairs);
-    if (!t->nfc_active || !t->nfc_pairs) return -1;
+    if (!t->nfc_active || !t->nfc_pairs) {  // nothing half built: the next use tries again
+        free(t->nfc_active);
+        free(t->nfc_pairs);
+        t->nfc_active = NULL;
+        t->nfc_pairs = NULL;
+        return -1;
+    }
     for (size_t i = 0; i < nr; i++) {
         if (!(nfc_ccc_ranges[i] & 0xFF)) continue;
         uint32_t end = i + 1 < nr ? nfc_ccc_ranges[i + 1] >> 8 : limit;
@@ -1281,6 +1287,7 @@ static size_t nfc_next_active(const Tokenizer *t, const unsigned char *s, size_t
 // itself when the text is already NFC that way, else t->norm; NULL when out
 // of memory.
 static const unsigned char *nfc_text(Tokenizer *t, const unsigned char *s, size_t len, size_t *out_len) {
+    if (!t->nfc_active && nfc_build(t)) return NULL;  // built at the first use: GPT-2's sections never need it
     size_t prev, q = nfc_next_active(t, s, len, 0, &prev);
     *out_len = len;
     if (q == len) return s;
@@ -1559,7 +1566,7 @@ Tokenizer *tokenizer_load(const void *section, size_t len, char *err, size_t err
     t->cache = calloc(CACHE_SLOTS, sizeof *t->cache);
     t->cache_keys = malloc(CACHE_ARENA);
     t->cache_ids = malloc(CACHE_ARENA * sizeof(int));
-    if (!t->merges || !t->uclass || !t->cache || !t->cache_keys || !t->cache_ids || nfc_build(t)) {
+    if (!t->merges || !t->uclass || !t->cache || !t->cache_keys || !t->cache_ids) {
         set_err(err, errlen, "out of memory loading the tokenizer");
         tokenizer_free(t);
         return NULL;

@@ -48,8 +48,11 @@ def parse_score(stdout):
     return rows
 
 
-def check_fixture(h, name):
-    fdir = os.path.join(FIXDIR, name)
+def check_fixture(h, name, fixdir=FIXDIR, check_header=None, reference="generate(do_sample=False)"):
+    """Export fixtures `fixdir`/`name` and check run against it; `check_header(h, tag, exp,
+    header bytes)` checks the family's own header fields; `reference` names what made the
+    greedy ids."""
+    fdir = os.path.join(fixdir, name)
     with open(os.path.join(fdir, "expected.json"), encoding="utf-8") as f:
         exp = json.load(f)
     tag = f"{name} ({exp['family']})"
@@ -60,8 +63,11 @@ def check_fixture(h, name):
     if not h.check(f"{tag}: export.py exports it ({exp['about']})", p.returncode == 0, tail(p.stderr)):
         return
     with open(out, "rb") as f:
-        version = struct.unpack_from("<I", f.read(12), 8)[0]
+        head = f.read(256)
+    version = struct.unpack_from("<I", head, 8)[0]
     h.check(f"{tag}: written as checkpoint format version 2", version == 2, version)
+    if check_header:
+        check_header(h, tag, exp, head)
 
     tol = REL_TOL * exp["max_abs_logit"]
     want = read_f32(os.path.join(fdir, exp["logits_file"]))
@@ -81,10 +87,12 @@ def check_fixture(h, name):
             rows = parse_score(p.stdout)
         except ValueError:
             rows = None
+        worst_lp = max((abs(a[2] - b[2]) for a, b in zip(rows or (), exp["score"])), default=float("inf"))
         ok = rows is not None and len(rows) == len(exp["score"]) and all(
             (a[0], a[1]) == (b[0], b[1]) and abs(a[2] - b[2]) <= 2 * tol + 1e-6
             for a, b in zip(rows, exp["score"]))
-        h.check(f"{tag}: --score log-probs equal transformers'", ok, tail(p.stdout, 300))
+        h.check(f"{tag}: --score log-probs equal transformers' (worst {worst_lp:.2e}, "
+                f"bound {2 * tol + 1e-6:.2e})", ok, tail(p.stdout, 300))
 
     g = exp["greedy"]
     want_ids = list(g["ids"])
@@ -100,7 +108,7 @@ def check_fixture(h, name):
         got = None
     if not h.check(f"{tag}: greedy --ids prints one line of ids", got is not None, tail(p.stdout)):
         return
-    what = f"{tag}: greedy {g['max_new_tokens']} ids equal generate(do_sample=False)"
+    what = f"{tag}: greedy {g['max_new_tokens']} ids equal {reference}"
     for k, (a, b) in enumerate(zip(got, want_ids)):
         if a != b:
             if g["top2_margins"][k] < tol and a in g["top2_ids"][k]:

@@ -23,88 +23,24 @@ import struct
 import sys
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from harness import Harness, ROOT, RUN, run_cmd  # noqa: E402
-from test_families import parse_score, read_f32, tail  # noqa: E402
+from harness import Harness, ROOT  # noqa: E402
+import test_families as families  # noqa: E402
 
 FIXDIR = os.path.join(ROOT, "tests", "fixtures_llama")
 BUILD = os.path.join(ROOT, "tests", "build")
-EXPORT = os.path.join(ROOT, "export.py")
-REL_TOL = 1e-4
 FAMILY_CODES = {"llama": 4, "qwen2": 5}
 
 
-def check_fixture(h, name):
-    fdir = os.path.join(FIXDIR, name)
-    with open(os.path.join(fdir, "expected.json"), encoding="utf-8") as f:
-        exp = json.load(f)
-    tag = f"{name} ({exp['family']})"
-    out = os.path.join(BUILD, name + ".bin")
-    if os.path.exists(out):
-        os.remove(out)
-    p = run_cmd([sys.executable, EXPORT, "-q", os.path.join(fdir, "hf"), out])
-    if not h.check(f"{tag}: export.py exports it ({exp['about']})", p.returncode == 0, tail(p.stderr)):
-        return
-    with open(out, "rb") as f:
-        head = f.read(128)
-    version, family, kvh = (struct.unpack_from("<I", head, o)[0] for o in (8, 100, 124))
+def check_header(h, tag, exp, head):
+    family, kvh = (struct.unpack_from("<I", head, o)[0] for o in (100, 124))
     cfg = exp["config"]
-    h.check(f"{tag}: format version 2, family {FAMILY_CODES[exp['family']]}, "
-            f"n_kv_head {cfg['num_key_value_heads']}",
-            (version, family, kvh) == (2, FAMILY_CODES[exp["family"]], cfg["num_key_value_heads"]),
-            (version, family, kvh))
+    h.check(f"{tag}: family {FAMILY_CODES[exp['family']]}, n_kv_head {cfg['num_key_value_heads']}",
+            (family, kvh) == (FAMILY_CODES[exp["family"]], cfg["num_key_value_heads"]), (family, kvh))
 
-    tol = REL_TOL * exp["max_abs_logit"]
-    want = read_f32(os.path.join(fdir, exp["logits_file"]))
-    dump = os.path.join(BUILD, name + ".logits")
-    if os.path.exists(dump):
-        os.remove(dump)
-    ids = " ".join(map(str, exp["score_ids"]))
-    p = run_cmd([RUN, out, "--score", "--ids", "--dump-logits", dump], input=ids)
-    if h.check(f"{tag}: run --score --ids --dump-logits exits 0", p.returncode == 0,
-               f"exit {p.returncode}\n{tail(p.stderr)}"):
-        got = read_f32(dump) if os.path.exists(dump) else ()
-        worst = max((abs(a - b) for a, b in zip(got, want)), default=float("inf"))
-        h.check(f"{tag}: logits at all {len(exp['score_ids'])} positions equal transformers' "
-                f"(worst {worst:.2e}, bound {tol:.2e})", len(got) == len(want) and worst <= tol,
-                f"{len(got)} values, want {len(want)}; worst {worst}")
-        try:
-            rows = parse_score(p.stdout)
-        except ValueError:
-            rows = None
-        worst_lp = max((abs(a[2] - b[2]) for a, b in zip(rows or (), exp["score"])), default=float("inf"))
-        ok = rows is not None and len(rows) == len(exp["score"]) and all(
-            (a[0], a[1]) == (b[0], b[1]) and abs(a[2] - b[2]) <= 2 * tol + 1e-6
-            for a, b in zip(rows, exp["score"]))
-        h.check(f"{tag}: --score log-probs equal transformers' (worst {worst_lp:.2e}, "
-                f"bound {2 * tol + 1e-6:.2e})", ok, tail(p.stdout, 300))
 
-    g = exp["greedy"]
-    want_ids = list(g["ids"])
-    if want_ids and g["stopped_at_eos"] and want_ids[-1] == exp["eos_token_id"]:
-        want_ids = want_ids[:-1]   # run stops at end-of-text without printing it
-    p = run_cmd([RUN, out, "--ids", "-t", "0", "-n", str(g["max_new_tokens"]),
-                 "-p", " ".join(map(str, g["prompt_ids"]))])
-    if not h.check(f"{tag}: greedy --ids exits 0", p.returncode == 0, f"exit {p.returncode}\n{tail(p.stderr)}"):
-        return
-    try:
-        got = [int(x) for x in p.stdout.split()]
-    except ValueError:
-        got = None
-    if not h.check(f"{tag}: greedy --ids prints one line of ids", got is not None, tail(p.stdout)):
-        return
-    what = (f"{tag}: greedy {g['max_new_tokens']} ids equal the argmax of transformers' full "
-            f"forward at each step")
-    for k, (a, b) in enumerate(zip(got, want_ids)):
-        if a != b:
-            if g["top2_margins"][k] < tol and a in g["top2_ids"][k]:
-                print(f"  note {name}: greedy diverges at step {k} at a near-tie of the reference "
-                      f"(top-two margin {g['top2_margins'][k]:.3g} < {tol:.3g})")
-                h.check(what, True)
-            else:
-                h.check(what, False, f"first difference at step {k}: got {a}, want {b}\n"
-                        f"got  {got}\nwant {want_ids}")
-            return
-    h.check(what, len(got) == len(want_ids), f"got {len(got)} ids, want {len(want_ids)}")
+def check_fixture(h, name):
+    families.check_fixture(h, name, FIXDIR, check_header,
+                           "the argmax of transformers' full forward at each step")
 
 
 def main():

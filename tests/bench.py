@@ -12,7 +12,7 @@ What it does (issue 5):
      355M with transformers (save_pretrained, safetensors) and exports them
      with export.py, in tests/build/bench/ (cached: later runs reuse them);
      --models also takes the real shapes of the other families (issue 13):
-     gpt-neo-125m, pythia-160m, opt-125m (checkpoint format version 2);
+     gpt-neo-125m, pythia-160m, opt-125m, smollm2-135m, qwen2.5-0.5b (checkpoint format version 2);
   3. repeats, interleaved within each repetition so that both sides see the
      same machine load: `run` (a fresh process per measurement) and
      transformers (one long-lived worker process per model and thread count,
@@ -88,9 +88,20 @@ MODELS = {
         max_position_embeddings=2048, vocab_size=50272, word_embed_proj_dim=768,
         do_layer_norm_before=True),
         expect=dict(version=2, n_layer=12, n_head=12, n_embd=768, vocab_size=50272, n_ctx=2048)),
+    # the Llama-style block (issue 14); contexts cut to 4096 positions (speed does not depend on it)
+    "smollm2-135m": dict(type="llama", config=dict(
+        hidden_size=576, num_hidden_layers=30, num_attention_heads=9, num_key_value_heads=3,
+        intermediate_size=1536, vocab_size=49152, rope_theta=100000.0, max_position_embeddings=4096,
+        rms_norm_eps=1e-5, tie_word_embeddings=True),
+        expect=dict(version=2, n_layer=30, n_head=9, n_embd=576, vocab_size=49152, n_ctx=4096)),
+    "qwen2.5-0.5b": dict(type="qwen2", config=dict(
+        hidden_size=896, num_hidden_layers=24, num_attention_heads=14, num_key_value_heads=2,
+        intermediate_size=4864, vocab_size=151936, rope_theta=1000000.0, max_position_embeddings=4096,
+        rms_norm_eps=1e-6, tie_word_embeddings=True, use_sliding_window=False),
+        expect=dict(version=2, n_layer=24, n_head=14, n_embd=896, vocab_size=151936, n_ctx=4096)),
 }
 DEFAULT_MODELS = ["124M", "355M"]
-FAMILIES = "gpt-neo-125m,pythia-160m,opt-125m"  # make bench BENCH_ARGS="--models ..."
+FAMILIES = "gpt-neo-125m,pythia-160m,opt-125m,smollm2-135m,qwen2.5-0.5b"  # make bench BENCH_ARGS="--models ..."
 SEED = 1234
 PROMPT_LENS = (128, 512)
 DECODE_TOKENS = 128
@@ -210,10 +221,13 @@ def build_hf_model(name, hf_dir):
     tmp = hf_dir + ".tmp"
     shutil.rmtree(tmp, ignore_errors=True)
     model.save_pretrained(tmp, safe_serialization=True)
-    # GPT-2's own vocabulary (test data in the repo); prompts are given as
-    # ids, so the tokenizer does not affect speed
+    # GPT-2's own vocabulary (test data in the repo), or a 385-token one for a
+    # model with fewer rows (SmolLM2's 49152); prompts are given as ids, so the
+    # tokenizer does not affect speed
+    src = (os.path.join(ROOT, "tests", "data", "gpt2") if config.vocab_size >= 50257
+           else os.path.join(ROOT, "tests", "fixtures", "f32_st_basic", "hf"))
     for f in ("vocab.json", "merges.txt"):
-        shutil.copyfile(os.path.join(ROOT, "tests", "data", "gpt2", f), os.path.join(tmp, f))
+        shutil.copyfile(os.path.join(src, f), os.path.join(tmp, f))
     shutil.rmtree(hf_dir, ignore_errors=True)
     os.rename(tmp, hf_dir)
 

@@ -738,7 +738,11 @@ def tokenizer_config_problems(hf_dir, cfg, has_tokenizer_json, vocab, added, nor
             problems.append(f"{at_path}: expected an object mapping token -> id")
             return problems
         for s, i in at.items():
-            declared = (added_ids.get(s) == i and added[i].special) or (vocab.get(s) == i and s in named)
+            if type(i) is not int:
+                problems.append(f"{at_path}: {s!r} has id {show(i)}, not a whole number")
+                continue
+            declared = (s in added_ids and added_ids[s] == i and added[i].special) or \
+                (vocab.get(s) == i and s in named)
             if not declared:
                 problems.append(f"{at_path}: {s!r} (id {i!r}) is not declared special in tokenizer.json "
                                 f"or tokenizer_config.json (transformers matches it everywhere in the "

@@ -1240,7 +1240,7 @@ static int partial_stop(TextOut *o, size_t n) {
 }
 
 static void text_push(TextOut *o, const unsigned char *b, size_t n) {
-    if (o->stopped) return;
+    if (o->stopped || !n) return;
     if (o->n_held + n > o->cap) {
         o->cap = (o->n_held + n) * 2 + 64;
         unsigned char *p = realloc(o->held, o->cap);

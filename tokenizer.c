@@ -1184,6 +1184,7 @@ static int norm_reserve(Tokenizer *t, size_t extra) {
 }
 
 static int norm_append(Tokenizer *t, const unsigned char *s, size_t n) {
+    if (!n) return 0;  // (t->norm may still be NULL: memcpy must not see it)
     if (norm_reserve(t, n)) return -1;
     memcpy(t->norm + t->norm_len, s, n);
     t->norm_len += n;

@@ -565,7 +565,7 @@ static int encode_eq(Tokenizer *a, Tokenizer *b, const char *text, int special, 
     tokenizer_encode(a, (const unsigned char *)text, strlen(text), special, &x);
     tokenizer_encode(b, (const unsigned char *)text, strlen(text), special, &y);
     int ok = x.len == y.len + (size_t)skip_first &&
-             memcmp(x.ids + skip_first, y.ids, y.len * sizeof(int)) == 0;
+             (y.len == 0 || memcmp(x.ids + skip_first, y.ids, y.len * sizeof(int)) == 0);
     tokenlist_free(&x);
     tokenlist_free(&y);
     return ok;

@@ -3299,6 +3299,17 @@ static char *read_input(const Options *o, size_t *len) {
     return s;
 }
 
+// Append one id to a list.
+static void push_id(TokenList *l, int id) {
+    if (l->len == l->cap) {
+        l->cap = l->cap * 2 + 64;
+        int *p = realloc(l->ids, l->cap * sizeof(int));
+        if (!p) die(EXIT_RUNTIME, "out of memory");
+        l->ids = p;
+    }
+    l->ids[l->len++] = id;
+}
+
 // Whitespace-separated decimal ids, each checked against the vocabulary.
 static void parse_ids(const char *text, size_t len, int vocab_size, TokenList *out) {
     if (memchr(text, '\0', len)) die(EXIT_INPUT, "--ids: the input contains a NUL byte");
@@ -3322,13 +3333,7 @@ static void parse_ids(const char *text, size_t len, int vocab_size, TokenList *o
         }
         if (!ok) die(EXIT_INPUT, "--ids: '%.*s' is not a token id", (int)(wl > 40 ? 40 : wl), text + i);
         if (v >= vocab_size) die(EXIT_INPUT, "--ids: token id %ld is out of range (vocabulary has %d ids)", v, vocab_size);
-        if (out->len == out->cap) {
-            out->cap = out->cap * 2 + 64;
-            int *p = realloc(out->ids, out->cap * sizeof(int));
-            if (!p) die(EXIT_RUNTIME, "out of memory");
-            out->ids = p;
-        }
-        out->ids[out->len++] = (int)v;
+        push_id(out, (int)v);
         i = j;
     }
 }
@@ -3634,14 +3639,7 @@ static void chat_flush(ChatWriter *w) {
 
 static void chat_id(ChatWriter *w, int id) {
     chat_flush(w);
-    TokenList *l = w->out;
-    if (l->len == l->cap) {
-        l->cap = l->cap * 2 + 16;
-        int *p = realloc(l->ids, l->cap * sizeof(int));
-        if (!p) die(EXIT_RUNTIME, "out of memory");
-        l->ids = p;
-    }
-    l->ids[l->len++] = id;
+    push_id(w->out, id);
 }
 
 // A marker: its special token's id, or its text when the tokenizer has no

@@ -30,6 +30,7 @@ scores are so peaked that float32 rounding alone (transformers' float32 against
 its own float64) reaches 1e-4 of max|logit|; it gets transformers' default 0.02.
 QUICK=1 skips the real shapes.
 """
+import math
 import os
 import shutil
 import struct
@@ -74,16 +75,20 @@ ACT = {0: lambda x: torch.nn.functional.gelu(x, approximate="tanh"),
 
 
 def read_checkpoint(path):
-    """The header and the tensors of a version-2 checkpoint, as SPEC 1b lays them out."""
+    """The header and the tensors of a version-2 checkpoint, as SPEC 1b lays
+    them out (every family: tests/hf_llama_parity.py reads with it too)."""
     data = open(path, "rb").read()
     u32 = lambda o: struct.unpack_from("<I", data, o)[0]  # noqa: E731
+    f32 = lambda o: struct.unpack_from("<f", data, o)[0]  # noqa: E731
     hd = dict(version=u32(8), header_bytes=u32(12), L=u32(16), H=u32(20), C=u32(24), F=u32(28),
-              P=u32(32), V=u32(36), eps=struct.unpack_from("<f", data, 40)[0], act=u32(44),
-              flags=u32(48), woff=struct.unpack_from("<Q", data, 72)[0], family=u32(100),
-              block=u32(104), pos_off=u32(108), rot=u32(112),
-              base=struct.unpack_from("<f", data, 116)[0], E=u32(120))
+              P=u32(32), V=u32(36), eps=f32(40), act=u32(44), flags=u32(48),
+              woff=struct.unpack_from("<Q", data, 72)[0], family=u32(100), block=u32(104),
+              pos_off=u32(108), rot=u32(112), base=f32(116), E=u32(120), KVH=u32(124) or u32(20),
+              scaling=u32(128), factor=f32(132), low=f32(136), high=f32(140), old=u32(144))
     hd["windows"] = list(struct.unpack_from("<%dI" % hd["L"], data, 256))
     L, C, F, V, E, b = hd["L"], hd["C"], hd["F"], hd["V"], hd["E"], hd["block"]
+    QKV = C + 2 * (C // hd["H"]) * hd["KVH"]
+    bias = not b & 128  # RMSNorm has no bias
     plan = [("wte", (V, E))]
     if not b & 4:
         plan.append(("wpe", (hd["P"] + hd["pos_off"], C)))
@@ -91,27 +96,25 @@ def read_checkpoint(path):
         plan.append(("project_in", (C, E)))
     for l in range(L):
         p = f"h.{l}."
-        plan += [(p + "ln_1.weight", (C,)), (p + "ln_1.bias", (C,)), (p + "qkv.weight", (3 * C, C))]
-        plan += [(p + "qkv.bias", (3 * C,))] if b & 8 else []
-        plan += [(p + "proj.weight", (C, C))] + ([(p + "proj.bias", (C,))] if b & 16 else [])
-        plan += [(p + "ln_2.weight", (C,)), (p + "ln_2.bias", (C,)), (p + "fc.weight", (F, C))]
-        plan += [(p + "fc.bias", (F,))] if b & 32 else []
-        plan += [(p + "fc_proj.weight", (C, F))] + ([(p + "fc_proj.bias", (C,))] if b & 32 else [])
+        plan += [(p + "ln_1.weight", (C,))] + [(p + "ln_1.bias", (C,))] * bias
+        plan += [(p + "qkv.weight", (QKV, C))] + [(p + "qkv.bias", (QKV,))] * bool(b & 8)
+        plan += [(p + "proj.weight", (C, C))] + [(p + "proj.bias", (C,))] * bool(b & 16)
+        plan += [(p + "ln_2.weight", (C,))] + [(p + "ln_2.bias", (C,))] * bias
+        plan += [(p + "fc.weight", (F, C))] + [(p + "fc.bias", (F,))] * bool(b & 32)
+        plan += [(p + "up.weight", (F, C))] * bool(b & 256)
+        plan += [(p + "fc_proj.weight", (C, F))] + [(p + "fc_proj.bias", (C,))] * bool(b & 32)
     if b & 64:
-        plan += [("ln_f.weight", (C,)), ("ln_f.bias", (C,))]
+        plan += [("ln_f.weight", (C,))] + [("ln_f.bias", (C,))] * bias
     if E < C:
         plan.append(("project_out", (E, C)))
     if hd["flags"] & 1:
         plan.append(("lm_head", (V, E)))
     t, pos = {}, hd["woff"]
     for name, shape in plan:
-        n = 1
-        for s in shape:
-            n *= s
+        n = math.prod(shape)
         t[name] = torch.frombuffer(bytearray(data[pos:pos + 4 * n]), dtype=torch.float32).view(shape)
         pos = (pos + 4 * n + 63) // 64 * 64
-    hd["end_of_tensors"] = pos
-    hd["file_bytes"] = len(data)
+    hd["end_of_tensors"], hd["file_bytes"] = pos, len(data)
     return hd, t
 
 
@@ -177,9 +180,9 @@ def spec_logits(hd, t, ids):
 
 # ---------------------------------------------------------------- run
 
-def run_logits(binpath, ids, dump):
+def run_logits(binpath, ids, dump, timeout=600):
     p = subprocess.run([RUN, binpath, "--score", "--ids", "--dump-logits", dump],
-                       input=" ".join(map(str, ids)).encode(), capture_output=True, timeout=600)
+                       input=" ".join(map(str, ids)).encode(), capture_output=True, timeout=timeout)
     if p.returncode != 0 or not os.path.exists(dump):
         return None, p
     raw = open(dump, "rb").read()

@@ -34,11 +34,9 @@ forward's argmax a note gives the step and the margin there: it is not the
 reference (tests/gen_llama_fixtures.py, greedy_reference, says why).
 QUICK=1 skips the real shapes.
 """
-import json
 import math
 import os
 import shutil
-import struct
 import subprocess
 import sys
 import tempfile
@@ -50,6 +48,7 @@ from transformers.utils import logging as hf_logging
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from harness import Harness, ROOT, RUN  # noqa: E402
 import gen_llama_fixtures as gl  # noqa: E402
+from hf_family_parity import read_checkpoint, run_logits  # noqa: E402  (SPEC 1b's reader, run's logits)
 
 EXPORT = os.path.join(ROOT, "export.py")
 REL_TOL = 1e-4
@@ -70,41 +69,6 @@ REAL = [
 
 
 # ---------------------------------------------------------------- SPEC 1b, read back
-
-def read_checkpoint(path):
-    """Header and tensors of a version-2 checkpoint with the Llama-style fields."""
-    data = open(path, "rb").read()
-    u32 = lambda o: struct.unpack_from("<I", data, o)[0]  # noqa: E731
-    f32 = lambda o: struct.unpack_from("<f", data, o)[0]  # noqa: E731
-    hd = dict(version=u32(8), L=u32(16), H=u32(20), C=u32(24), F=u32(28), V=u32(36), eps=f32(40),
-              act=u32(44), flags=u32(48), woff=struct.unpack_from("<Q", data, 72)[0], family=u32(100),
-              block=u32(104), rot=u32(112), base=f32(116), E=u32(120), KVH=u32(124) or u32(20),
-              scaling=u32(128), factor=f32(132), low=f32(136), high=f32(140), old=u32(144))
-    L, C, F, V, b = hd["L"], hd["C"], hd["F"], hd["V"], hd["block"]
-    QKV = C + 2 * (C // hd["H"]) * hd["KVH"]
-    bias = not b & 128
-    plan = [("wte", (V, C))]
-    for l in range(L):
-        p = f"h.{l}."
-        plan += [(p + "ln_1.weight", (C,))] + [(p + "ln_1.bias", (C,))] * bias
-        plan += [(p + "qkv.weight", (QKV, C))] + [(p + "qkv.bias", (QKV,))] * bool(b & 8)
-        plan += [(p + "proj.weight", (C, C))] + [(p + "proj.bias", (C,))] * bool(b & 16)
-        plan += [(p + "ln_2.weight", (C,))] + [(p + "ln_2.bias", (C,))] * bias
-        plan += [(p + "fc.weight", (F, C))] + [(p + "fc.bias", (F,))] * bool(b & 32)
-        plan += [(p + "up.weight", (F, C))] * bool(b & 256)
-        plan += [(p + "fc_proj.weight", (C, F))] + [(p + "fc_proj.bias", (C,))] * bool(b & 32)
-    if b & 64:
-        plan += [("ln_f.weight", (C,))] + [("ln_f.bias", (C,))] * bias
-    if hd["flags"] & 1:
-        plan.append(("lm_head", (V, C)))
-    t, pos = {}, hd["woff"]
-    for name, shape in plan:
-        n = math.prod(shape)
-        t[name] = torch.frombuffer(bytearray(data[pos:pos + 4 * n]), dtype=torch.float32).view(shape)
-        pos = (pos + 4 * n + 63) // 64 * 64
-    hd["end_of_tensors"], hd["file_bytes"] = pos, len(data)
-    return hd, t
-
 
 def spec_inv_freq(hd):
     """SPEC 1b: base^(-2i/d), rescaled as the llama3 rope type does when the header says so."""
@@ -159,15 +123,6 @@ def spec_logits(hd, t, ids):
 
 # ---------------------------------------------------------------- run
 
-def run_logits(binpath, ids, dump):
-    p = subprocess.run([RUN, binpath, "--score", "--ids", "--dump-logits", dump],
-                       input=" ".join(map(str, ids)).encode(), capture_output=True, timeout=1800)
-    if p.returncode != 0 or not os.path.exists(dump):
-        return None, p
-    raw = open(dump, "rb").read()
-    return torch.frombuffer(bytearray(raw), dtype=torch.float32), p
-
-
 def check_model(h, fx, model, work):
     name = fx["name"]
     hfdir = os.path.join(work, "hf")
@@ -203,7 +158,7 @@ def check_model(h, fx, model, work):
             f"(worst {worst:.2e}, bound {tol:.2e})", worst <= tol)
     del spec
 
-    got, p = run_logits(binpath, ids, os.path.join(work, "logits.f32"))
+    got, p = run_logits(binpath, ids, os.path.join(work, "logits.f32"), timeout=1800)
     if h.check(f"{name}: run --score --ids --dump-logits exits 0", got is not None,
                p.stderr.decode("utf-8", "replace")[-600:]):
         ok = got.numel() == want.numel()

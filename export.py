@@ -2399,10 +2399,12 @@ def read_chat_template(hf_dir, cfg):
     jinja = os.path.join(hf_dir, "chat_template.jinja")
     if os.path.isfile(jinja):
         return read_text(jinja, "chat template"), jinja
-    for path, obj in ((os.path.join(hf_dir, "chat_template.json"), None),
-                      (os.path.join(hf_dir, "tokenizer_config.json"), cfg)):
-        if obj is None and os.path.isfile(path) and path.endswith("chat_template.json"):
-            obj = read_json(path, "chat template")
+    sources = []
+    ct_json = os.path.join(hf_dir, "chat_template.json")
+    if os.path.isfile(ct_json):
+        sources.append((ct_json, read_json(ct_json, "chat template")))
+    sources.append((os.path.join(hf_dir, "tokenizer_config.json"), cfg))
+    for path, obj in sources:
         if not isinstance(obj, dict) or obj.get("chat_template") is None:
             continue
         t = obj["chat_template"]

@@ -171,6 +171,13 @@ def refusals(h):
     r = export(d, out)
     h.check("export: a chat_template list in tokenizer_config.json: its 'default' is recognised",
             r.returncode == 0 and header_u32(out, 148) == 1, r.stderr[-300:])
+    # chat_template.json (what some transformers versions write) comes before tokenizer_config.json
+    with open(os.path.join(d, "chat_template.json"), "w") as f:
+        json.dump({"chat_template": "{{ messages }}"}, f)
+    r = export(d, out)
+    h.check("export: chat_template.json is read before tokenizer_config.json (here: not a form run writes)",
+            r.returncode == 0 and b"chat_template.json" in r.stderr and header_u32(out, 8) == 1, r.stderr[-300:])
+    os.remove(os.path.join(d, "chat_template.json"))
     cfg["chat_template"] = 7
     with open(os.path.join(d, "tokenizer_config.json"), "w") as f:
         json.dump(cfg, f)

@@ -81,6 +81,22 @@ def nodes(value, out):
     return out
 
 
+MAX_DEPTH = 100
+
+
+def depth(value):
+    """How deeply a JSON value nests (a scalar is 0), without recursion."""
+    deepest, stack = 0, [(value, 0)]
+    while stack:
+        v, d = stack.pop()
+        if isinstance(v, dict):
+            v = list(v.values())
+        if isinstance(v, list):
+            deepest = max(deepest, d + 1)
+            stack.extend((x, d + 1) for x in v)
+    return deepest
+
+
 def new_value(rng, doc):
     r = rng.random()
     if r < 0.45:
@@ -138,11 +154,23 @@ def make_mutator(name):
             except (ValueError, RecursionError):
                 doc = None
             if doc is not None or data[start:end].strip() == b"null":
-                text = json.dumps(mutate_json(doc, rng), ensure_ascii=rng.random() < 0.5,
-                                  indent=None if rng.random() < 0.8 else 2)
-                out = data[:start] + text.encode("utf-8", "surrogatepass") + data[end:]
-                if len(out) <= max_size:
-                    return out
+                # Copying a node into its own subtree nests the document
+                # deeper with each generation; past MAX_DEPTH the mutator
+                # would overflow Python's stack itself (deepcopy, dumps), so
+                # such a document falls back to byte mutation. export.py's
+                # own limit (64 levels) stays inside what is generated.
+                try:
+                    doc = mutate_json(doc, rng)
+                    text = None
+                    if depth(doc) <= MAX_DEPTH:
+                        text = json.dumps(doc, ensure_ascii=rng.random() < 0.5,
+                                          indent=None if rng.random() < 0.8 else 2)
+                except RecursionError:
+                    text = None
+                if text is not None:
+                    out = data[:start] + text.encode("utf-8", "surrogatepass") + data[end:]
+                    if len(out) <= max_size:
+                        return out
         return atheris.Mutate(data, max_size)
     return mutator
 

@@ -664,6 +664,12 @@ static void activate_rows_plain(float *x, int T, int F, int activation) {
     activate_plain(x, (size_t)T * F, activation);
 }
 
+// x (T,F) = act(x) * up (T,F), in place
+static void gate_rows_plain(float *x, const float *up, int T, int F, int activation) {
+    activate_plain(x, (size_t)T * F, activation);
+    multiply(x, up, (size_t)T * F);
+}
+
 // ----------------------------------------------------------------------------
 // I.5 The kernel table
 //
@@ -685,6 +691,8 @@ typedef struct {
     void (*rmsnorm)(float *out, const float *x, const float *w, int T, int C, float eps);
     // x (T,F) = act(x)
     void (*activate)(float *x, int T, int F, int activation);
+    // x (T,F) = act(x) * up (T,F): a gated MLP's two halves combined
+    void (*gate)(float *x, const float *up, int T, int F, int activation);
     // attention's steps for one query (see attention_heads)
     void (*scores)(float *scores, const float *q, const float *K, int n, int hd, float scale);
     void (*softmax)(float *x, int n);
@@ -701,6 +709,7 @@ static void serial_for(int n, RangeFn fn, void *ctx) { fn(ctx, 0, n); }
 
 static const Kernels PLAIN_KERNELS = {
     .matmul = matmul_plain, .layernorm = layernorm_rows_plain, .rmsnorm = rmsnorm_rows_plain, .activate = activate_rows_plain,
+    .gate = gate_rows_plain,
     .scores = scores_plain, .softmax = softmax_plain, .weighted_sum = weighted_sum_plain,
     .attend_tile = NULL, .parallel_for = serial_for,
 };
@@ -787,10 +796,10 @@ static void attend_head(AttentionArgs *a, int h, const float *K, const float *V)
     }
 }
 
-// Causal self-attention, key/value heads [g_start, g_end) and their query
-// heads: each new query looks at the keys of every position up to its own
-// and mixes their values.
-static void attention_heads(void *ctx, int g_start, int g_end) {
+// Key/value heads [g_start, g_end): the tile's keys (and the queries that
+// read them) turned by their positions where the model says so, then this
+// tile's keys and values stored in the cache after those of earlier positions.
+static void store_keys_values(void *ctx, int g_start, int g_end) {
     AttentionArgs *a = ctx;
     int C = a->C, hd = C / a->n_head, KVd = hd * a->n_kv_head, group = a->n_head / a->n_kv_head;
     size_t ld = (size_t)C + 2 * KVd;  // floats per position in qkv
@@ -811,8 +820,18 @@ static void attention_heads(void *ctx, int g_start, int g_end) {
             memcpy(K + (size_t)(a->pos0 + t) * hd, k0 + t * ld, hd * sizeof(float));
             memcpy(V + (size_t)(a->pos0 + t) * hd, v0 + t * ld, hd * sizeof(float));
         }
-        for (int h = g * group; h < (g + 1) * group; h++)  // the query heads that read this kv head
-            attend_head(a, h, K, V);
+    }
+}
+
+// Causal self-attention of query heads [h_start, h_end): each new query looks
+// at the keys of every position up to its own and mixes their values. Query
+// head h reads key/value head h / (H / KVH).
+static void attention_heads(void *ctx, int h_start, int h_end) {
+    AttentionArgs *a = ctx;
+    int hd = a->C / a->n_head, group = a->n_head / a->n_kv_head;
+    for (int h = h_start; h < h_end; h++) {
+        size_t g = (size_t)(h / group);
+        attend_head(a, h, a->k_cache + g * a->S * hd, a->v_cache + g * a->S * hd);
     }
 }
 
@@ -835,7 +854,8 @@ static void attention(Model *m, int layer, int T, int pos0) {
         a.log = m->att_log->w + (size_t)layer * H * m->att_log->tri;
         a.log_tri = m->att_log->tri;
     }
-    m->k->parallel_for(c->n_kv_head, attention_heads, &a);
+    m->k->parallel_for(c->n_kv_head, store_keys_values, &a);  // the cache first: every head reads it
+    m->k->parallel_for(H, attention_heads, &a);
 }
 
 // out (T,C) = proj(attention(qkv(inp))) of layer l; out may be inp.
@@ -854,10 +874,11 @@ static void mlp_sublayer(Model *m, int l, const float *inp, float *out, int T) {
     RunState *s = &m->state;
     int C = m->config.n_embd, F = m->config.n_inner;
     m->k->matmul(s->hidden, inp, L->fc_w, L->fc_b, T, C, F);          // hidden (T,F)
-    m->k->activate(s->hidden, T, F, m->config.activation);
     if (L->up_w) {  // Llama's gated MLP (SwiGLU): hidden = silu(gate x) * (up x)
         m->k->matmul(s->up, inp, L->up_w, NULL, T, C, F);
-        multiply(s->hidden, s->up, (size_t)T * F);
+        m->k->gate(s->hidden, s->up, T, F, m->config.activation);
+    } else {
+        m->k->activate(s->hidden, T, F, m->config.activation);
     }
     m->k->matmul(out, s->hidden, L->fc_proj_w, L->fc_proj_b, T, F, C);  // out (T,C)
 }
@@ -1652,20 +1673,6 @@ static void parallel_for(int n, RangeFn fn, void *ctx) {
     pthread_mutex_unlock(&pool.lock);
 }
 
-// RMSNorm is cheap next to the matrix products: the plain loop, its rows
-// spread over the pool (for FAST_KERNELS and PORTABLE_KERNELS alike).
-typedef struct { float *out; const float *x, *w; int C; float eps; } RmsnormArgs;
-
-static void rmsnorm_slice(void *ctx, int t0, int t1) {
-    RmsnormArgs *a = ctx;
-    for (int t = t0; t < t1; t++) rmsnorm(a->out + (size_t)t * a->C, a->x + (size_t)t * a->C, a->w, a->C, a->eps);
-}
-
-static void rmsnorm_rows_pooled(float *out, const float *x, const float *w, int T, int C, float eps) {
-    RmsnormArgs a = {out, x, w, C, eps};
-    parallel_for(T, rmsnorm_slice, &a);
-}
-
 // ----------------------------------------------------------------------------
 // II.2 Vector kernels: AVX2 + FMA (x86-64), NEON (arm64)
 // (Without them, PORTABLE_KERNELS in II.3 runs the plain loops of Part I.)
@@ -1998,9 +2005,39 @@ static void scale_fast(float *x, int n, float s) {
     for (; i < n; i++) x[i] *= s;
 }
 
-// x (n) = gelu_tanh(x), with tanh(u) = 1 - 2 / (1 + exp(2u)); other
-// activations take the plain loop.
+// out (C) = rmsnorm(x (C)): the sum of squares over 8 lanes
+static void rmsnorm_fast(float *out, const float *x, const float *w, int C, float eps) {
+    int C8 = C & ~7, i;
+    __m256 acc = _mm256_setzero_ps();
+    for (i = 0; i < C8; i += 8) {
+        __m256 v = _mm256_loadu_ps(x + i);
+        acc = _mm256_fmadd_ps(v, v, acc);
+    }
+    float ms = hsum8(acc);
+    for (; i < C; i++) ms += x[i] * x[i];
+    ms /= C;
+    __m256 r = _mm256_set1_ps(1.0f / sqrtf(ms + eps));
+    for (i = 0; i < C8; i += 8)
+        _mm256_storeu_ps(out + i, _mm256_mul_ps(_mm256_loadu_ps(w + i), _mm256_mul_ps(_mm256_loadu_ps(x + i), r)));
+    for (; i < C; i++) out[i] = w[i] * (x[i] * _mm256_cvtss_f32(r));
+}
+
+// x (n) = silu(x) * up (n) (up NULL: silu(x) alone), silu(x) = x / (1 + exp(-x))
+static void silu_fast(float *x, const float *up, size_t n) {
+    size_t n8 = n & ~(size_t)7, i;
+    const __m256 one = _mm256_set1_ps(1.0f);
+    for (i = 0; i < n8; i += 8) {
+        __m256 v = _mm256_loadu_ps(x + i);
+        v = _mm256_div_ps(v, _mm256_add_ps(one, exp8(_mm256_sub_ps(_mm256_setzero_ps(), v))));
+        _mm256_storeu_ps(x + i, up ? _mm256_mul_ps(v, _mm256_loadu_ps(up + i)) : v);
+    }
+    for (; i < n; i++) x[i] = x[i] / (1.0f + expf(-x[i])) * (up ? up[i] : 1.0f);
+}
+
+// x (n) = gelu_tanh(x), with tanh(u) = 1 - 2 / (1 + exp(2u)), or silu(x);
+// other activations take the plain loop.
 static void activate_fast(float *x, size_t n, int activation) {
+    if (activation == ACT_SILU) { silu_fast(x, NULL, n); return; }
     if (activation != ACT_GELU_TANH) { activate_plain(x, n, activation); return; }
     size_t n8 = n & ~(size_t)7, i;
     const __m256 k = _mm256_set1_ps(0.7978845608028654f), c = _mm256_set1_ps(0.044715f);
@@ -2168,9 +2205,38 @@ static void layernorm_fast(float *out, const float *x, const float *w, const flo
     for (; i < C; i++) out[i] = (x[i] - mean) * rstd * w[i] + b[i];
 }
 
-// x (n) = gelu_tanh(x), with tanh(u) = 1 - 2 / (1 + exp(2u)); other
-// activations take the plain loop.
+// out (C) = rmsnorm(x (C)): the sum of squares over 4 lanes
+static void rmsnorm_fast(float *out, const float *x, const float *w, int C, float eps) {
+    int C4 = C & ~3, i;
+    float32x4_t acc = vdupq_n_f32(0);
+    for (i = 0; i < C4; i += 4) {
+        float32x4_t v = vld1q_f32(x + i);
+        acc = vfmaq_f32(acc, v, v);
+    }
+    float ms = vaddvq_f32(acc);
+    for (; i < C; i++) ms += x[i] * x[i];
+    ms /= C;
+    float r = 1.0f / sqrtf(ms + eps);
+    for (i = 0; i < C4; i += 4) vst1q_f32(out + i, vmulq_f32(vld1q_f32(w + i), vmulq_n_f32(vld1q_f32(x + i), r)));
+    for (; i < C; i++) out[i] = w[i] * (x[i] * r);
+}
+
+// x (n) = silu(x) * up (n) (up NULL: silu(x) alone), silu(x) = x / (1 + exp(-x))
+static void silu_fast(float *x, const float *up, size_t n) {
+    size_t n4 = n & ~(size_t)3, i;
+    const float32x4_t one = vdupq_n_f32(1.0f);
+    for (i = 0; i < n4; i += 4) {
+        float32x4_t v = vld1q_f32(x + i);
+        v = vdivq_f32(v, vaddq_f32(one, exp4(vnegq_f32(v))));
+        vst1q_f32(x + i, up ? vmulq_f32(v, vld1q_f32(up + i)) : v);
+    }
+    for (; i < n; i++) x[i] = x[i] / (1.0f + expf(-x[i])) * (up ? up[i] : 1.0f);
+}
+
+// x (n) = gelu_tanh(x), with tanh(u) = 1 - 2 / (1 + exp(2u)), or silu(x);
+// other activations take the plain loop.
 static void activate_fast(float *x, size_t n, int activation) {
+    if (activation == ACT_SILU) { silu_fast(x, NULL, n); return; }
     if (activation != ACT_GELU_TANH) { activate_plain(x, n, activation); return; }
     size_t n4 = n & ~(size_t)3, i;
     const float32x4_t one = vdupq_n_f32(1.0f), two = vdupq_n_f32(2.0f);
@@ -2290,11 +2356,14 @@ static void attention_tile_fast(float *out, size_t ldo, const float *q, size_t l
 typedef struct {
     float *out; const float *inp, *W, *b;
     int T, C, OC;
+    int nb;  // output columns per unit of work of the blocked product
 } MatmulArgs;
 
-typedef struct { float *x; size_t per_row; int activation; } ActivateArgs;
+typedef struct { float *x; const float *up; size_t per_row; int activation; } ActivateArgs;
 
 typedef struct { float *out; const float *x, *w, *b; int C; float eps; } LayernormArgs;
+
+typedef struct { float *out; const float *x, *w; int C; float eps; } RmsnormArgs;
 
 #if SIMD_AVX2 || SIMD_NEON
 static void matmul_slice(void *ctx, int o0, int o1) {
@@ -2302,19 +2371,31 @@ static void matmul_slice(void *ctx, int o0, int o1) {
     matmul_rows_fast(a->out, a->inp, a->W, a->b, a->T, a->C, a->OC, o0, o1);
 }
 
-// blocks [u0, u1) of GEMM_NB output columns
+// blocks [u0, u1) of a->nb output columns
 static void matmul_blocks(void *ctx, int u0, int u1) {
     MatmulArgs *a = ctx;
     for (int u = u0; u < u1; u++) {
-        int o0 = u * GEMM_NB, o1 = o0 + GEMM_NB < a->OC ? o0 + GEMM_NB : a->OC;
+        int o0 = u * a->nb, o1 = o0 + a->nb < a->OC ? o0 + a->nb : a->OC;
         matmul_cols_gemm(a->out, a->inp, a->W, a->b, a->T, a->C, a->OC, o0, o1);
     }
 }
 
+// Output columns per unit of work: GEMM_NB, or 32 or 16 when the units
+// would not share out evenly over the threads (a Llama key/value product of
+// 192 columns is 3 units of 64 for 2 threads: one thread would do two).
+static int gemm_unit(int OC) {
+    int nb = GEMM_NB, n = pool.n_threads > 1 ? pool.n_threads : 1;
+    for (; nb > 16; nb /= 2) {
+        int units = (OC + nb - 1) / nb, rounds = (units + n - 1) / n;
+        if (10 * rounds * n <= 11 * units) break;  // within 10% of an even share
+    }
+    return nb;
+}
+
 // out (T,OC) = inp (T,C) @ W^T (OC,C) + b (OC); replaces matmul_plain
 static void matmul_fast(float *out, const float *inp, const float *W, const float *b, int T, int C, int OC) {
-    MatmulArgs a = {out, inp, W, b, T, C, OC};
-    if (T >= GEMM_MIN_T) parallel_for((OC + GEMM_NB - 1) / GEMM_NB, matmul_blocks, &a);
+    MatmulArgs a = {out, inp, W, b, T, C, OC, gemm_unit(OC)};
+    if (T >= GEMM_MIN_T) parallel_for((OC + a.nb - 1) / a.nb, matmul_blocks, &a);
     else parallel_for(OC, matmul_slice, &a);
 }
 
@@ -2325,8 +2406,33 @@ static void activate_slice(void *ctx, int r0, int r1) {
 
 // x (T,F) = act(x); replaces activate_rows_plain
 static void activate_rows_fast(float *x, int T, int F, int activation) {
-    ActivateArgs a = {x, (size_t)F, activation};
+    ActivateArgs a = {x, NULL, (size_t)F, activation};
     parallel_for(T, activate_slice, &a);
+}
+
+static void gate_slice(void *ctx, int r0, int r1) {
+    ActivateArgs *a = ctx;
+    size_t at = (size_t)r0 * a->per_row, n = (size_t)(r1 - r0) * a->per_row;
+    if (a->activation == ACT_SILU) { silu_fast(a->x + at, a->up + at, n); return; }
+    activate_fast(a->x + at, n, a->activation);
+    multiply(a->x + at, a->up + at, n);
+}
+
+// x (T,F) = act(x) * up (T,F); replaces gate_rows_plain
+static void gate_rows_fast(float *x, const float *up, int T, int F, int activation) {
+    ActivateArgs a = {x, up, (size_t)F, activation};
+    parallel_for(T, gate_slice, &a);
+}
+
+static void rmsnorm_fast_slice(void *ctx, int t0, int t1) {
+    RmsnormArgs *a = ctx;
+    for (int t = t0; t < t1; t++) rmsnorm_fast(a->out + (size_t)t * a->C, a->x + (size_t)t * a->C, a->w, a->C, a->eps);
+}
+
+// out (T,C) = rmsnorm of each row of x (T,C); replaces rmsnorm_rows_plain
+static void rmsnorm_rows_fast(float *out, const float *x, const float *w, int T, int C, float eps) {
+    RmsnormArgs a = {out, x, w, C, eps};
+    parallel_for(T, rmsnorm_fast_slice, &a);
 }
 
 // rows [t0, t1) of out (T,C) = layernorm(x (T,C))
@@ -2351,7 +2457,8 @@ static int attend_tile_fast(float *out, size_t ldo, const float *q, size_t ldq, 
 }
 
 static const Kernels FAST_KERNELS = {
-    .matmul = matmul_fast, .layernorm = layernorm_rows_fast, .rmsnorm = rmsnorm_rows_pooled, .activate = activate_rows_fast,
+    .matmul = matmul_fast, .layernorm = layernorm_rows_fast, .rmsnorm = rmsnorm_rows_fast, .activate = activate_rows_fast,
+    .gate = gate_rows_fast,
     .scores = scores_fast, .softmax = softmax_fast, .weighted_sum = weighted_sum_fast,
     .attend_tile = attend_tile_fast, .parallel_for = parallel_for,
 };
@@ -2373,7 +2480,7 @@ static void matmul_slice_portable(void *ctx, int o0, int o1) {
 }
 
 static void matmul_portable(float *out, const float *inp, const float *W, const float *b, int T, int C, int OC) {
-    MatmulArgs a = {out, inp, W, b, T, C, OC};
+    MatmulArgs a = {out, inp, W, b, T, C, OC, 0};
     parallel_for(OC, matmul_slice_portable, &a);
 }
 
@@ -2383,8 +2490,20 @@ static void activate_slice_portable(void *ctx, int r0, int r1) {
 }
 
 static void activate_rows_portable(float *x, int T, int F, int activation) {
-    ActivateArgs a = {x, (size_t)F, activation};
+    ActivateArgs a = {x, NULL, (size_t)F, activation};
     parallel_for(T, activate_slice_portable, &a);
+}
+
+static void gate_slice_portable(void *ctx, int r0, int r1) {
+    ActivateArgs *a = ctx;
+    size_t at = (size_t)r0 * a->per_row, n = (size_t)(r1 - r0) * a->per_row;
+    activate_plain(a->x + at, n, a->activation);
+    multiply(a->x + at, a->up + at, n);
+}
+
+static void gate_rows_portable(float *x, const float *up, int T, int F, int activation) {
+    ActivateArgs a = {x, up, (size_t)F, activation};
+    parallel_for(T, gate_slice_portable, &a);
 }
 
 static void layernorm_slice_portable(void *ctx, int t0, int t1) {
@@ -2397,9 +2516,19 @@ static void layernorm_rows_portable(float *out, const float *x, const float *w, 
     parallel_for(T, layernorm_slice_portable, &a);
 }
 
+static void rmsnorm_slice_portable(void *ctx, int t0, int t1) {
+    RmsnormArgs *a = ctx;
+    for (int t = t0; t < t1; t++) rmsnorm(a->out + (size_t)t * a->C, a->x + (size_t)t * a->C, a->w, a->C, a->eps);
+}
+
+static void rmsnorm_rows_portable(float *out, const float *x, const float *w, int T, int C, float eps) {
+    RmsnormArgs a = {out, x, w, C, eps};
+    parallel_for(T, rmsnorm_slice_portable, &a);
+}
+
 static const Kernels PORTABLE_KERNELS = {
-    .matmul = matmul_portable, .layernorm = layernorm_rows_portable, .rmsnorm = rmsnorm_rows_pooled,
-    .activate = activate_rows_portable,
+    .matmul = matmul_portable, .layernorm = layernorm_rows_portable, .rmsnorm = rmsnorm_rows_portable,
+    .activate = activate_rows_portable, .gate = gate_rows_portable,
     .scores = scores_plain, .softmax = softmax_plain, .weighted_sum = weighted_sum_plain,
     .attend_tile = NULL, .parallel_for = parallel_for,
 };

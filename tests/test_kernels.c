@@ -119,6 +119,29 @@ static void test_dot_softmax_activate(const Kernels *k, const char *kname) {
         check(name, wl < 1e-5, "worst %g", wl);
         free(gain); free(bias); free(ln0);
 
+        // RMSNorm and the gated MLP's act(x) * up on 3 rows (the pool splits rows)
+        float *x3 = xmalloc(sizeof(float) * 3 * n), *y3 = xmalloc(sizeof(float) * 3 * n);
+        float *up3 = xmalloc(sizeof(float) * 3 * n), *g3 = xmalloc(sizeof(float) * n);
+        fill(x3, (size_t)3 * n, 4.0f); fill(g3, n, 2.0f); fill(up3, (size_t)3 * n, 3.0f);
+        for (int t = 0; t < 3; t++) rmsnorm(y3 + (size_t)t * n, x3 + (size_t)t * n, g3, n, 1e-6f);
+        float *r3 = xmalloc(sizeof(float) * 3 * n);
+        k->rmsnorm(r3, x3, g3, 3, n, 1e-6f);
+        snprintf(name, sizeof name, "%s rmsnorm 3 rows n=%d", kname, n);
+        wl = worst(r3, y3, (size_t)3 * n);
+        check(name, wl < 1e-5, "worst %g", wl);
+        for (int act = 0; act <= ACT_SILU; act++) {
+            fill(x3, (size_t)3 * n, 8.0f);
+            if (n > 4) { x3[0] = 0.0f; x3[1] = -1e-4f; x3[2] = 40.0f; x3[3] = -40.0f; }
+            memcpy(y3, x3, sizeof(float) * 3 * n);
+            activate_plain(x3, (size_t)3 * n, act);
+            multiply(x3, up3, (size_t)3 * n);
+            k->gate(y3, up3, 3, n, act);
+            wl = worst(y3, x3, (size_t)3 * n);
+            snprintf(name, sizeof name, "%s gate act %d 3 rows n=%d", kname, act, n);
+            check(name, wl < 6e-6, "worst %g", wl);
+        }
+        free(x3); free(y3); free(up3); free(g3); free(r3);
+
         for (int act = 0; act <= ACT_SILU; act++) {
             fill(x, n, 8.0f);
             if (n > 4) { x[0] = 0.0f; x[1] = -1e-4f; x[2] = 40.0f; x[3] = -40.0f; }

@@ -243,7 +243,7 @@ def read_header(path):
     tok_off, tok_bytes, w_off, w_bytes, file_bytes = struct.unpack_from("<5Q", h, 56)
     d = {"version": version, "n_layer": L, "n_head": H, "n_embd": C, "n_inner": F, "n_ctx": P,
          "vocab_size": V, "flags": flags, "eos": eos, "weights_offset": w_off,
-         "weights_bytes": w_bytes, "file_bytes": file_bytes,
+         "weights_bytes": w_bytes, "file_bytes": file_bytes, "weight_type": 0,
          # version 1 (GPT-2) as version 2 would say it (tests/SPEC.md 1b)
          "family": 0, "block": 0x78, "pos_offset": 0, "rotary_dims": 0, "embed_dim": C,
          "n_kv_head": H, "windows": [0] * L}
@@ -251,7 +251,8 @@ def read_header(path):
         fam, block, pos_off, rot = struct.unpack_from("<4I", h, 100)
         E, kvh = struct.unpack_from("<2I", h, 120)
         d.update(family=fam, block=block, pos_offset=pos_off, rotary_dims=rot, embed_dim=E,
-                 n_kv_head=kvh or H, windows=list(struct.unpack_from(f"<{L}I", h, 256)))
+                 n_kv_head=kvh or H, windows=list(struct.unpack_from(f"<{L}I", h, 256)),
+                 weight_type=struct.unpack_from("<I", h, 156)[0])
     return d
 
 
@@ -285,17 +286,35 @@ def pad64(n):
     return (4 * n + 63) // 64 * 64
 
 
+def row_length(h, name):
+    """The row length of a weight matrix (what 8 bits store in blocks of 32), else None."""
+    C, F, E = h["n_embd"], h["n_inner"], h["embed_dim"]
+    last = name.split(".", 2)[-1] if name.startswith("h.") else name
+    return {"wte": E, "lm_head": E, "project_in": E, "project_out": C, "qkv.weight": C,
+            "proj.weight": C, "fc.weight": C, "up.weight": C, "fc_proj.weight": F}.get(last)
+
+
+def tensor_bytes(h, name, n):
+    """Bytes of a tensor in the file, padding included (SPEC 1c: an 8-bit
+    matrix is n int8 values, padded, then its scales, padded)."""
+    cols = row_length(h, name)
+    if h.get("weight_type") != 1 or cols is None:
+        return pad64(n)
+    return (n + 63) // 64 * 64 + pad64(n // cols * ((cols + 31) // 32))
+
+
 def expected_weight_bytes(h):
     """weights_bytes per tests/SPEC.md section 1 / 1b (every tensor padded to 64 bytes)."""
-    return sum(pad64(n) for _, n in tensors(h))
+    return sum(tensor_bytes(h, name, n) for name, n in tensors(h))
 
 
 def decode_bytes(h):
-    """The weights one decoded token streams: every tensor but the position
-    table (one row of it is read) and, when the lm_head is untied (Pythia),
-    the token embedding (one row); a tied wte is read whole as the lm_head."""
+    """The bytes of weights one decoded token reads: every tensor but the
+    position table (one row of it is read) and, when the lm_head is untied
+    (Pythia), the token embedding (one row); a tied wte is read whole as the
+    lm_head. An 8-bit checkpoint's matrices count as stored (values and scales)."""
     skip = {"wpe"} | ({"wte"} if h["flags"] & 1 else set())
-    return sum(pad64(n) for name, n in tensors(h) if name not in skip)
+    return sum(tensor_bytes(h, name, n) for name, n in tensors(h) if name not in skip)
 
 
 def checkpoint_ok(path, name):
@@ -345,6 +364,23 @@ def prepare_model(name, rebuild):
     else:
         drop_page_cache(ckpt)
     return hf_dir, ckpt
+
+
+def prepare_q8(name, ckpt):
+    """The 8-bit checkpoint of a model: export.py --dtype q8 of its float32 one."""
+    q8 = ckpt[:-4] + "-q8.bin"
+    if not os.path.isfile(q8) or os.path.getmtime(q8) < os.path.getmtime(ckpt):
+        log(f"{name}: writing the 8-bit checkpoint -> {os.path.relpath(q8, ROOT)}")
+        t0 = time.time()
+        r = subprocess.run([sys.executable, EXPORT, "-q", "--dtype", "q8", ckpt, q8])
+        if r.returncode != 0:
+            die(f"export.py --dtype q8 failed on {ckpt}")
+        log(f"{name}: written in {time.time() - t0:.1f} s")
+    h = read_header(q8)
+    if not h or h["weight_type"] != 1 or h["weights_bytes"] != expected_weight_bytes(h):
+        die(f"{q8}: not the 8-bit checkpoint expected")
+    drop_page_cache(q8)
+    return q8
 
 
 def drop_page_cache(path):
@@ -650,7 +686,7 @@ def spread(xs):
     return f"{100 * (max(xs) - min(xs)) / m:.0f}" if m else "-"
 
 
-def print_report(res, machine, models, threads, reps, hf, sharing, load0, other="transformers"):
+def print_report(res, machine, models, threads, reps, hf, sharing, load0, other="transformers", q8_of=None):
     lines = []
     p = lines.append
     p("")
@@ -729,6 +765,10 @@ def print_report(res, machine, models, threads, reps, hf, sharing, load0, other=
       f"the lm_head is untied) x forward passes/s ((N-1)/S);")
     p("peak RSS: ours = ru_maxrss of each run (larger of the 128 and 512-token runs); theirs = VmHWM of "
       "the worker (loading included); for RSS a ratio below 1 is better.")
+    if q8_of:
+        p(f"rows 'NAME q8': ours = NAME's checkpoint in 8 bits (export.py --dtype q8), theirs = ours in "
+          f"float32 on the same weights, in the same repetitions (not {other}): ours/theirs is 8-bit/float32; "
+          f"their GB/s counts the bytes an 8-bit token reads (int8 values and float32 scales).")
     for name in models:
         r = res[name]
         h = r["header"]
@@ -745,7 +785,8 @@ def print_report(res, machine, models, threads, reps, hf, sharing, load0, other=
           f"{decode_bytes(h) / MB:.0f} MB streamed a token); "
           f"ours loads in {fmt(median(r['load_s']), 3)} s (median)" + "".join("; " + n for n in notes))
         if r.get("agree") is not None:
-            p(f"{name}: greedy ids, ours vs {other}: first {r['agree']} of {DECODE_TOKENS} agree "
+            vs = "ours in float32" if q8_of and name in q8_of else other
+            p(f"{name}: greedy ids, ours vs {vs}: first {r['agree']} of {DECODE_TOKENS} agree "
               f"in the last repetition (random weights: near-ties may flip later ones)")
     if sharing:
         one, many, n = sharing["one"], sharing["many"], sharing["n"]
@@ -778,6 +819,8 @@ def main():
     ap.add_argument("--no-hf", action="store_true", help="ours only (no transformers, no ratios)")
     ap.add_argument("--compare", metavar="PATH", help="another run binary in transformers' place "
                     "(an older build: ours/theirs is new/old)")
+    ap.add_argument("--no-q8", action="store_true", help="without the 8-bit rows (each model's "
+                    "checkpoint in 8 bits against ours in float32, on the same weights)")
     ap.add_argument("--json", default=os.path.join(BUILD, "results.json"), help="raw results")
     ap.add_argument("--build-model", nargs=2, help=argparse.SUPPRESS)
     ap.add_argument("--hf-worker", nargs=2, help=argparse.SUPPRESS)
@@ -806,6 +849,14 @@ def main():
     log(f"measuring the machine (memory read bandwidth, FMA peak), 1..{max(threads)} threads")
     machine = measure_machine(max(threads), 5 if a.quick else 9)
     paths = {m: prepare_model(m, a.rebuild) for m in models}
+    # the 8-bit rows: NAME q8 is the 8-bit checkpoint (ours) against ours in
+    # float32 (theirs) on the same weights, interleaved the same way
+    q8_of = {}
+    if not a.no_q8 and not a.compare:
+        for m in list(models):
+            q8_of[f"{m} q8"] = m
+            paths[f"{m} q8"] = (paths[m][0], prepare_q8(m, paths[m][1]))
+        models = models + list(q8_of)
 
     meta = {"torch": "-", "transformers": "-"}
     if not a.no_hf:
@@ -820,7 +871,10 @@ def main():
         prompts = make_prompts(h["vocab_size"])
         r = res[name] = {"header": h, "load_s": []}
         theirs = {}
-        if a.compare:
+        if name in q8_of:
+            f32 = paths[q8_of[name]][1]
+            theirs = {t: OtherRun(a.run, f32, prompts, t) for t in threads}
+        elif a.compare:
             theirs = {t: OtherRun(a.compare, ckpt, prompts, t) for t in threads}
             run_ours(a.compare, ckpt, prompts[128][0], 128, 4, max(threads))
         elif not a.no_hf:
@@ -895,7 +949,7 @@ def main():
     with open(a.json, "w") as f:
         json.dump(res, f, indent=1, default=str)
     print_report(res, machine, models, threads, reps, not a.no_hf or bool(a.compare), sharing, load0,
-                 other="other run" if a.compare else "transformers")
+                 other="other run" if a.compare else "transformers", q8_of=q8_of)
     log(f"done in {time.time() - t_start:.0f} s; raw figures in {os.path.relpath(a.json, ROOT)}")
 
 

@@ -54,6 +54,14 @@ int tokenizer_encode_continuation(Tokenizer *t, const unsigned char *text, size_
 // The id tokenizer_encode puts before every text, or -1 (GPT-2: none).
 int tokenizer_bos_id(const Tokenizer *t);
 
+// Decoding a whole text as Hugging Face's decode does (section version 4:
+// Llama's decoder strips one space at the start of the text). Start a text
+// with `strip` = tokenizer_decode_strip(t) (0 or 1), then pass &strip with
+// each id in turn: returns the bytes to print for it (tokenizer_token's,
+// less the stripped space), their length in *len; "" for an id out of range.
+int tokenizer_decode_strip(const Tokenizer *t);
+const unsigned char *tokenizer_decode_token(const Tokenizer *t, int id, int *strip, size_t *len);
+
 void tokenlist_free(TokenList *l);
 
 // Streaming decoder: feed it token bytes as they come, and it hands back

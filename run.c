@@ -1303,7 +1303,7 @@ typedef struct {
     int as_ids;
     int n_ids;            // ids already on the current line
     int end_line;         // end the text with a newline if it did not end with one (a terminal)
-    int notes_share;      // stderr goes where stdout goes (same_output)
+    int notes_share, strip;  // stderr goes where stdout goes (same_output); spaces to drop at the text's start
     int stop_at_newline;  // a newline after some text ends the text (-i: one line per turn)
     TextOut text;
 } TokenSink;
@@ -1342,7 +1342,7 @@ static void sink_echo(TokenSink *s, const int *ids, int n) {
             continue;
         }
         size_t len;
-        const unsigned char *b = token_bytes(s->tok, ids[i], &len);
+        const unsigned char *b = tokenizer_decode_token(s->tok, ids[i], &s->strip, &len);
         emit_text(&s->text, b, len);
     }
     flush_out();
@@ -1355,7 +1355,7 @@ static int sink_put(TokenSink *s, int id) {
         s->text.line_open = 1;
     } else {
         size_t n;
-        const unsigned char *b = token_bytes(s->tok, id, &n);
+        const unsigned char *b = tokenizer_decode_token(s->tok, id, &s->strip, &n);
         if (s->stop_at_newline && !s->text.line_open)  // a reply starts at its first non-blank line
             while (n && (*b == '\n' || *b == '\r')) { b++; n--; }
         const unsigned char *nl = s->stop_at_newline ? memchr(b, '\n', n) : NULL;
@@ -3398,9 +3398,10 @@ static void run_detokenize(const Options *o, Tokenizer *tok) {
     char *text = read_input(o, &len);
     parse_ids(text, len, tokenizer_n_tokens(tok), &ids);
     free(text);
+    int strip = tokenizer_decode_strip(tok);  // HF's decode of a whole text (Llama: its first space)
     for (size_t i = 0; i < ids.len; i++) {
         size_t n;
-        const unsigned char *b = token_bytes(tok, ids.ids[i], &n);
+        const unsigned char *b = tokenizer_decode_token(tok, ids.ids[i], &strip, &n);
         write_out(b, n);
     }
     flush_out();
@@ -3522,6 +3523,7 @@ static void run_generate(const Options *o, Model *m, Sampler *sp) {
     if (o->verbose)
         fprintf(stderr, "prompt: %d tokens in %.3f s (%.1f tokens/s)\n", n_prompt, t1 - t0, n_prompt / (t1 - t0));
     TokenSink out = sink_new(m->tokenizer, o->ids, o->stops, o->n_stops);
+    if (empty_prompt || o->echo) out.strip = tokenizer_decode_strip(m->tokenizer);  // the text starts here
     if (o->echo && !empty_prompt) sink_echo(&out, prompt.ids, n_prompt);  // --echo: the prompt first
     views->sink = &out;
     views->seq = seq;

@@ -828,13 +828,22 @@ class SpmSettings:
         self.__dict__.update(dict.fromkeys(self.FIELDS), added={})
         self.__dict__.update(kw)
 
+    NAMES = {"normalizer": {0: "null", SPM_NORMALIZER: "Prepend/Replace"},
+             "pre": {SPM_PRE_NONE: "null", SPM_PRE_METASPACE: "Metaspace"},
+             "scheme": {v: k for k, v in SPM_SCHEMES.items()}}
+
+    def show_field(self, k):
+        v = getattr(self, k)
+        return self.NAMES.get(k, {}).get(v, "-" if v is None else str(v).lower())
+
     def differences(self, other):
-        out = [f"{k} {getattr(other, k)!r} instead of {getattr(self, k)!r}" for k in self.FIELDS
+        """How `other` differs from self: ["field other (self)", ...]."""
+        out = [f"{k} {other.show_field(k)} (transformers: {self.show_field(k)})" for k in self.FIELDS
                if getattr(self, k) != getattr(other, k)]
         a = {i: (t.content, t.special, t.normalized) for i, t in self.added.items()}
         b = {i: (t.content, t.special, t.normalized) for i, t in other.added.items()}
         if a != b:
-            out.append(f"added tokens {sorted(b.items())} instead of {sorted(a.items())}")
+            out.append(f"added tokens {sorted(b.items())} (transformers: {sorted(a.items())})")
         return out
 
 
@@ -948,17 +957,8 @@ def spm_transformers_settings(hf_dir, cfg, vocab, file_st, problems):
     scheme = ("always" if legacy is True else "first") if aps else "never"
     st = SpmSettings(normalizer=0, pre=SPM_PRE_METASPACE, scheme=SPM_SCHEMES[scheme], split=False,
                      byte_fallback=True, fuse_unk=True, unk=None, strip=aps, bos=file_st.bos)
-    if "add_bos_token" in cfg or "add_eos_token" in cfg:   # update_post_processor
-        bos_name = special_token_names(cfg.get("bos_token"))
-        st.bos = None
-        if cfg.get("add_bos_token") is True and bos_name:
-            st.bos = vocab.get(bos_name[0])
-            if st.bos is None:
-                problems.append(f"{cfg_path}: add_bos_token = true but the bos_token {bos_name[0]!r} is "
-                                f"not in model.vocab")
-        elif cfg.get("add_bos_token") not in (None, False, True):
-            problems.append(f"{cfg_path}: add_bos_token = {show(cfg['add_bos_token'])} is not supported "
-                            f"(true or false)")
+    # (add_bos_token and add_eos_token are dropped by from_pretrained when there
+    # is a tokenizer.json: its post_processor decides, as in the tokenizers library.)
     # The added tokens: tokenizer_config.json's added_tokens_decoder and the
     # special tokens it names; tokenizer.json's own list is not read.
     added = {}
@@ -1014,9 +1014,14 @@ def load_spm_tokenizer(hf_dir, tok_json, cfg):
         if cls is not None and cls not in ok:
             problems.append(f"{cfg_path}: tokenizer_class = {show(cls)} is not supported with a "
                             f"SentencePiece-style BPE (run implements {', '.join(ok)})")
-        if cfg.get("add_eos_token") not in (None, False):
-            problems.append(f"{cfg_path}: add_eos_token = {show(cfg['add_eos_token'])} is not supported "
-                            f"(transformers adds an EOS id after the text; run does not)")
+        # transformers 5 drops add_bos_token and add_eos_token when there is a
+        # tokenizer.json (tokenization_utils_base.from_pretrained): its
+        # post_processor decides, as in the tokenizers library.
+        for k, has in (("add_bos_token", st.bos is not None), ("add_eos_token", False)):
+            if k in cfg and cfg[k] is not has:
+                note(f"warning: {cfg_path}: {k} = {show(cfg[k])} is ignored by transformers 5 and the "
+                     f"tokenizers library (tokenizer.json's post_processor decides: "
+                     f"{'a BOS' if st.bos is not None else 'no BOS'}, no EOS)")
     if cls in LLAMA_TOKENIZER_CLASSES:
         file_st = st
         st = spm_transformers_settings(hf_dir, cfg, vocab, file_st, problems)
@@ -1024,18 +1029,16 @@ def load_spm_tokenizer(hf_dir, tok_json, cfg):
         if diff and not problems:
             note(f"warning: {cfg_path}: tokenizer_class {cls}: transformers 5 rebuilds the tokenizer "
                  f"(Metaspace prepend_scheme {[k for k, v in SPM_SCHEMES.items() if v == st.scheme][0]!r}, "
-                 f"split false, byte_fallback, fuse_unk, no unk_token); tokenizer.json read by the "
-                 f"tokenizers library differs: {'; '.join(diff)}; exporting transformers' encoding")
+                 f"split false, byte_fallback, fuse_unk, no unk_token); the tokenizers library reads "
+                 f"tokenizer.json otherwise, {', '.join(diff)}, and gives other ids (for a text that "
+                 f"starts with a space or follows a special token, at least); exporting transformers' "
+                 f"encoding")
     else:
         if cfg is not None:
             for k in ("add_prefix_space", "legacy"):
                 if cfg.get(k) is not None and cls is not None:
                     note(f"warning: {cfg_path}: {k} = {show(cfg[k])} is ignored by transformers with "
                          f"tokenizer_class {cls} (tokenizer.json decides)")
-            if "add_bos_token" in cfg and (cfg["add_bos_token"] is True) != (st.bos is not None):
-                problems.append(f"{cfg_path}: add_bos_token = {show(cfg['add_bos_token'])} disagrees with "
-                                f"tokenizer.json's post_processor (transformers would follow the former, "
-                                f"tokenizers the latter)")
         for p, k, s in named_special_tokens(hf_dir, cfg):
             if s not in vocab and all(t.content != s for t in added.values()):
                 problems.append(f"{p}: {k} {s!r} is in neither model.vocab nor the added tokens "
@@ -1356,7 +1359,8 @@ def export_tokenizer_only(hf_dir, out, quiet=False):
         extra = "".join([f", {len(additions) - len(additions.specials)} added (not special)"
                          if len(additions) > len(additions.specials) else "",
                          f", normalizer {additions.normalizer}" if additions.normalizer else "",
-                         f", BOS {additions.bos_id} before every text" if additions.bos_id is not None else ""])
+                         f", BOS {additions.bos_id} before every text" if additions.bos_id is not None else "",
+                         ", SentencePiece-style BPE (version 4)" if getattr(additions, "spm", None) else ""])
         note(f"wrote {out}: {len(token_bytes)} tokens, {len(merges)} merges, "
              f"{len(additions.specials)} special{extra}, {len(sec)} bytes")
 

@@ -1,4 +1,5 @@
-// tokenizer.c: byte-level BPE tokenizer as GPT-2's, Llama-3's, Qwen2's and SmolLM2's
+// tokenizer.c: byte-level BPE tokenizer as GPT-2's, Llama-3's, Qwen2's and SmolLM2's,
+// and SentencePiece-style BPE with byte fallback as Llama-2's
 // (see tokenizer.h, tests/SPEC.md section 2).
 //
 // Encoding has two stages, as in GPT-2:
@@ -51,6 +52,18 @@
 // (every number character alone, GPT-2's pattern between them). With
 // ignore_merges (Llama-3, tiktoken) a piece that is a token of the vocabulary
 // is that token, found in a hash of the token bytes before any merging.
+//
+// Section version 4 is SentencePiece-style BPE (Llama-2, TinyLlama): no
+// byte-level alphabet and no regex. Each stretch of text between the added
+// tokens is normalized (the hub's Prepend("▁") + Replace(" ", "▁")) or
+// pre-tokenized by Metaspace (spaces to "▁", a "▁" first by its prepend_scheme,
+// split at each "▁" or not), and each word is BPE over its characters: a
+// character of the vocabulary is its token, another its <0xNN> byte tokens
+// (byte_fallback) or unk (spm_symbols, as tokenizers' BPE model orders them);
+// then the same merges by rank, by the same scan or heap, since a whole line
+// may be one word. The section holds the vocabulary's strings; each token's
+// decoded bytes ("▁" a space, "<0xNN>" its byte) are built at load, and
+// tokenizer_token returns those.
 //
 // Duplicate merge pairs in a section: the later (higher rank) one wins, as in
 // the reference implementations.

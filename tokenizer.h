@@ -2,7 +2,12 @@
 // output), with the additions of section version 2: NFC normalization, added
 // tokens matched in the text, a BOS id prepended to every text; and of
 // version 3: the pre-tokenizers of Llama-3 (cl100k_base), Qwen2 and SmolLM2,
-// and ignore_merges.
+// and ignore_merges; and of version 4: SentencePiece-style BPE over the
+// characters of the text with byte fallback (Llama-2, TinyLlama), spaces as
+// "▁", the hub's Prepend/Replace normalizer or the Metaspace pre-tokenizer,
+// unk_token and fuse_unk. With version 4, tokenizer_token gives a token's
+// decoded bytes ("▁" a space, "<0xNN>" its byte), and a decoded text may drop
+// one space at its start (tokenizer_decode_strip, tokenizer_decode_token).
 //
 // The tokenizer reads the tokenizer section of a checkpoint (tests/SPEC.md,
 // section 2) straight from memory; it validates the whole section first.
@@ -30,7 +35,8 @@ void tokenizer_free(Tokenizer *t);
 int tokenizer_n_tokens(const Tokenizer *t);
 
 // Raw bytes of token `id` (length in *len); NULL when id is out of range.
-// An id absent from the vocabulary gives a zero-length string.
+// An id absent from the vocabulary gives a zero-length string. (Version 4:
+// the token's decoded bytes, not its string in the vocabulary.)
 const unsigned char *tokenizer_token(const Tokenizer *t, int id, size_t *len);
 
 // Id of the special token spelled exactly `text` (e.g. "<|endoftext|>"), or -1.

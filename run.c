@@ -3523,7 +3523,8 @@ static void run_generate(const Options *o, Model *m, Sampler *sp) {
     if (o->verbose)
         fprintf(stderr, "prompt: %d tokens in %.3f s (%.1f tokens/s)\n", n_prompt, t1 - t0, n_prompt / (t1 - t0));
     TokenSink out = sink_new(m->tokenizer, o->ids, o->stops, o->n_stops);
-    if (empty_prompt || o->echo) out.strip = tokenizer_decode_strip(m->tokenizer);  // the text starts here
+    if (empty_prompt || o->echo || (n_prompt == 1 && prompt.ids[0] == tokenizer_bos_id(m->tokenizer)))
+        out.strip = tokenizer_decode_strip(m->tokenizer);  // the printed text starts the text
     if (o->echo && !empty_prompt) sink_echo(&out, prompt.ids, n_prompt);  // --echo: the prompt first
     views->sink = &out;
     views->seq = seq;
@@ -3615,6 +3616,7 @@ typedef struct {
     char *text;       // text since the last special token, not yet encoded
     size_t len, cap;
     TokenList *out;   // the ids written so far
+    int at_start;     // nothing written yet: the text starts here (Metaspace's prepend_scheme "first")
 } ChatWriter;
 
 // Append n bytes to a growing buffer.
@@ -3634,14 +3636,17 @@ static void chat_str(ChatWriter *w, const char *s) { chat_text(w, s, strlen(s));
 
 // Encode the text written since the last special token.
 static void chat_flush(ChatWriter *w) {
-    if (w->len && tokenizer_encode_continuation(w->tok, (const unsigned char *)w->text, w->len, w->special, w->out) != 0)
+    if (w->len && (w->at_start ? tokenizer_encode_start : tokenizer_encode_continuation)(
+                      w->tok, (const unsigned char *)w->text, w->len, w->special, w->out) != 0)
         die(EXIT_RUNTIME, "out of memory while tokenizing");
+    if (w->len) w->at_start = 0;
     w->len = 0;
 }
 
 static void chat_id(ChatWriter *w, int id) {
     chat_flush(w);
     push_id(w->out, id);
+    w->at_start = 0;
 }
 
 // A marker: its special token's id, or its text when the tokenizer has no
@@ -3664,6 +3669,7 @@ static int chat_end_id(Tokenizer *tok, int form, int eos_id) {
 
 // What comes before the first turn.
 static void chat_begin(ChatWriter *w) {
+    w->at_start = 1;
     if (w->form == CHAT_LLAMA3) chat_marker(w, "<|begin_of_text|>");
 }
 
@@ -3738,7 +3744,7 @@ static int line_role(const char *line, size_t n, size_t *skip) {
 static void chat_conversation(const Options *o, const Config *c, Tokenizer *tok, const char *text, size_t len,
                               TokenList *out) {
     static const char *const roles[] = {"system", "user", "assistant"};
-    ChatWriter w = {tok, c->chat, c->eos_id, o->special, NULL, 0, 0, out};
+    ChatWriter w = {tok, c->chat, c->eos_id, o->special, NULL, 0, 0, out, 0};
     char *msg = NULL;  // the message being read
     size_t mlen = 0, mcap = 0;
     int role = -1, turns = 0;
@@ -3780,7 +3786,7 @@ static void run_interactive(const Options *o, Model *m, Sampler *sp) {
     TokenList ids = {0};
     // a chat model's conversation is written in its form (IV.2); other models continue the text
     int chatting = c->chat != CHAT_NONE && !o->no_chat;
-    ChatWriter chat = {m->tokenizer, c->chat, c->eos_id, o->special, NULL, 0, 0, &ids};
+    ChatWriter chat = {m->tokenizer, c->chat, c->eos_id, o->special, NULL, 0, 0, &ids, 0};
     int end_id = chatting ? chat_end_id(m->tokenizer, c->chat, c->eos_id) : -1;
     if (chatting && (o->prompt || o->prompt_file))
         die(EXIT_USAGE, "model '%s' is a chat model (%s): -i takes the conversation from standard input; "

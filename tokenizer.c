@@ -809,6 +809,7 @@ struct Tokenizer {
     int unk_id;                // -1 = none
     CharEnt *chars;            // the vocabulary's one-character tokens
     size_t chars_mask;
+    unsigned char *in_merges;  // [n_tokens]: the token is the left or right part of some merge
     uint32_t *dec_off;         // [n_tokens + 1]
     unsigned char *dec_blob;
     const unsigned char *text_start;  // the text being encoded (Metaspace "first"); NULL: a continuation
@@ -1454,11 +1455,17 @@ static int spm_build(Tokenizer *t, const unsigned char *sp) {
     size_t slots = 16;
     while (slots < 2 * (size_t)t->n_tokens) slots *= 2;
     t->chars = malloc(slots * sizeof *t->chars);
+    t->in_merges = calloc(t->n_tokens, 1);
     t->dec_off = malloc(((size_t)t->n_tokens + 1) * sizeof *t->dec_off);
     t->dec_blob = malloc(t->blob_bytes ? t->blob_bytes : 1);
-    if (!skip || !t->chars || !t->dec_off || !t->dec_blob) {
+    if (!skip || !t->chars || !t->in_merges || !t->dec_off || !t->dec_blob) {
         free(skip);
         return -1;
+    }
+    for (size_t i = 0; i <= t->merge_mask; i++) {
+        if (t->merges[i].key == EMPTY_KEY) continue;
+        t->in_merges[t->merges[i].key >> 32] = 1;
+        t->in_merges[t->merges[i].key & 0xFFFFFFFFu] = 1;
     }
     t->chars_mask = slots - 1;
     for (size_t i = 0; i < slots; i++) t->chars[i] = (CharEnt){UINT32_MAX, -1};
@@ -1831,6 +1838,7 @@ void tokenizer_free(Tokenizer *t) {
     free(t->syms);
     free(t->heap);
     free(t->chars);
+    free(t->in_merges);
     free(t->dec_off);
     free(t->dec_blob);
     free(t->meta);
@@ -2117,6 +2125,26 @@ static size_t spm_symbols(const Tokenizer *t, const unsigned char *p, size_t n, 
     return m;
 }
 
+// BPE of a version-4 word of m symbols (in place; returns the count). A symbol
+// that is no merge's left or right part (a newline's <0x0A> in Llama's
+// vocabulary) never merges, so nothing merges across it: the word is cut
+// there and each part merged alone, which gives the same tokens with much
+// smaller heaps (a whole text may be one word).
+static size_t spm_bpe(Tokenizer *t, int *ids, size_t m) {
+    size_t w = 0, start = 0;
+    for (size_t i = 0; i <= m; i++) {
+        if (i < m && t->in_merges[ids[i]]) continue;
+        size_t len = i - start;
+        if (len) {
+            if (w != start) memmove(ids + w, ids + start, len * sizeof *ids);
+            w += len <= t->small_piece ? bpe_small(t, ids + w, t->ranks, len) : bpe_heap(t, ids + w, len);
+        }
+        if (i < m) ids[w++] = ids[i];
+        start = i + 1;
+    }
+    return w;
+}
+
 static int encode_piece(Tokenizer *t, const unsigned char *p, size_t n, TokenList *out) {
     if (n == 1 && !t->spm) {
         if (tl_reserve(out, 1)) return -1;
@@ -2149,8 +2177,7 @@ static int encode_piece(Tokenizer *t, const unsigned char *p, size_t n, TokenLis
         ids[0] = whole;
         m = 1;
     } else if (t->spm) {
-        m = spm_symbols(t, p, n, ids);
-        if (m) m = m <= t->small_piece ? bpe_small(t, ids, t->ranks, m) : bpe_heap(t, ids, m);
+        m = spm_bpe(t, ids, spm_symbols(t, p, n, ids));
     } else {
         for (size_t i = 0; i < n; i++) ids[i] = t->byte_id[p[i]];
         m = n <= t->small_piece ? bpe_small(t, ids, t->ranks, n) : bpe_heap(t, ids, n);
@@ -2331,14 +2358,19 @@ int tokenizer_encode_continuation(Tokenizer *t, const unsigned char *text, size_
     return split_on_added(t, &t->raw, text, len, special, encode_normalized, out);
 }
 
+int tokenizer_encode_start(Tokenizer *t, const unsigned char *text, size_t len, int special,
+                           TokenList *out) {
+    t->text_start = text;  // Metaspace's prepend_scheme "first": the piece at the start of the text
+    return tokenizer_encode_continuation(t, text, len, special, out);
+}
+
 int tokenizer_encode(Tokenizer *t, const unsigned char *text, size_t len, int special,
                      TokenList *out) {
     if (t->bos_id >= 0) {
         if (tl_reserve(out, 1)) return -1;
         out->ids[out->len++] = t->bos_id;
     }
-    t->text_start = text;  // Metaspace's prepend_scheme "first": the piece at the start of the text
-    return tokenizer_encode_continuation(t, text, len, special, out);
+    return tokenizer_encode_start(t, text, len, special, out);
 }
 
 // ---------------------------------------------------------------------------

@@ -57,6 +57,12 @@ int tokenizer_encode(Tokenizer *t, const unsigned char *text, size_t len,
 int tokenizer_encode_continuation(Tokenizer *t, const unsigned char *text, size_t len,
                                   int special, TokenList *out);
 
+// The same without the BOS id for text that starts a text all the same (the
+// start of a chat template's text: Metaspace's prepend_scheme "first" puts
+// its "▁" there).
+int tokenizer_encode_start(Tokenizer *t, const unsigned char *text, size_t len,
+                           int special, TokenList *out);
+
 // The id tokenizer_encode puts before every text, or -1 (GPT-2: none).
 int tokenizer_bos_id(const Tokenizer *t);
 

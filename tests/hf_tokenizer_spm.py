@@ -115,6 +115,74 @@ def check(h, label, d, cases, ref_name):
     print(f"  {label}: {len(cases)} cases ({time.time() - t0:.1f} s)", flush=True)
 
 
+def tiny_llama(d, cfg):
+    """A tiny random Llama with the base SPM tokenizer (the hub's tokenizer.json,
+    `cfg` as tokenizer_config.json with the Zephyr template of TinyLlama-Chat),
+    saved as a user's directory would be."""
+    import torch
+    from transformers import LlamaConfig, LlamaForCausalLM
+    import chat_forms
+    torch.manual_seed(7)
+    lc = LlamaConfig(vocab_size=1500, hidden_size=16, intermediate_size=32, num_hidden_layers=1,
+                     num_attention_heads=2, num_key_value_heads=1, max_position_embeddings=160,
+                     bos_token_id=1, eos_token_id=2, tie_word_embeddings=False)
+    model = LlamaForCausalLM(lc).eval()
+    # Greedy text picks only tokens that start with "▁" (a space at the start of
+    # the text, to be stripped; never a byte token: valid UTF-8).
+    vocab = S.base()["model"]["vocab"]
+    with torch.no_grad():
+        for piece, i in vocab.items():
+            if not piece.startswith(S.META):
+                model.lm_head.weight[i] = 0
+    os.makedirs(d, exist_ok=True)
+    model.save_pretrained(d)
+    with open(os.path.join(d, "tokenizer.json"), "w", encoding="utf-8") as f:
+        json.dump(S.base(), f, ensure_ascii=False)
+    with open(os.path.join(d, "tokenizer_config.json"), "w", encoding="utf-8") as f:
+        json.dump(dict(cfg, chat_template=chat_forms.ZEPHYR), f)
+    return d
+
+
+def check_model(h):
+    """A checkpoint with a version-4 tokenizer: Zephyr chat ids (run --chat,
+    run -i) against apply_chat_template; the text generation prints against
+    HF's decode of the same ids (one space dropped at the start of a text)."""
+    from transformers import AutoTokenizer
+    import chat_forms
+    import test_chat
+    from harness import RUN, run_cmd
+    for label, cfg in (("hub_llama", S.HUB_CONFIG), ("hub", dict(S.FILE_CONFIG, eos_token="</s>"))):
+        d = tiny_llama(os.path.join(OUT, f"model_{label}"), cfg)
+        tok = AutoTokenizer.from_pretrained(d)
+        live = chat_forms.expected(tok, "zephyr")
+        build = os.path.join(OUT, f"chat_{label}")
+        os.makedirs(build, exist_ok=True)
+        print(f"  chat (Zephyr) on a Llama with the {label} tokenizer:", flush=True)
+        test_chat.check_form(h, "zephyr", d, live, build)
+        model = os.path.join(build, "zephyr.bin")
+        for prompt, extra in (("", []), ("Once upon a time", []), ("Once upon a time", ["--echo"])):
+            args = [RUN, model, "-n", "12", "-t", "0"] + extra
+            p_ids = tok.encode(prompt) if prompt else [1]
+            ids = run_cmd(args + ["--ids"] + (["-p", " ".join(map(str, p_ids))] if prompt else []),
+                          input=b"").stdout.split()
+            text = run_cmd(args + (["-p", prompt] if prompt else []), input=b"").stdout
+            gen = [int(x) for x in ids]
+            if "--echo" in extra:
+                gen = gen[len(p_ids):]
+                want = tok.decode(p_ids + gen, skip_special_tokens=False)
+            elif prompt:
+                want = tok.decode(p_ids + gen, skip_special_tokens=False)[len(tok.decode(p_ids)):]
+            else:
+                want = tok.decode(gen, skip_special_tokens=False)
+                h.check(f"{label}: the first token generated from an empty prompt starts with a space "
+                        f"(so the strip at the start of a text is seen)",
+                        gen and tok.convert_ids_to_tokens(gen[0]).startswith(S.META),
+                        tok.convert_ids_to_tokens(gen[:1]))
+            h.check(f"{label}: generation with prompt {prompt!r} {' '.join(extra)} prints HF's decode of "
+                    f"its ids ({len(gen)} generated)", len(gen) > 0 and text == want.encode(),
+                    f"{text!r} != {want!r}")
+
+
 def main():
     h = Harness("hf_tokenizer_spm")
     if not os.path.exists(DRIVER):
@@ -143,6 +211,7 @@ def main():
     with open(os.path.join(d2, "tokenizer_config.json"), "w", encoding="utf-8") as f:
         json.dump(S.HUB_CONFIG, f)
     check(h, "trained hub_llama", d2, cases, "transformers")
+    check_model(h)
     h.done()
 
 

@@ -1039,10 +1039,22 @@ def load_spm_tokenizer(hf_dir, tok_json, cfg):
                 if cfg.get(k) is not None and cls is not None:
                     note(f"warning: {cfg_path}: {k} = {show(cfg[k])} is ignored by transformers with "
                          f"tokenizer_class {cls} (tokenizer.json decides)")
+        # transformers adds the special tokens tokenizer_config.json names, and
+        # its added_tokens_decoder, when tokenizer.json's added_tokens lack them
+        # (then matches them in the text; the tokenizers library does not).
         for p, k, s in named_special_tokens(hf_dir, cfg):
             if s not in vocab and all(t.content != s for t in added.values()):
                 problems.append(f"{p}: {k} {s!r} is in neither model.vocab nor the added tokens "
                                 f"(transformers would add it with a new id)")
+            elif all(t.content != s for t in added.values()):
+                problems.append(f"{p}: {k} {s!r} is not in tokenizer.json's added_tokens (transformers "
+                                f"would add it as a special token, the tokenizers library does not)")
+        dec = cfg.get("added_tokens_decoder") if isinstance(cfg, dict) else None
+        for k, t in (dec.items() if isinstance(dec, dict) else ()):
+            if isinstance(t, dict) and all(str(i) != k or a.content != t.get("content") for i, a in added.items()):
+                problems.append(f"{cfg_path}: added_tokens_decoder[{k}] = {show(t.get('content'))} is not in "
+                                f"tokenizer.json's added_tokens (transformers would add it, the tokenizers "
+                                f"library does not)")
     if problems:
         raise ExportError(f"{'; '.join(problems)} (run's SentencePiece-style BPE implements Llama-2's "
                           f"tokenizer.json and the form transformers 5 writes)")

@@ -110,7 +110,7 @@ def base_files(kind):
 # Texts for the SentencePiece-style variants: leading and double spaces, a
 # newline and an emoji (byte tokens), special tokens, "▁" typed, NFKC's ligature.
 SPM_PROBES = ["Hello world", " Hello", "a  b", "x\ny", "I like 🍵 tea", "<s>Hello", "Hello<s>world",
-              "a</s> b", "\u2581x y", "\ufb01ne ①", "", "the quick brown fox", "我喜欢", "<bos> x"]
+              "a</s> b", "\u2581x y", "\ufb01ne ①", "", "the quick brown fox", "我喜欢", "<bos> x", "<pad> y"]
 
 
 def probes(kind):
@@ -344,6 +344,12 @@ VARIANTS = [
      ['tokenizer_config.json: legacy = "yes"'], "ids"),
     ("SPM Llama: bos_token not in the vocabulary", "spm_llama", put(CFG, "bos_token", "<bos>"),
      ["bos_token '<bos>' is not in model.vocab"], "ids"),
+    ("SPM: pad_token a token of model.vocab, not an added token", "spm", put(CFG, "pad_token", "th"),
+     ["pad_token 'th' is not in tokenizer.json's added_tokens"], "ids"),
+    ("SPM: added_tokens_decoder with a token tokenizer.json lacks", "spm",
+     put(CFG, "added_tokens_decoder", {"1500": {"content": "<pad>", "special": True, "normalized": False,
+                                                "lstrip": False, "rstrip": False, "single_word": False}}),
+     ['added_tokens_decoder[1500] = "<pad>" is not in tokenizer.json'], "ids"),
     ("SPM: tokenizer_class T5Tokenizer", "spm", put(CFG, "tokenizer_class", "T5Tokenizer"),
      ['tokenizer_class = "T5Tokenizer"'], "load"),
 ]

@@ -810,6 +810,7 @@ struct Tokenizer {
     CharEnt *chars;            // the vocabulary's one-character tokens
     size_t chars_mask;
     unsigned char *in_merges;  // [n_tokens]: the token is the left or right part of some merge
+    unsigned char *added_norm; // the normalized added tokens' normalized bytes (NORMALIZER_SPM)
     uint32_t *dec_off;         // [n_tokens + 1]
     unsigned char *dec_blob;
     const unsigned char *text_start;  // the text being encoded (Metaspace "first"); NULL: a continuation
@@ -1450,14 +1451,16 @@ static int byte_token_value(const unsigned char *p, size_t n) {
 // "<0xNN>" with upper-case hex as tokenizers looks them up. And for every token
 // its decoded bytes: a byte token (in the decoder's spelling) is its byte,
 // and every "▁" is a space.
+// An added token with the normalized flag under NORMALIZER_SPM decodes as
+// tokenizers decodes it, by its normalized content: a space first.
 static int spm_build(Tokenizer *t, const unsigned char *sp) {
-    unsigned char *skip = calloc(t->n_tokens, 1);
+    unsigned char *skip = calloc(t->n_tokens, 1);  // bit 0: not the model's; bit 1: normalized added (SPM)
     size_t slots = 16;
     while (slots < 2 * (size_t)t->n_tokens) slots *= 2;
     t->chars = malloc(slots * sizeof *t->chars);
     t->in_merges = calloc(t->n_tokens, 1);
     t->dec_off = malloc(((size_t)t->n_tokens + 1) * sizeof *t->dec_off);
-    t->dec_blob = malloc(t->blob_bytes ? t->blob_bytes : 1);
+    t->dec_blob = malloc((size_t)t->blob_bytes + t->n_special + 1);  // (+1 a normalized added token)
     if (!skip || !t->chars || !t->in_merges || !t->dec_off || !t->dec_blob) {
         free(skip);
         return -1;
@@ -1470,8 +1473,9 @@ static int spm_build(Tokenizer *t, const unsigned char *sp) {
     t->chars_mask = slots - 1;
     for (size_t i = 0; i < slots; i++) t->chars[i] = (CharEnt){UINT32_MAX, -1};
     for (uint32_t i = 0; i < t->n_special; i++) {
-        uint32_t id = read_u32le(sp + 8 * (size_t)i);
-        if (!(read_u32le(sp + 8 * (size_t)i + 4) & ADDED_IN_VOCAB)) skip[id] = 1;
+        uint32_t id = read_u32le(sp + 8 * (size_t)i), f = read_u32le(sp + 8 * (size_t)i + 4);
+        if (!(f & ADDED_IN_VOCAB)) skip[id] |= 1;
+        if ((f & ADDED_NORMALIZED) && t->normalizer == NORMALIZER_SPM) skip[id] |= 2;
     }
     static const char hex[] = "0123456789ABCDEF";
     uint32_t w = 0;
@@ -1479,7 +1483,7 @@ static int spm_build(Tokenizer *t, const unsigned char *sp) {
         uint32_t o = read_u32le(t->offs + 4 * (size_t)id), n = read_u32le(t->offs + 4 * (size_t)id + 4) - o;
         const unsigned char *p = t->blob + o;
         t->dec_off[id] = w;
-        if (n > 0 && !skip[id]) {
+        if (n > 0 && !(skip[id] & 1)) {
             int k;
             uint32_t cp = utf8_decode(p, n, 0, &k);
             if (cp != UINT32_MAX && (uint32_t)k == n) {
@@ -1491,10 +1495,11 @@ static int spm_build(Tokenizer *t, const unsigned char *sp) {
             if (b >= 0 && p[3] == hex[b >> 4] && p[4] == hex[b & 15] && t->byte_id[b] < 0) t->byte_id[b] = (int)id;
         }
         int b = byte_token_value(p, n);
-        if (b >= 0) {
+        if (b >= 0 && !(skip[id] & 2)) {
             t->dec_blob[w++] = (unsigned char)b;
             continue;
         }
+        if (skip[id] & 2) t->dec_blob[w++] = ' ';  // tokenizers decodes it as its normalized form: "▁" first
         for (uint32_t i = 0; i < n; i++) {
             if (i + 2 < n && p[i] == 0xE2 && p[i + 1] == 0x96 && p[i + 2] == 0x81) {
                 t->dec_blob[w++] = ' ';
@@ -1506,6 +1511,32 @@ static int spm_build(Tokenizer *t, const unsigned char *sp) {
     }
     t->dec_off[t->n_tokens] = w;
     free(skip);
+    return 0;
+}
+
+// Section v4 with NORMALIZER_SPM: tokenizers matches a normalized added token
+// by its content normalized too, "▁" first and every space a "▁" ("th" is
+// found as "▁th"), so those are the bytes the second pass looks for.
+static int spm_normalize_added(Tokenizer *t) {
+    AddedSet *a = &t->normalized;
+    size_t total = 0;
+    for (size_t i = 0; i < a->n; i++) total += 3 + 3 * a->tok[i].len;
+    t->added_norm = malloc(total ? total : 1);
+    if (!t->added_norm) return -1;
+    memset(a->first, 0, sizeof a->first);
+    unsigned char *w = t->added_norm;
+    for (size_t i = 0; i < a->n; i++) {
+        Added *m = &a->tok[i];
+        unsigned char *start = w;
+        *w++ = 0xE2, *w++ = 0x96, *w++ = 0x81;
+        for (size_t k = 0; k < m->len; k++) {
+            if (m->bytes[k] == ' ') *w++ = 0xE2, *w++ = 0x96, *w++ = 0x81;
+            else *w++ = m->bytes[k];
+        }
+        m->bytes = start;
+        m->len = (size_t)(w - start);
+        a->first[start[0]] = 1;
+    }
     return 0;
 }
 
@@ -1800,6 +1831,11 @@ Tokenizer *tokenizer_load(const void *section, size_t len, char *err, size_t err
             set->first[s[0]] = 1;
             if (!(flags & ADDED_SPECIAL)) t->has_plain_added = 1;
         }
+        if (spm && normalizer == NORMALIZER_SPM && spm_normalize_added(t)) {
+            set_err(err, errlen, "out of memory loading the tokenizer");
+            tokenizer_free(t);
+            return NULL;
+        }
         qsort(t->raw.tok, t->raw.n, sizeof *t->raw.tok, cmp_added);
         qsort(t->normalized.tok, t->normalized.n, sizeof *t->normalized.tok, cmp_added);
     }
@@ -1839,6 +1875,7 @@ void tokenizer_free(Tokenizer *t) {
     free(t->heap);
     free(t->chars);
     free(t->in_merges);
+    free(t->added_norm);
     free(t->dec_off);
     free(t->dec_blob);
     free(t->meta);
@@ -1882,9 +1919,13 @@ int tokenizer_special_id(const Tokenizer *t, const char *text) {
     size_t n = strlen(text);
     for (int pass = 0; pass < 2; pass++) {
         const AddedSet *a = pass ? &t->normalized : &t->raw;
-        for (size_t i = 0; i < a->n; i++)
-            if (a->tok[i].special && a->tok[i].len == n && memcmp(a->tok[i].bytes, text, n) == 0)
-                return a->tok[i].id;
+        for (size_t i = 0; i < a->n; i++) {
+            // the token's string in the section (a version-4 normalized token is
+            // matched by its normalized form)
+            uint32_t o = read_u32le(t->offs + 4 * (size_t)a->tok[i].id);
+            uint32_t e = read_u32le(t->offs + 4 * (size_t)a->tok[i].id + 4);
+            if (a->tok[i].special && e - o == n && memcmp(t->blob + o, text, n) == 0) return a->tok[i].id;
+        }
     }
     return -1;
 }

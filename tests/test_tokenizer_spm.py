@@ -168,7 +168,7 @@ def main():
         with open(tok, "rb") as f:
             hd = header(f.read(64))
         norm, pre, flags, unk = S.expected_header(name)
-        want = dict(version=4, normalizer=norm, pre=pre, flags=flags, unk=unk, bos=1, n_added=3)
+        want = dict(version=4, normalizer=norm, pre=pre, flags=flags, unk=unk, bos=1, n_added=S.n_added(name))
         got = {k: hd[k] for k in want}
         h.check(f"{name}: section header {want}", got == want, got)
 
@@ -193,7 +193,7 @@ def main():
                 f"space {'on' if flags & 32 else 'off'})", not bad, f"{len(bad)} mismatched")
         names = {r["name"] for r in mine}
         for what in ("empty", "leading space", "trailing spaces", "double space", "newline", "meta x",
-                     "chinese", "emoji text", "bos text", "text bos text", "unk in text"):
+                     "chinese", "emoji text", "bos text", "text bos text", "unk in text", "added th"):
             h.check(f"{name}: committed cases cover {what!r}", what in names)
 
     # run --tokenize / --detokenize on a few, with and without --special.

@@ -29,6 +29,9 @@ VARIANTS builds each form a tokenizer directory takes from it:
   partial_bytes      byte_fallback with <0xE4> and <0xF0> missing: the
                      characters that need them are <unk> (fused)
   partial_bytes_nounk the same without unk_token: those characters vanish
+  hub_added, meta_added
+                     the hub's form and Metaspace "first" with added tokens
+                     that are not special, normalized or not (with_added)
 
 tests/tokenizer/spm.jsonl holds Hugging Face's ids (and decoded text) for
 each variant (tests/gen_tokenizer_spm_cases.py); `reference` says whose.
@@ -97,6 +100,19 @@ def model_json(**model):
     return tj
 
 
+def with_added(tj):
+    """Added tokens that are not special: "th" (normalized, model.vocab's own),
+    "XY Z" (not normalized) and "▁q" (normalized) after model.vocab. tokenizers
+    looks for a normalized one by its content normalized too (Prepend/Replace:
+    "▁th", "▁▁q")."""
+    n = max(tj["model"]["vocab"].values()) + 1
+    for i, content, normalized in ((tj["model"]["vocab"]["th"], "th", True), (n, "XY Z", False),
+                                   (n + 1, META + "q", True)):
+        tj["added_tokens"].append({"id": i, "content": content, "single_word": False, "lstrip": False,
+                                   "rstrip": False, "normalized": normalized, "special": False})
+    return tj
+
+
 def partial_bytes_json(unk):
     tj = model_json(unk_token=unk)
     vocab = tj["model"]["vocab"]
@@ -122,6 +138,8 @@ VARIANTS = {
     "unk_nofuse": (lambda: model_json(byte_fallback=False, fuse_unk=False), FILE_CONFIG, "file"),
     "partial_bytes": (lambda: partial_bytes_json("<unk>"), FILE_CONFIG, "file"),
     "partial_bytes_nounk": (lambda: partial_bytes_json(None), FILE_CONFIG, "file"),
+    "hub_added": (lambda: with_added(base()), FILE_CONFIG, "file"),
+    "meta_added": (lambda: with_added(metaspace_json("first", False)), FILE_CONFIG, "file"),
 }
 # The variants every text is checked on; the others get the SPM texts alone.
 MAIN = ("hub", "hub_llama", "tf5")
@@ -132,8 +150,10 @@ SCHEME = {"always": 0, "first": 1, "never": 2}
 def expected_header(name):
     """(normalizer, pre_tokenizer, flags, unk_id) export.py must write for a variant."""
     flags = {"byte_fallback": 1, "fuse_unk": 2, "split": 16, "strip": 32}
-    if name == "hub":
+    if name in ("hub", "hub_added"):
         return 2, 0, 1 | 2 | 32, 0
+    if name == "meta_added":
+        return 0, 1, 1 | 2 | SCHEME["first"] << 2 | 32, 0
     if name.startswith("hub_llama") or name == "tf5":
         scheme = {"hub_llama_legacy": "always", "hub_llama_noprefix": "never"}.get(name, "first")
         strip = 0 if name == "hub_llama_noprefix" else 32
@@ -184,6 +204,8 @@ def spm_texts():
          ("eos", "a</s> b"), ("eos eos", "</s></s>"), ("unk", "<unk>"), ("unk in text", "x<unk>y"),
          ("space bos", " <s> x"), ("bos bos", "<s> <s>"), ("specials and spaces", "<s>  a </s>\n<unk> b"),
          ("chat", "<|user|>\nHello, who are you?</s>\n<|assistant|>\n"),
+         ("added th", "the thing thth  th"), ("added XY Z", "XY Z then aXY Zb th XY  Z"),
+         ("added meta q", "q qq  q x q \u2581q"),
          ("code", "def f(x):\n    return x ** 2  # square\n\n\tif a:\n\t\tpass\n"),
          ("numbers", "3.14159 2,718 1e-9 0x1F 42"), ("punct", "Hello!!! What?? ... -- (yes) [no] {x} \"q\" 'a'"),
          ]
@@ -194,6 +216,12 @@ def long_texts():
     """Long words for the BPE's heap (checked on MAIN alone, to keep spm.jsonl small)."""
     return [("long line", ("the quick brown fox jumps over the lazy dog " * 30).strip()),
             ("long word", "xy" * 300), ("long chinese", "我喜" * 100 + "你" * 100)]
+
+
+def n_added(name):
+    """How many added tokens the section of a variant has."""
+    make, _cfg, ref = VARIANTS[name]
+    return 3 if ref == "transformers" else len(make()["added_tokens"])
 
 
 def spm_special(text):

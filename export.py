@@ -1026,13 +1026,16 @@ def load_spm_tokenizer(hf_dir, tok_json, cfg):
         file_st = st
         st = spm_transformers_settings(hf_dir, cfg, vocab, file_st, problems)
         diff = st.differences(file_st)
+        # Llama-2's hub files against "first": the same ids but at the start of a
+        # text and after an added token
+        hub_first = (file_st.normalizer, file_st.pre, st.scheme) == (SPM_NORMALIZER, SPM_PRE_NONE, SPM_SCHEMES["first"])
         if diff and not problems:
             note(f"warning: {cfg_path}: tokenizer_class {cls}: transformers 5 rebuilds the tokenizer "
                  f"(Metaspace prepend_scheme {[k for k, v in SPM_SCHEMES.items() if v == st.scheme][0]!r}, "
                  f"split false, byte_fallback, fuse_unk, no unk_token); the tokenizers library reads "
-                 f"tokenizer.json otherwise, {', '.join(diff)}, and gives other ids (for a text that "
-                 f"starts with a space or follows a special token, at least); exporting transformers' "
-                 f"encoding")
+                 f"tokenizer.json otherwise, {', '.join(diff)}, and gives other ids"
+                 f"{' (for a text that starts with a space or follows a special token)' if hub_first else ''}"
+                 f"; exporting transformers' encoding")
     else:
         if cfg is not None:
             for k in ("add_prefix_space", "legacy"):

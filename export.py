@@ -4,6 +4,8 @@ or Qwen2 directory into a `run` checkpoint (GPT-2: format version 1; the others:
 version 2, tests/SPEC.md section 1b).
 
     python3 export.py HF_DIR OUT.bin                  full checkpoint (tests/SPEC.md section 1)
+    python3 export.py --dtype q8 HF_DIR OUT.bin       the weight matrices in 8 bits (section 1c)
+    python3 export.py --dtype q8 IN.bin OUT.bin       the same from a float32 checkpoint of ours
     python3 export.py --tokenizer-only HF_DIR OUT.tok  tokenizer section only (section 2)
 
 Python 3 standard library only (no torch, no numpy).  Exit status: 0 ok,
@@ -16,8 +18,16 @@ order); vocab.json + merges.txt, else tokenizer.json (else OpenAI's
 encoder.json + vocab.bpe).
 
 Decisions worth knowing:
-- Weights are float32, float16, bfloat16 (or float64) and always written as
+- Weights are float32, float16, bfloat16 (or float64) and written as
   float32.  Conv1D weights ([in, out] in HF) are transposed to [out, in].
+- --dtype q8: every weight matrix (the token embedding, q/k/v, the
+  projections, the MLP, project_in/out, an untied lm_head) in 8 bits, blocks
+  of 32 weights along a row sharing one float32 scale s = max|w| / 127 and
+  q = round(w / s) (half away from zero); position tables, norms and biases
+  stay float32.  Always format version 2 (GPT-2 too).  Block size 32: the
+  scales cost 4/32 of a byte per weight (1.125 bytes a weight, 3.6x smaller
+  than float32), and a block is one AVX2 load of 32 int8; larger blocks
+  would save little space and let one large weight coarsen more neighbours.
 - pytorch_model.bin is read with a restricted unpickler: only
   collections.OrderedDict, torch._utils._rebuild_tensor(_v2),
   _rebuild_parameter(_with_state) and torch.<X>Storage resolve, each to a local
@@ -60,6 +70,7 @@ import hashlib
 import io
 import itertools
 import json
+import math
 import os
 import pickle
 import pickletools
@@ -2802,6 +2813,39 @@ CKPT_MAGIC = b"GPT2CKPT"
 CKPT_VERSION = 1
 HEADER_BYTES = 256
 ALIGN = 64
+WEIGHTS_F32, WEIGHTS_Q8 = 0, 1   # header offset 156 (format version 2)
+Q8_BLOCK = 32
+
+
+def is_matrix(piece_name, shape):
+    """The tensors --dtype q8 stores in 8 bits: every 2-D weight but the position table."""
+    return len(shape) == 2 and piece_name not in ("wpe", "wpe.weight")
+
+
+def quantize_q8(a, rows, cols, where):
+    """float32 array (rows, cols) -> (int8 bytes (rows*cols), float32 array of
+    scales (rows, ceil(cols/32))): per block of 32 along a row, s = max|w|/127
+    rounded to float32, q = round(w / s), half away from zero."""
+    nb = (cols + Q8_BLOCK - 1) // Q8_BLOCK
+    q = array.array("b", bytes(rows * cols))
+    scales = array.array("f", bytes(4 * rows * nb))
+    for r in range(rows):
+        base = r * cols
+        for j in range(nb):
+            lo = base + j * Q8_BLOCK
+            hi = min(lo + Q8_BLOCK, base + cols)
+            blk = a[lo:hi]
+            m = max(max(blk), -min(blk))
+            if not math.isfinite(m):
+                raise ExportError(f"{where}: row {r} holds a value that is not finite; it cannot be "
+                                  f"stored in 8 bits")
+            s = f32(m / 127.0)
+            if s == 0.0:
+                continue                       # an all-zero block: scale 0, values 0
+            scales[r * nb + j] = s
+            q[lo:hi] = array.array("b", [max(-127, min(127, int(v / s + (0.5 if v >= 0 else -0.5))))
+                                         for v in blk])
+    return q, scales
 
 
 def align(n):
@@ -2830,11 +2874,45 @@ def pack_header(c, flags, tok_bytes, weights_offset, weights_bytes):
         if "n_kv_head" in c:   # the families before Llama leave 124..147 zero
             struct.pack_into("<IIfffI", h, 124, c["n_kv_head"], c["rope_scaling"], c["rope_factor"],
                              c["rope_low_freq_factor"], c["rope_high_freq_factor"], c["rope_original_ctx"])
-        struct.pack_into("<II", h, 148, c.get("chat", CHAT_NONE), len(c.get("chat_system", b"")))
+        struct.pack_into("<III", h, 148, c.get("chat", CHAT_NONE), len(c.get("chat_system", b"")),
+                         c.get("weight_type", WEIGHTS_F32))
     return bytes(h)
 
 
-def export_model(hf_dir, out, quiet=False):
+def as_format_2(c):
+    """GPT-2 written as format version 2 (for a chat template or 8-bit weights):
+    the same tensors in the same order, the block bits saying GPT-2's shape."""
+    if c["version"] == 1:
+        c.update(version=2, block=BLOCK_GPT2, position_offset=0, rotary_dims=0, rotary_base=0.0,
+                 embed_dim=c["n_embd"], windows=[0] * c["n_layer"])
+
+
+def write_tensor(f, out, a, pos):
+    """Write float32 array a at file offset pos, then zero padding to ALIGN;
+    returns the new offset."""
+    if not NATIVE_LITTLE:
+        a = array.array(a.typecode, a)
+        a.byteswap()
+    data = memoryview(a).cast("B")
+    write_checked(f, data, out)
+    pos += len(data)
+    pad = align(pos) - pos
+    write_checked(f, bytes(pad), out)
+    return pos + pad
+
+
+def write_weight(f, out, name, shape, a, dtype, pos, where):
+    """One tensor of the weights section at offset pos, as dtype says (section
+    1c: an 8-bit matrix is its int8 values, padded, then its scales, padded);
+    returns the new offset."""
+    if dtype != "q8" or not is_matrix(name, shape):
+        return write_tensor(f, out, a, pos)
+    q, scales = quantize_q8(a, shape[0], shape[1], where)
+    pos = write_tensor(f, out, q, pos)
+    return write_tensor(f, out, scales, pos)
+
+
+def export_model(hf_dir, out, quiet=False, dtype="f32"):
     t0 = time.time()
     if not os.path.isdir(hf_dir):
         raise ExportError(f"{hf_dir}: not a directory")
@@ -2849,12 +2927,13 @@ def export_model(hf_dir, out, quiet=False):
     tok = tokenizer_section(token_bytes, merges, specials)
     form, system = chat_form(hf_dir, read_tokenizer_config(hf_dir), token_bytes, specials, c["eos"])
     if form != CHAT_NONE:
-        if c["version"] == 1:  # GPT-2 with a chat template: format 2 has the field
-            c.update(version=2, block=BLOCK_GPT2, position_offset=0, rotary_dims=0, rotary_base=0.0,
-                     embed_dim=c["n_embd"], windows=[0] * c["n_layer"])
+        as_format_2(c)  # GPT-2 with a chat template: format 2 has the field
         c.update(chat=form, chat_system=system)
         if not quiet:
             note(f"chat template: {CHAT_NAMES[form]}" + (f", with its own system message" if system else ""))
+    if dtype == "q8":
+        as_format_2(c)
+        c["weight_type"] = WEIGHTS_Q8
     hb = header_bytes(c)
     woff = align(hb + len(tok) + len(system))
 
@@ -2864,6 +2943,8 @@ def export_model(hf_dir, out, quiet=False):
     total = sum(4 * prod(p.shape) for p in pieces)
     if not quiet:
         extra = "" if c["version"] == 1 else f" ({c['family_name']}, format version 2)"
+        if dtype == "q8":
+            extra += "; the matrices written in 8 bits"
         note(f"{source}: {len(pieces)} tensors, "
              f"{total / 1e6:.1f} MB as float32; n_layer={c['n_layer']} n_head={c['n_head']} "
              f"n_embd={c['n_embd']} n_inner={c['n_inner']} n_ctx={c['n_ctx']} vocab={c['vocab_size']}"
@@ -2891,9 +2972,7 @@ def export_model(hf_dir, out, quiet=False):
             a = p.make(arrays)
             del arrays
             assert len(a) == prod(p.shape), (p.name, len(a), p.shape)
-            if not NATIVE_LITTLE:
-                a.byteswap()
-            data = memoryview(a).cast("B")  # no copy
+            data = memoryview(a).cast("B")  # no copy (hashed in native order: the same for both)
             if p.name in ("wte.weight", "wte"):
                 wte_hash = hashlib.sha256(data).digest()
             if p.name in ("lm_head.weight", "lm_head"):
@@ -2907,13 +2986,10 @@ def export_model(hf_dir, out, quiet=False):
                          f"although config.json has tie_word_embeddings true; like transformers, "
                          f"keeping it as a separate (untied) output embedding")
                 flags |= FLAG_UNTIED
-            write_checked(f, data, out)
-            pos += len(data)
-            pad = align(pos) - pos
-            write_checked(f, bytes(pad), out)
-            pos += pad
             done += len(data)
-            del data, a
+            del data
+            pos = write_weight(f, out, p.name, p.shape, a, dtype, pos, f"{source}: {p.name}")
+            del a
             if not quiet and p.layer != last_layer and p.layer >= 0:
                 last_layer = p.layer
                 el = max(time.time() - t0, 1e-9)
@@ -2935,6 +3011,116 @@ def export_model(hf_dir, out, quiet=False):
              f"lm_head, {len(token_bytes)} tokens) in {el:.1f} s, {done / 1e6 / max(el, 1e-9):.1f} MB/s")
 
 
+def checkpoint_tensors(h):
+    """[(name, shape)] of the weights section of a float32 checkpoint, in order
+    (tests/SPEC.md 1 and 1b), from its header h: the list run.c's walk_weights
+    walks, here for re-writing one of our own checkpoints in 8 bits."""
+    version, _, L, H, C, F, P, V = struct.unpack_from("<8I", h, 8)
+    flags = struct.unpack_from("<I", h, 48)[0]
+    if version == 1:
+        block, pos_off, E, kv = BLOCK_GPT2, 0, C, H
+    else:
+        block, pos_off = struct.unpack_from("<II", h, 104)
+        E, kv = struct.unpack_from("<II", h, 120)
+        kv = kv or H
+    QKV = C + 2 * (C // H) * kv
+    ln_bias = not block & BLOCK_RMSNORM
+    out = [("wte", (V, E))]
+    if not block & BLOCK_ROTARY:
+        out.append(("wpe", (P + pos_off, C)))
+    if E < C:
+        out.append(("project_in", (C, E)))
+    for l in range(L):
+        pre = f"h.{l}."
+        out += [(pre + "ln_1.weight", (C,))] + ([(pre + "ln_1.bias", (C,))] if ln_bias else [])
+        out += [(pre + "qkv.weight", (QKV, C))] + ([(pre + "qkv.bias", (QKV,))] if block & BLOCK_QKV_BIAS else [])
+        out += [(pre + "proj.weight", (C, C))] + ([(pre + "proj.bias", (C,))] if block & BLOCK_PROJ_BIAS else [])
+        out += [(pre + "ln_2.weight", (C,))] + ([(pre + "ln_2.bias", (C,))] if ln_bias else [])
+        out += [(pre + "fc.weight", (F, C))] + ([(pre + "fc.bias", (F,))] if block & BLOCK_MLP_BIAS else [])
+        out += [(pre + "up.weight", (F, C))] if block & BLOCK_GATED_MLP else []
+        out += [(pre + "fc_proj.weight", (C, F))] + ([(pre + "fc_proj.bias", (C,))] if block & BLOCK_MLP_BIAS else [])
+    if block & BLOCK_FINAL_LN:
+        out += [("ln_f.weight", (C,))] + ([("ln_f.bias", (C,))] if ln_bias else [])
+    if E < C:
+        out.append(("project_out", (E, C)))
+    if flags & FLAG_UNTIED:
+        out.append(("lm_head", (V, E)))
+    return out
+
+
+def requantize_checkpoint(path, out, quiet=False):
+    """export.py --dtype q8 IN.bin OUT.bin: one of our float32 checkpoints
+    (format 1 or 2) written again with its matrices in 8 bits (format 2)."""
+    t0 = time.time()
+    check_output_path(out)
+    try:
+        with open(path, "rb") as f:
+            size = os.fstat(f.fileno()).st_size
+            h = f.read(HEADER_BYTES)
+            if len(h) < HEADER_BYTES or h[:8] != CKPT_MAGIC:
+                raise ExportError(f"{path}: not a checkpoint of ours (no {CKPT_MAGIC.decode()} header); "
+                                  f"give a Hugging Face model directory or a checkpoint written by export.py")
+            version, hb = struct.unpack_from("<II", h, 8)
+            if version not in (1, 2):
+                raise ExportError(f"{path}: checkpoint format version {version} is not 1 or 2")
+            hb = HEADER_BYTES if version == 1 else hb
+            if version == 2 and struct.unpack_from("<I", h, 156)[0] != WEIGHTS_F32:
+                raise ExportError(f"{path}: its weights are already in 8 bits")
+            f.seek(0)
+            head = f.read(hb)
+            tok_off, tok_bytes, woff, wbytes, fbytes = struct.unpack_from("<QQQQQ", head, 56)
+            system_len = struct.unpack_from("<I", head, 152)[0] if version == 2 else 0
+            tensors = checkpoint_tensors(head)
+            want = sum(align(4 * prod(shape)) for _, shape in tensors)
+            if (len(head) != hb or fbytes != size or woff + wbytes != size or want != wbytes
+                    or tok_off != hb or tok_off + tok_bytes + system_len > woff):
+                raise ExportError(f"{path}: the header does not describe this file (sizes disagree); "
+                                  f"`run` would refuse it too")
+            f.seek(tok_off)
+            tok_and_system = f.read(tok_bytes + system_len)
+            L = struct.unpack_from("<I", head, 16)[0]
+            if version == 1:   # the same tensors as format 2 with GPT-2's block bits
+                hb2 = align(HEADER_BYTES + 4 * L)
+                h2 = bytearray(hb2)
+                h2[:100] = head[:100]
+                struct.pack_into("<II", h2, 8, 2, hb2)
+                C = struct.unpack_from("<I", head, 24)[0]
+                struct.pack_into("<IIIIfI", h2, 100, 0, BLOCK_GPT2, 0, 0, 0.0, C)
+            else:
+                hb2, h2 = hb, bytearray(head)
+            struct.pack_into("<I", h2, 156, WEIGHTS_Q8)
+            woff2 = align(hb2 + len(tok_and_system))
+            with AtomicOutput(out) as o:
+                g = o.f
+                write_checked(g, bytes(h2), out)
+                write_checked(g, tok_and_system, out)
+                write_checked(g, bytes(woff2 - hb2 - len(tok_and_system)), out)
+                pos, at = woff2, woff
+                for name, shape in tensors:
+                    f.seek(at)
+                    raw = f.read(4 * prod(shape))
+                    if len(raw) != 4 * prod(shape):
+                        raise ExportError(f"{path}: tensor {name} is cut short")
+                    at = align(at + len(raw))
+                    a = array.array("f")
+                    a.frombytes(raw)
+                    if not NATIVE_LITTLE:
+                        a.byteswap()
+                    pos = write_weight(g, out, name, shape, a, "q8", pos, f"{path}: {name}")
+                struct.pack_into("<QQQQQ", h2, 56, hb2, tok_bytes, woff2, pos - woff2, pos)
+                try:
+                    g.seek(0)
+                except OSError as e:
+                    raise ExportError(f"{out}: cannot seek: {e.strerror or e}")
+                write_checked(g, bytes(h2), out)
+                o.commit()
+    except OSError as e:
+        raise ExportError(f"{path}: cannot read: {e.strerror or e}")
+    if not quiet:
+        note(f"wrote {out}: {pos} bytes, the matrices of {path} ({size} bytes) in 8 bits, "
+             f"in {time.time() - t0:.1f} s")
+
+
 # ----------------------------------------------------------------------------
 # Command line
 # ----------------------------------------------------------------------------
@@ -2951,10 +3137,14 @@ def main(argv=None):
                     "vocab.json + merges.txt or tokenizer.json) into a float32 "
                     "checkpoint for `run` (format: tests/SPEC.md).",
         epilog="Exit status: 0 success, 1 error, 2 usage error.")
-    ap.add_argument("hf_dir", metavar="HF_DIR", help="Hugging Face model directory")
+    ap.add_argument("hf_dir", metavar="HF_DIR", help="Hugging Face model directory (with --dtype q8 also "
+                                                     "a float32 checkpoint written by export.py)")
     ap.add_argument("out", metavar="OUT", help="output file (written via a temp file and renamed)")
     ap.add_argument("--tokenizer-only", action="store_true",
                     help="write only the standalone tokenizer section (SPEC section 2)")
+    ap.add_argument("--dtype", choices=("f32", "q8"), default="f32",
+                    help="f32 (default): float32 weights; q8: every weight matrix in 8 bits, "
+                         "blocks of 32 sharing a float32 scale (3.6x smaller, faster to decode)")
     ap.add_argument("-q", "--quiet", action="store_true", help="nothing on stderr but warnings and errors, in every mode")
     args = ap.parse_args(argv)
     # SIGTERM/SIGHUP unwind like Ctrl-C, so the temp file is removed.
@@ -2963,9 +3153,13 @@ def main(argv=None):
             signal.signal(sig, _interrupted)
     try:
         if args.tokenizer_only:
+            if args.dtype != "f32":
+                ap.error("--dtype does not apply to --tokenizer-only")
             export_tokenizer_only(args.hf_dir, args.out, quiet=args.quiet)
+        elif args.dtype == "q8" and os.path.isfile(args.hf_dir):
+            requantize_checkpoint(args.hf_dir, args.out, quiet=args.quiet)
         else:
-            export_model(args.hf_dir, args.out, quiet=args.quiet)
+            export_model(args.hf_dir, args.out, quiet=args.quiet, dtype=args.dtype)
     except ExportError as e:
         note(f"error: {one_line(str(e))}")
         return 1

@@ -97,10 +97,12 @@ static double now_seconds(void) {
 // I.2 The checkpoint and its Config
 //
 // A 256-byte header, the tokenizer section, then float32 weights, each tensor
-// 64-byte aligned. All numbers little-endian.
+// 64-byte aligned. All numbers little-endian. (Format 2 may instead hold the
+// weight matrices in 8 bits: Q8_BLOCK weights of a row share one scale.)
 
 #define HEADER_BYTES 256
 #define WEIGHT_ALIGN 64
+#define Q8_BLOCK 32  // weights per scale in an 8-bit checkpoint
 
 enum { ACT_GELU_TANH = 0, ACT_GELU_ERF = 1, ACT_RELU = 2, ACT_SILU = 3 };
 enum {
@@ -127,6 +129,8 @@ enum { FAMILY_GPT2, FAMILY_GPT_NEO, FAMILY_GPT_NEOX, FAMILY_OPT, FAMILY_LLAMA, F
 enum { ROPE_PLAIN = 0, ROPE_LLAMA3 = 1 };  // how the rotary frequencies are scaled
 // The form a chat model's conversations were written in (its chat template).
 enum { CHAT_NONE, CHAT_CHATML, CHAT_ZEPHYR, CHAT_LLAMA3 };
+// How the weight matrices are stored: float32, or 8-bit blocks (export.py --dtype q8).
+enum { WEIGHTS_F32 = 0, WEIGHTS_Q8 = 1 };
 
 typedef struct {
     int n_layer;     // transformer blocks
@@ -154,6 +158,7 @@ typedef struct {
     int chat;        // CHAT_*: how -i writes a conversation (Part IV)
     const unsigned char *chat_system;  // the template's own system message (chat_system_len bytes)
     uint32_t chat_system_len;
+    int weight_type; // WEIGHTS_F32 or WEIGHTS_Q8
     uint64_t header_bytes, tok_offset, tok_bytes, weights_offset, weights_bytes, file_bytes;
 } Config;
 
@@ -226,6 +231,7 @@ static int read_block(Config *c, const unsigned char *h, char *err, size_t errle
         c->rope_scaling = ROPE_PLAIN;
         c->chat = CHAT_NONE;
         c->chat_system_len = 0;
+        c->weight_type = WEIGHTS_F32;
         return 0;
     }
     uint32_t family = read_u32le(h + 100), block = read_u32le(h + 104), offset = read_u32le(h + 108);
@@ -248,6 +254,9 @@ static int read_block(Config *c, const unsigned char *h, char *err, size_t errle
     if (chat > CHAT_LLAMA3) return fail(err, errlen, "unknown chat template code %u", chat);
     c->chat = (int)chat;
     c->chat_system_len = read_u32le(h + 152);  // where it lies is checked with the sections
+    uint32_t weight_type = read_u32le(h + 156);
+    if (weight_type > WEIGHTS_Q8) return fail(err, errlen, "unknown weight type code %u", weight_type);
+    c->weight_type = (int)weight_type;
     if (scaling == ROPE_LLAMA3 &&
         !(c->rope_factor >= 1.0f && c->rope_factor < 1e6f && c->rope_low_freq_factor > 0.0f &&
           c->rope_high_freq_factor > c->rope_low_freq_factor && c->rope_high_freq_factor < 1e6f &&
@@ -354,25 +363,45 @@ static int read_config(Config *c, const unsigned char *h, size_t size, char *err
 // ----------------------------------------------------------------------------
 // I.3 Weights and RunState
 
+// A weight matrix W (rows, cols), as the checkpoint stores it: float32, or
+// 8-bit, where each run of Q8_BLOCK weights along a row shares one scale:
+// W[r][i] = scale[r][i / Q8_BLOCK] * q[r][i], q in -127..127. Every matrix of
+// a checkpoint is stored the same way; a matrix the model lacks has both NULL.
+typedef struct {
+    const float *f;       // (rows, cols) float32; NULL when 8-bit
+    const int8_t *q;      // (rows, cols) 8-bit weights; NULL when float32
+    const float *scale;   // (rows, ceil(cols / Q8_BLOCK)) their scales
+} Matrix;
+
+static int matrix_present(const Matrix *W) { return W->f || W->q; }
+
+// Row r of W (rows, cols) as float32: out (cols)
+static void matrix_row(float *out, const Matrix *W, int r, int cols) {
+    if (W->f) { memcpy(out, W->f + (size_t)r * cols, cols * sizeof(float)); return; }
+    const int8_t *q = W->q + (size_t)r * cols;
+    const float *scale = W->scale + (size_t)r * ((cols + Q8_BLOCK - 1) / Q8_BLOCK);
+    for (int i = 0; i < cols; i++) out[i] = scale[i / Q8_BLOCK] * q[i];
+}
+
 // A bias the block does not have is NULL (matmul then adds nothing).
 typedef struct {
     const float *ln1_w, *ln1_b;      // (C)
-    const float *qkv_w, *qkv_b;      // (3C, C), (3C)
-    const float *proj_w, *proj_b;    // (C, C), (C)
+    Matrix qkv_w; const float *qkv_b;      // (3C, C), (3C)
+    Matrix proj_w; const float *proj_b;    // (C, C), (C)
     const float *ln2_w, *ln2_b;      // (C)
-    const float *fc_w, *fc_b;        // (F, C), (F); the gate with a gated MLP
-    const float *up_w;               // (F, C): a gated MLP's other half, else NULL
-    const float *fc_proj_w, *fc_proj_b;  // (C, F), (C)
+    Matrix fc_w; const float *fc_b;        // (F, C), (F); the gate with a gated MLP
+    Matrix up_w;                     // (F, C): a gated MLP's other half, else absent
+    Matrix fc_proj_w; const float *fc_proj_b;  // (C, F), (C)
 } LayerWeights;
 
 typedef struct {
-    const float *wte;    // (V, E) token embeddings (E = C but for OPT-350m)
+    Matrix wte;          // (V, E) token embeddings (E = C but for OPT-350m)
     const float *wpe;    // (n_ctx + pos_offset, C) position embeddings; NULL with rotary positions
-    const float *project_in;   // (C, E), NULL when E = C
+    Matrix project_in;   // (C, E), absent when E = C
     LayerWeights *layers;
     const float *lnf_w, *lnf_b;  // (C); NULL without a final LayerNorm
-    const float *project_out;  // (E, C), NULL when E = C
-    const float *lm_head;        // (V, E): wte when tied
+    Matrix project_out;  // (E, C), absent when E = C
+    Matrix lm_head;      // (V, E): wte when tied
 } Weights;
 
 // Bytes of one tensor padded to the alignment; 0 on overflow.
@@ -390,6 +419,21 @@ static const float *next_tensor(const unsigned char *base, uint64_t *offset, uin
     return t;
 }
 
+// The next weight matrix (rows, cols): one float32 tensor, or (8-bit) the
+// rows*cols int8 weights, padded, then the rows*ceil(cols/Q8_BLOCK) float
+// scales as a tensor.
+static Matrix next_matrix(const unsigned char *base, uint64_t *offset, uint64_t rows, uint64_t cols, int type) {
+    Matrix m = {0};
+    if (type == WEIGHTS_F32) {
+        m.f = next_tensor(base, offset, rows * cols);
+        return m;
+    }
+    m.q = base ? (const int8_t *)(base + *offset) : NULL;
+    *offset += aligned_tensor_bytes((rows * cols + 3) / 4);  // bytes, counted as floats rounded up
+    m.scale = next_tensor(base, offset, rows * ((cols + Q8_BLOCK - 1) / Q8_BLOCK));
+    return m;
+}
+
 // The tensors in the order export.py writes them: the one list both for
 // counting the bytes a Config implies and for pointing Weights into the
 // mapping. With w->layers NULL the per-layer pointers are not kept. Returns
@@ -400,25 +444,30 @@ static uint64_t walk_weights(Weights *w, const Config *c, const unsigned char *b
     uint32_t b = c->block;
     int projected = E < C, ln_bias = !(b & BLOCK_RMSNORM);
     LayerWeights scratch;
+    Matrix none = {0};
 #define TENSOR(n) next_tensor(base, &off, (n))
 #define TENSOR_IF(cond, n) ((cond) ? TENSOR(n) : NULL)
-    w->wte = TENSOR(V * E);
+#define MATRIX(rows, cols) next_matrix(base, &off, (rows), (cols), c->weight_type)
+#define MATRIX_IF(cond, rows, cols) ((cond) ? MATRIX(rows, cols) : none)
+    w->wte = MATRIX(V, E);
     w->wpe = TENSOR_IF(!(b & BLOCK_ROTARY), ((uint64_t)c->n_ctx + c->pos_offset) * C);
-    w->project_in = TENSOR_IF(projected, C * E);
+    w->project_in = MATRIX_IF(projected, C, E);
     for (int l = 0; l < c->n_layer; l++) {
         LayerWeights *L = w->layers ? &w->layers[l] : &scratch;
-        L->ln1_w = TENSOR(C);          L->ln1_b = TENSOR_IF(ln_bias, C);
-        L->qkv_w = TENSOR(QKV * C);    L->qkv_b = TENSOR_IF(b & BLOCK_QKV_BIAS, QKV);
-        L->proj_w = TENSOR(C * C);     L->proj_b = TENSOR_IF(b & BLOCK_PROJ_BIAS, C);
-        L->ln2_w = TENSOR(C);          L->ln2_b = TENSOR_IF(ln_bias, C);
-        L->fc_w = TENSOR(F * C);       L->fc_b = TENSOR_IF(b & BLOCK_MLP_BIAS, F);
-        L->up_w = TENSOR_IF(b & BLOCK_GATED_MLP, F * C);
-        L->fc_proj_w = TENSOR(C * F);  L->fc_proj_b = TENSOR_IF(b & BLOCK_MLP_BIAS, C);
+        L->ln1_w = TENSOR(C);            L->ln1_b = TENSOR_IF(ln_bias, C);
+        L->qkv_w = MATRIX(QKV, C);       L->qkv_b = TENSOR_IF(b & BLOCK_QKV_BIAS, QKV);
+        L->proj_w = MATRIX(C, C);        L->proj_b = TENSOR_IF(b & BLOCK_PROJ_BIAS, C);
+        L->ln2_w = TENSOR(C);            L->ln2_b = TENSOR_IF(ln_bias, C);
+        L->fc_w = MATRIX(F, C);          L->fc_b = TENSOR_IF(b & BLOCK_MLP_BIAS, F);
+        L->up_w = MATRIX_IF(b & BLOCK_GATED_MLP, F, C);
+        L->fc_proj_w = MATRIX(C, F);     L->fc_proj_b = TENSOR_IF(b & BLOCK_MLP_BIAS, C);
     }
     w->lnf_w = TENSOR_IF(b & BLOCK_FINAL_NORM, C);
     w->lnf_b = TENSOR_IF((b & BLOCK_FINAL_NORM) && ln_bias, C);
-    w->project_out = TENSOR_IF(projected, E * C);
-    w->lm_head = (c->flags & FLAG_UNTIED_LM_HEAD) ? TENSOR(V * E) : w->wte;
+    w->project_out = MATRIX_IF(projected, E, C);
+    w->lm_head = (c->flags & FLAG_UNTIED_LM_HEAD) ? MATRIX(V, E) : w->wte;
+#undef MATRIX_IF
+#undef MATRIX
 #undef TENSOR_IF
 #undef TENSOR
     return off;
@@ -569,11 +618,67 @@ static float dot_plain(const float *a, const float *b, int n) {
     return s;
 }
 
+// With 8-bit weights the input is put in 8 bits too, the same way (as the
+// leading C++ engine's Q8_0 does): each block of Q8_BLOCK values gets the
+// scale max|x| / 127 and the values rint(x / scale), x (n) -> q (n), scale.
+// A product of two blocks is then one integer dot product times two scales,
+// which vector units do 32 at a time.
+static void quantize_q8(int8_t *q, float *scale, const float *x, int n) {
+    for (int j = 0; j * Q8_BLOCK < n; j++) {
+        int lo = j * Q8_BLOCK, hi = lo + Q8_BLOCK < n ? lo + Q8_BLOCK : n;
+        float m = 0.0f;
+        for (int i = lo; i < hi; i++) m = fmaxf(m, fabsf(x[i]));
+        float s = m / 127.0f, inv = s > 0.0f ? 1.0f / s : 0.0f;
+        scale[j] = s;
+        for (int i = lo; i < hi; i++) {
+            float v = rintf(x[i] * inv);  // to nearest, ties to even
+            q[i] = (int8_t)(v == v ? fmaxf(-127.0f, fminf(127.0f, v)) : 0.0f);  // (NaN from a broken model: 0)
+        }
+    }
+}
+
+// s = x (n) . w (n), both in 8 bits (values qx, qw and their blocks' scales):
+// per block, the integer dot product times the two scales
+static float dot_q8_plain(const int8_t *qx, const float *sx, const int8_t *qw, const float *sw, int n) {
+    float s = 0.0f;
+    for (int j = 0; j * Q8_BLOCK < n; j++) {
+        int32_t d = 0;
+        for (int i = j * Q8_BLOCK; i < n && i < (j + 1) * Q8_BLOCK; i++) d += qx[i] * qw[i];
+        s += (float)d * (sx[j] * sw[j]);
+    }
+    return s;
+}
+
+// The rows of inp (T,C) in 8 bits, for a product with an 8-bit W
+typedef struct { int8_t *q; float *scale; int blocks; } Q8Rows;
+
+static Q8Rows q8_rows_new(const float *inp, int T, int C) {
+    Q8Rows r = {xmalloc((size_t)T * C), NULL, (C + Q8_BLOCK - 1) / Q8_BLOCK};
+    r.scale = xmalloc(sizeof(float) * T * r.blocks);
+    for (int t = 0; t < T; t++) quantize_q8(r.q + (size_t)t * C, r.scale + (size_t)t * r.blocks, inp + (size_t)t * C, C);
+    return r;
+}
+
+static void q8_rows_free(Q8Rows *r) {
+    free(r->q);
+    free(r->scale);
+}
+
 // out (T,OC) = inp (T,C) @ W^T (OC,C) + b (OC)
-static void matmul_plain(float *out, const float *inp, const float *W, const float *b, int T, int C, int OC) {
+static void matmul_plain(float *out, const float *inp, const Matrix *W, const float *b, int T, int C, int OC) {
+    if (W->q) {  // 8-bit W: inp in 8 bits too, then integer dot products
+        Q8Rows x = q8_rows_new(inp, T, C);
+        for (int t = 0; t < T; t++)
+            for (int o = 0; o < OC; o++)
+                out[(size_t)t * OC + o] = dot_q8_plain(x.q + (size_t)t * C, x.scale + (size_t)t * x.blocks,
+                                                       W->q + (size_t)o * C, W->scale + (size_t)o * x.blocks, C) +
+                                          (b ? b[o] : 0.0f);
+        q8_rows_free(&x);
+        return;
+    }
     for (int t = 0; t < T; t++)
         for (int o = 0; o < OC; o++)
-            out[(size_t)t * OC + o] = dot_plain(inp + (size_t)t * C, W + (size_t)o * C, C) + (b ? b[o] : 0.0f);
+            out[(size_t)t * OC + o] = dot_plain(inp + (size_t)t * C, W->f + (size_t)o * C, C) + (b ? b[o] : 0.0f);
 }
 
 // out (C) = (x (C) - mean) / sqrt(var + eps) * w (C) + b (C)
@@ -664,6 +769,12 @@ static void activate_rows_plain(float *x, int T, int F, int activation) {
     activate_plain(x, (size_t)T * F, activation);
 }
 
+// x (T,F) = act(x) * up (T,F), in place
+static void gate_rows_plain(float *x, const float *up, int T, int F, int activation) {
+    activate_plain(x, (size_t)T * F, activation);
+    multiply(x, up, (size_t)T * F);
+}
+
 // ----------------------------------------------------------------------------
 // I.5 The kernel table
 //
@@ -678,13 +789,15 @@ typedef void (*RangeFn)(void *ctx, int start, int end);
 
 typedef struct {
     // out (T,OC) = inp (T,C) @ W^T (OC,C) + b (OC); b may be NULL
-    void (*matmul)(float *out, const float *inp, const float *W, const float *b, int T, int C, int OC);
+    void (*matmul)(float *out, const float *inp, const Matrix *W, const float *b, int T, int C, int OC);
     // out (T,C) = layernorm of each row of x (T,C)
     void (*layernorm)(float *out, const float *x, const float *w, const float *b, int T, int C, float eps);
     // out (T,C) = rmsnorm of each row of x (T,C)
     void (*rmsnorm)(float *out, const float *x, const float *w, int T, int C, float eps);
     // x (T,F) = act(x)
     void (*activate)(float *x, int T, int F, int activation);
+    // x (T,F) = act(x) * up (T,F): a gated MLP's two halves combined
+    void (*gate)(float *x, const float *up, int T, int F, int activation);
     // attention's steps for one query (see attention_heads)
     void (*scores)(float *scores, const float *q, const float *K, int n, int hd, float scale);
     void (*softmax)(float *x, int n);
@@ -701,6 +814,7 @@ static void serial_for(int n, RangeFn fn, void *ctx) { fn(ctx, 0, n); }
 
 static const Kernels PLAIN_KERNELS = {
     .matmul = matmul_plain, .layernorm = layernorm_rows_plain, .rmsnorm = rmsnorm_rows_plain, .activate = activate_rows_plain,
+    .gate = gate_rows_plain,
     .scores = scores_plain, .softmax = softmax_plain, .weighted_sum = weighted_sum_plain,
     .attend_tile = NULL, .parallel_for = serial_for,
 };
@@ -787,10 +901,10 @@ static void attend_head(AttentionArgs *a, int h, const float *K, const float *V)
     }
 }
 
-// Causal self-attention, key/value heads [g_start, g_end) and their query
-// heads: each new query looks at the keys of every position up to its own
-// and mixes their values.
-static void attention_heads(void *ctx, int g_start, int g_end) {
+// Key/value heads [g_start, g_end): the tile's keys (and the queries that
+// read them) turned by their positions where the model says so, then this
+// tile's keys and values stored in the cache after those of earlier positions.
+static void store_keys_values(void *ctx, int g_start, int g_end) {
     AttentionArgs *a = ctx;
     int C = a->C, hd = C / a->n_head, KVd = hd * a->n_kv_head, group = a->n_head / a->n_kv_head;
     size_t ld = (size_t)C + 2 * KVd;  // floats per position in qkv
@@ -811,8 +925,18 @@ static void attention_heads(void *ctx, int g_start, int g_end) {
             memcpy(K + (size_t)(a->pos0 + t) * hd, k0 + t * ld, hd * sizeof(float));
             memcpy(V + (size_t)(a->pos0 + t) * hd, v0 + t * ld, hd * sizeof(float));
         }
-        for (int h = g * group; h < (g + 1) * group; h++)  // the query heads that read this kv head
-            attend_head(a, h, K, V);
+    }
+}
+
+// Causal self-attention of query heads [h_start, h_end): each new query looks
+// at the keys of every position up to its own and mixes their values. Query
+// head h reads key/value head h / (H / KVH).
+static void attention_heads(void *ctx, int h_start, int h_end) {
+    AttentionArgs *a = ctx;
+    int hd = a->C / a->n_head, group = a->n_head / a->n_kv_head;
+    for (int h = h_start; h < h_end; h++) {
+        size_t g = (size_t)(h / group);
+        attend_head(a, h, a->k_cache + g * a->S * hd, a->v_cache + g * a->S * hd);
     }
 }
 
@@ -835,7 +959,8 @@ static void attention(Model *m, int layer, int T, int pos0) {
         a.log = m->att_log->w + (size_t)layer * H * m->att_log->tri;
         a.log_tri = m->att_log->tri;
     }
-    m->k->parallel_for(c->n_kv_head, attention_heads, &a);
+    m->k->parallel_for(c->n_kv_head, store_keys_values, &a);  // the cache first: every head reads it
+    m->k->parallel_for(H, attention_heads, &a);
 }
 
 // out (T,C) = proj(attention(qkv(inp))) of layer l; out may be inp.
@@ -843,9 +968,9 @@ static void attention_sublayer(Model *m, int l, const float *inp, float *out, in
     const LayerWeights *L = &m->weights.layers[l];
     RunState *s = &m->state;
     int C = m->config.n_embd, KVd = C / m->config.n_head * m->config.n_kv_head;
-    m->k->matmul(s->qkv, inp, L->qkv_w, L->qkv_b, T, C, C + 2 * KVd);  // qkv (T,3C): q, k, v
+    m->k->matmul(s->qkv, inp, &L->qkv_w, L->qkv_b, T, C, C + 2 * KVd);  // qkv (T,3C): q, k, v
     attention(m, l, T, pos0);                                        // att_out (T,C)
-    m->k->matmul(out, s->att_out, L->proj_w, L->proj_b, T, C, C);     // out (T,C)
+    m->k->matmul(out, s->att_out, &L->proj_w, L->proj_b, T, C, C);     // out (T,C)
 }
 
 // out (T,C) = fc_proj(act(fc(inp))) of layer l; out may be inp.
@@ -853,13 +978,14 @@ static void mlp_sublayer(Model *m, int l, const float *inp, float *out, int T) {
     const LayerWeights *L = &m->weights.layers[l];
     RunState *s = &m->state;
     int C = m->config.n_embd, F = m->config.n_inner;
-    m->k->matmul(s->hidden, inp, L->fc_w, L->fc_b, T, C, F);          // hidden (T,F)
-    m->k->activate(s->hidden, T, F, m->config.activation);
-    if (L->up_w) {  // Llama's gated MLP (SwiGLU): hidden = silu(gate x) * (up x)
-        m->k->matmul(s->up, inp, L->up_w, NULL, T, C, F);
-        multiply(s->hidden, s->up, (size_t)T * F);
+    m->k->matmul(s->hidden, inp, &L->fc_w, L->fc_b, T, C, F);         // hidden (T,F)
+    if (matrix_present(&L->up_w)) {  // Llama's gated MLP (SwiGLU): hidden = silu(gate x) * (up x)
+        m->k->matmul(s->up, inp, &L->up_w, NULL, T, C, F);
+        m->k->gate(s->hidden, s->up, T, F, m->config.activation);
+    } else {
+        m->k->activate(s->hidden, T, F, m->config.activation);
     }
-    m->k->matmul(out, s->hidden, L->fc_proj_w, L->fc_proj_b, T, F, C);  // out (T,C)
+    m->k->matmul(out, s->hidden, &L->fc_proj_w, L->fc_proj_b, T, F, C);  // out (T,C)
 }
 
 // Run tokens[0..T) at positions pos0.. through the model. Logits are written
@@ -884,9 +1010,9 @@ static void forward(Model *m, const int *tokens, int T, int pos0, int logits) {
     int C = c->n_embd, E = c->embed_dim, V = c->vocab_size;
 
     // token embedding + position embedding: x (T,C)
-    float *emb = w->project_in ? s->att_out : s->x;  // OPT-350m: (T,E), then project_in to (T,C)
-    for (int t = 0; t < T; t++) memcpy(emb + (size_t)t * E, w->wte + (size_t)tokens[t] * E, E * sizeof(float));
-    if (w->project_in) k->matmul(s->x, emb, w->project_in, NULL, T, E, C);
+    float *emb = matrix_present(&w->project_in) ? s->att_out : s->x;  // OPT-350m: (T,E), then project_in to (T,C)
+    for (int t = 0; t < T; t++) matrix_row(emb + (size_t)t * E, &w->wte, tokens[t], E);
+    if (matrix_present(&w->project_in)) k->matmul(s->x, emb, &w->project_in, NULL, T, E, C);
     for (int t = 0; t < T && w->wpe; t++) {  // learned positions (GPT-NeoX's are rotary: in attention)
         const float *pe = w->wpe + (size_t)(pos0 + t + c->pos_offset) * C;
         for (int i = 0; i < C; i++) s->x[(size_t)t * C + i] += pe[i];
@@ -930,8 +1056,9 @@ static void forward(Model *m, const int *tokens, int T, int pos0, int logits) {
     const float *last = s->x + (size_t)first * C;
     if (w->lnf_w) normalize(m, s->xn, last, w->lnf_w, w->lnf_b, n);
     else memcpy(s->xn, last, sizeof(float) * n * C);  // OPT-350m has no final LayerNorm
-    if (w->project_out) k->matmul(s->att_out, s->xn, w->project_out, NULL, n, C, E);  // (n,E)
-    k->matmul(s->logits, w->project_out ? s->att_out : s->xn, w->lm_head, NULL, n, E, V);
+    int projected = matrix_present(&w->project_out);
+    if (projected) k->matmul(s->att_out, s->xn, &w->project_out, NULL, n, C, E);  // (n,E)
+    k->matmul(s->logits, projected ? s->att_out : s->xn, &w->lm_head, NULL, n, E, V);
 }
 
 // Feed a whole sequence, in tiles, starting at position pos0. With
@@ -1652,20 +1779,6 @@ static void parallel_for(int n, RangeFn fn, void *ctx) {
     pthread_mutex_unlock(&pool.lock);
 }
 
-// RMSNorm is cheap next to the matrix products: the plain loop, its rows
-// spread over the pool (for FAST_KERNELS and PORTABLE_KERNELS alike).
-typedef struct { float *out; const float *x, *w; int C; float eps; } RmsnormArgs;
-
-static void rmsnorm_slice(void *ctx, int t0, int t1) {
-    RmsnormArgs *a = ctx;
-    for (int t = t0; t < t1; t++) rmsnorm(a->out + (size_t)t * a->C, a->x + (size_t)t * a->C, a->w, a->C, a->eps);
-}
-
-static void rmsnorm_rows_pooled(float *out, const float *x, const float *w, int T, int C, float eps) {
-    RmsnormArgs a = {out, x, w, C, eps};
-    parallel_for(T, rmsnorm_slice, &a);
-}
-
 // ----------------------------------------------------------------------------
 // II.2 Vector kernels: AVX2 + FMA (x86-64), NEON (arm64)
 // (Without them, PORTABLE_KERNELS in II.3 runs the plain loops of Part I.)
@@ -1814,9 +1927,31 @@ static void matmul_rows_fast(float *out, const float *inp, const float *W, const
     }
 }
 
+// An 8x8 block given as 8 rows stored transposed: row i of the block becomes
+// column i of 8 rows of a panel (16 floats apart); unpack, shuffle, swap
+// 128-bit halves.
+static inline void store_transposed8(float *d, __m256 r0, __m256 r1, __m256 r2, __m256 r3, __m256 r4, __m256 r5,
+                                     __m256 r6, __m256 r7) {
+    __m256 t0 = _mm256_unpacklo_ps(r0, r1), t1 = _mm256_unpackhi_ps(r0, r1);
+    __m256 t2 = _mm256_unpacklo_ps(r2, r3), t3 = _mm256_unpackhi_ps(r2, r3);
+    __m256 t4 = _mm256_unpacklo_ps(r4, r5), t5 = _mm256_unpackhi_ps(r4, r5);
+    __m256 t6 = _mm256_unpacklo_ps(r6, r7), t7 = _mm256_unpackhi_ps(r6, r7);
+    __m256 u0 = _mm256_shuffle_ps(t0, t2, 0x44), u1 = _mm256_shuffle_ps(t0, t2, 0xEE);
+    __m256 u2 = _mm256_shuffle_ps(t1, t3, 0x44), u3 = _mm256_shuffle_ps(t1, t3, 0xEE);
+    __m256 u4 = _mm256_shuffle_ps(t4, t6, 0x44), u5 = _mm256_shuffle_ps(t4, t6, 0xEE);
+    __m256 u6 = _mm256_shuffle_ps(t5, t7, 0x44), u7 = _mm256_shuffle_ps(t5, t7, 0xEE);
+    _mm256_storeu_ps(d + 0 * 16, _mm256_permute2f128_ps(u0, u4, 0x20));
+    _mm256_storeu_ps(d + 1 * 16, _mm256_permute2f128_ps(u1, u5, 0x20));
+    _mm256_storeu_ps(d + 2 * 16, _mm256_permute2f128_ps(u2, u6, 0x20));
+    _mm256_storeu_ps(d + 3 * 16, _mm256_permute2f128_ps(u3, u7, 0x20));
+    _mm256_storeu_ps(d + 4 * 16, _mm256_permute2f128_ps(u0, u4, 0x31));
+    _mm256_storeu_ps(d + 5 * 16, _mm256_permute2f128_ps(u1, u5, 0x31));
+    _mm256_storeu_ps(d + 6 * 16, _mm256_permute2f128_ps(u2, u6, 0x31));
+    _mm256_storeu_ps(d + 7 * 16, _mm256_permute2f128_ps(u3, u7, 0x31));
+}
+
 // panel (kc,16) = W[o .. o+16, k0 .. k0+kc]^T, rows past OC as zeros: 8x8
-// blocks are loaded as rows and transposed in registers (unpack, shuffle,
-// swap 128-bit halves), then stored as columns of the panel.
+// blocks are loaded as rows and stored transposed, as columns of the panel.
 static void pack_panel(float *panel, const float *W, int C, int OC, int o, int k0, int kc) {
     for (int half = 0; half < 2; half++) {
         const float *rows[8];
@@ -1829,33 +1964,134 @@ static void pack_panel(float *panel, const float *W, int C, int OC, int o, int k
         float *dst = panel + 8 * half;
         int k = 0;
         for (; k + 8 <= kc; k += 8) {
-            __m256 z = _mm256_setzero_ps();
-            __m256 r0 = _mm256_loadu_ps(rows[0] + k);
-            __m256 r1 = valid > 1 ? _mm256_loadu_ps(rows[1] + k) : z, r2 = valid > 2 ? _mm256_loadu_ps(rows[2] + k) : z;
-            __m256 r3 = valid > 3 ? _mm256_loadu_ps(rows[3] + k) : z, r4 = valid > 4 ? _mm256_loadu_ps(rows[4] + k) : z;
-            __m256 r5 = valid > 5 ? _mm256_loadu_ps(rows[5] + k) : z, r6 = valid > 6 ? _mm256_loadu_ps(rows[6] + k) : z;
-            __m256 r7 = valid > 7 ? _mm256_loadu_ps(rows[7] + k) : z;
-            if (valid < 1) r0 = z;
-            __m256 t0 = _mm256_unpacklo_ps(r0, r1), t1 = _mm256_unpackhi_ps(r0, r1);
-            __m256 t2 = _mm256_unpacklo_ps(r2, r3), t3 = _mm256_unpackhi_ps(r2, r3);
-            __m256 t4 = _mm256_unpacklo_ps(r4, r5), t5 = _mm256_unpackhi_ps(r4, r5);
-            __m256 t6 = _mm256_unpacklo_ps(r6, r7), t7 = _mm256_unpackhi_ps(r6, r7);
-            __m256 u0 = _mm256_shuffle_ps(t0, t2, 0x44), u1 = _mm256_shuffle_ps(t0, t2, 0xEE);
-            __m256 u2 = _mm256_shuffle_ps(t1, t3, 0x44), u3 = _mm256_shuffle_ps(t1, t3, 0xEE);
-            __m256 u4 = _mm256_shuffle_ps(t4, t6, 0x44), u5 = _mm256_shuffle_ps(t4, t6, 0xEE);
-            __m256 u6 = _mm256_shuffle_ps(t5, t7, 0x44), u7 = _mm256_shuffle_ps(t5, t7, 0xEE);
-            float *d = dst + (size_t)k * 16;
-            _mm256_storeu_ps(d + 0 * 16, _mm256_permute2f128_ps(u0, u4, 0x20));
-            _mm256_storeu_ps(d + 1 * 16, _mm256_permute2f128_ps(u1, u5, 0x20));
-            _mm256_storeu_ps(d + 2 * 16, _mm256_permute2f128_ps(u2, u6, 0x20));
-            _mm256_storeu_ps(d + 3 * 16, _mm256_permute2f128_ps(u3, u7, 0x20));
-            _mm256_storeu_ps(d + 4 * 16, _mm256_permute2f128_ps(u0, u4, 0x31));
-            _mm256_storeu_ps(d + 5 * 16, _mm256_permute2f128_ps(u1, u5, 0x31));
-            _mm256_storeu_ps(d + 6 * 16, _mm256_permute2f128_ps(u2, u6, 0x31));
-            _mm256_storeu_ps(d + 7 * 16, _mm256_permute2f128_ps(u3, u7, 0x31));
+            __m256 r[8];
+            for (int i = 0; i < 8; i++) r[i] = i < valid ? _mm256_loadu_ps(rows[i] + k) : _mm256_setzero_ps();
+            store_transposed8(dst + (size_t)k * 16, r[0], r[1], r[2], r[3], r[4], r[5], r[6], r[7]);
         }
         for (; k < kc; k++)
             for (int i = 0; i < 8; i++) dst[(size_t)k * 16 + i] = i < valid ? rows[i][k] : 0.0f;
+    }
+}
+
+// 8 weights of an 8-bit row from q, dequantised: scale * q[0..8)
+static inline __m256 q8_load8(const int8_t *q, float scale) {
+    __m256 v = _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(_mm_loadl_epi64((const __m128i *)q)));
+    return _mm256_mul_ps(v, _mm256_set1_ps(scale));
+}
+
+// pack_panel for an 8-bit W (the weights dequantised as they are packed;
+// k0 is a multiple of Q8_BLOCK, so each run of 8 has one scale)
+static void pack_panel_q8(float *panel, const Matrix *W, int C, int OC, int o, int k0, int kc) {
+    size_t blocks = (C + Q8_BLOCK - 1) / Q8_BLOCK;
+    for (int half = 0; half < 2; half++) {
+        const int8_t *rows[8];
+        const float *scales[8];
+        int valid = 0;
+        for (int i = 0; i < 8; i++) {
+            int row = o + 8 * half + i, r = row < OC ? row : o;
+            rows[i] = W->q + (size_t)r * C + k0;
+            scales[i] = W->scale + (size_t)r * blocks + k0 / Q8_BLOCK;
+            valid += row < OC;
+        }
+        float *dst = panel + 8 * half;
+        int k = 0;
+        for (; k + 8 <= kc; k += 8) {
+            __m256 r[8];
+            for (int i = 0; i < 8; i++)
+                r[i] = i < valid ? q8_load8(rows[i] + k, scales[i][k / Q8_BLOCK]) : _mm256_setzero_ps();
+            store_transposed8(dst + (size_t)k * 16, r[0], r[1], r[2], r[3], r[4], r[5], r[6], r[7]);
+        }
+        for (; k < kc; k++)
+            for (int i = 0; i < 8; i++) dst[(size_t)k * 16 + i] = i < valid ? scales[i][k / Q8_BLOCK] * rows[i][k] : 0.0f;
+    }
+}
+
+// rows [o0, o1) of out (T,OC) = x (T,C) @ W^T (OC,C) + b with W and x in 8
+// bits (x's values qx, scales sx): replaces matmul_plain's dot_q8_plain for
+// decoding and short tiles. Per block of 32: |x| and w with x's sign
+// (sign_epi8), 32 products summed in pairs to 16 bits (maddubs: at most
+// 2 * 127 * 127, no overflow), then to 8 sums of 32 bits (madd), to float,
+// times the two scales. 1.125 bytes a weight instead of 4, and a handful of
+// instructions per 32 weights: decoding stays bound by memory.
+static void matmul_rows_q8(float *out, const int8_t *qx, const float *sx, const Matrix *W, const float *b,
+                           int T, int C, int OC, int o0, int o1) {
+    int full = C / Q8_BLOCK;
+    size_t blocks = (C + Q8_BLOCK - 1) / Q8_BLOCK;
+    const __m256i ones = _mm256_set1_epi16(1);
+    for (int o = o0; o < o1; o++) {
+        const int8_t *qw = W->q + (size_t)o * C;
+        const float *sw = W->scale + (size_t)o * blocks;
+        for (int t = 0; t < T; t++) {
+            const int8_t *q = qx + (size_t)t * C;
+            const float *s = sx + (size_t)t * blocks;
+            __m256 acc0 = _mm256_setzero_ps(), acc1 = acc0;
+            int j = 0;
+            for (; j + 2 <= full; j += 2) {  // two blocks at a time: two independent sums
+                __m256i x0 = _mm256_loadu_si256((const __m256i *)(q + j * Q8_BLOCK));
+                __m256i w0 = _mm256_loadu_si256((const __m256i *)(qw + j * Q8_BLOCK));
+                __m256i x1 = _mm256_loadu_si256((const __m256i *)(q + (j + 1) * Q8_BLOCK));
+                __m256i w1 = _mm256_loadu_si256((const __m256i *)(qw + (j + 1) * Q8_BLOCK));
+                __m256i d0 = _mm256_madd_epi16(_mm256_maddubs_epi16(_mm256_sign_epi8(x0, x0), _mm256_sign_epi8(w0, x0)), ones);
+                __m256i d1 = _mm256_madd_epi16(_mm256_maddubs_epi16(_mm256_sign_epi8(x1, x1), _mm256_sign_epi8(w1, x1)), ones);
+                acc0 = _mm256_fmadd_ps(_mm256_cvtepi32_ps(d0), _mm256_set1_ps(s[j] * sw[j]), acc0);
+                acc1 = _mm256_fmadd_ps(_mm256_cvtepi32_ps(d1), _mm256_set1_ps(s[j + 1] * sw[j + 1]), acc1);
+            }
+            for (; j < full; j++) {
+                __m256i x0 = _mm256_loadu_si256((const __m256i *)(q + j * Q8_BLOCK));
+                __m256i w0 = _mm256_loadu_si256((const __m256i *)(qw + j * Q8_BLOCK));
+                __m256i d0 = _mm256_madd_epi16(_mm256_maddubs_epi16(_mm256_sign_epi8(x0, x0), _mm256_sign_epi8(w0, x0)), ones);
+                acc0 = _mm256_fmadd_ps(_mm256_cvtepi32_ps(d0), _mm256_set1_ps(s[j] * sw[j]), acc0);
+            }
+            float sum = hsum8(_mm256_add_ps(acc0, acc1));
+            if (full < (int)blocks) {  // a last, shorter block
+                int32_t d = 0;
+                for (int i = full * Q8_BLOCK; i < C; i++) d += q[i] * qw[i];
+                sum += (float)d * (s[full] * sw[full]);
+            }
+            out[(size_t)t * OC + o] = sum + (b ? b[o] : 0.0f);
+        }
+    }
+}
+
+// quantize_q8 (I.4) of x (n) with AVX2, the same values (the block's max and
+// the rounding are exact in any order): the 8-bit values into q and the
+// scales into scale, or, with q NULL, the values they stand for
+// (scale * value) into deq, for a prompt tile's blocked product.
+static void quantize_q8_fast(int8_t *q, float *scale, float *deq, const float *x, int n) {
+    int full = n / Q8_BLOCK;
+    const __m256 abs_mask = _mm256_castsi256_ps(_mm256_set1_epi32(0x7fffffff));
+    const __m256 hi = _mm256_set1_ps(127.0f), lo = _mm256_set1_ps(-127.0f);
+    for (int j = 0; j < full; j++) {
+        const float *xj = x + j * Q8_BLOCK;
+        __m256 v[4], m = _mm256_setzero_ps();
+        for (int i = 0; i < 4; i++) {
+            v[i] = _mm256_loadu_ps(xj + 8 * i);
+            m = _mm256_max_ps(m, _mm256_and_ps(v[i], abs_mask));
+        }
+        __m128 m4 = _mm_max_ps(_mm256_castps256_ps128(m), _mm256_extractf128_ps(m, 1));
+        m4 = _mm_max_ps(m4, _mm_movehl_ps(m4, m4));
+        m4 = _mm_max_ss(m4, _mm_shuffle_ps(m4, m4, 1));
+        float s = _mm_cvtss_f32(m4) / 127.0f, inv = s > 0.0f ? 1.0f / s : 0.0f;
+        scale[j] = s;
+        __m256i r[4];
+        for (int i = 0; i < 4; i++) {
+            __m256 t = _mm256_round_ps(_mm256_mul_ps(v[i], _mm256_set1_ps(inv)), _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+            t = _mm256_max_ps(lo, _mm256_min_ps(hi, t));
+            if (!q) _mm256_storeu_ps(deq + j * Q8_BLOCK + 8 * i, _mm256_mul_ps(t, _mm256_set1_ps(s)));
+            r[i] = _mm256_cvtps_epi32(t);
+        }
+        if (q) {  // 32 x 32 bits -> 32 x 8 bits; the packs interleave 128-bit halves, the permute undoes it
+            __m256i p = _mm256_packs_epi16(_mm256_packs_epi32(r[0], r[1]), _mm256_packs_epi32(r[2], r[3]));
+            p = _mm256_permutevar8x32_epi32(p, _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7));
+            _mm256_storeu_si256((__m256i *)(q + j * Q8_BLOCK), p);
+        }
+    }
+    if (full * Q8_BLOCK < n) {  // a last, shorter block: the plain loop
+        int m = n - full * Q8_BLOCK;
+        int8_t tail[Q8_BLOCK];
+        quantize_q8(q ? q + full * Q8_BLOCK : tail, scale + full, x + full * Q8_BLOCK, m);
+        if (!q)
+            for (int i = 0; i < m; i++) deq[full * Q8_BLOCK + i] = scale[full] * tail[i];
     }
 }
 
@@ -1998,9 +2234,39 @@ static void scale_fast(float *x, int n, float s) {
     for (; i < n; i++) x[i] *= s;
 }
 
-// x (n) = gelu_tanh(x), with tanh(u) = 1 - 2 / (1 + exp(2u)); other
-// activations take the plain loop.
+// out (C) = rmsnorm(x (C)): the sum of squares over 8 lanes
+static void rmsnorm_fast(float *out, const float *x, const float *w, int C, float eps) {
+    int C8 = C & ~7, i;
+    __m256 acc = _mm256_setzero_ps();
+    for (i = 0; i < C8; i += 8) {
+        __m256 v = _mm256_loadu_ps(x + i);
+        acc = _mm256_fmadd_ps(v, v, acc);
+    }
+    float ms = hsum8(acc);
+    for (; i < C; i++) ms += x[i] * x[i];
+    ms /= C;
+    __m256 r = _mm256_set1_ps(1.0f / sqrtf(ms + eps));
+    for (i = 0; i < C8; i += 8)
+        _mm256_storeu_ps(out + i, _mm256_mul_ps(_mm256_loadu_ps(w + i), _mm256_mul_ps(_mm256_loadu_ps(x + i), r)));
+    for (; i < C; i++) out[i] = w[i] * (x[i] * _mm256_cvtss_f32(r));
+}
+
+// x (n) = silu(x) * up (n) (up NULL: silu(x) alone), silu(x) = x / (1 + exp(-x))
+static void silu_fast(float *x, const float *up, size_t n) {
+    size_t n8 = n & ~(size_t)7, i;
+    const __m256 one = _mm256_set1_ps(1.0f);
+    for (i = 0; i < n8; i += 8) {
+        __m256 v = _mm256_loadu_ps(x + i);
+        v = _mm256_div_ps(v, _mm256_add_ps(one, exp8(_mm256_sub_ps(_mm256_setzero_ps(), v))));
+        _mm256_storeu_ps(x + i, up ? _mm256_mul_ps(v, _mm256_loadu_ps(up + i)) : v);
+    }
+    for (; i < n; i++) x[i] = x[i] / (1.0f + expf(-x[i])) * (up ? up[i] : 1.0f);
+}
+
+// x (n) = gelu_tanh(x), with tanh(u) = 1 - 2 / (1 + exp(2u)), or silu(x);
+// other activations take the plain loop.
 static void activate_fast(float *x, size_t n, int activation) {
+    if (activation == ACT_SILU) { silu_fast(x, NULL, n); return; }
     if (activation != ACT_GELU_TANH) { activate_plain(x, n, activation); return; }
     size_t n8 = n & ~(size_t)7, i;
     const __m256 k = _mm256_set1_ps(0.7978845608028654f), c = _mm256_set1_ps(0.044715f);
@@ -2068,6 +2334,64 @@ static void pack_panel(float *panel, const float *W, int C, int OC, int o, int k
     for (int i = 0; i < 16; i++) {
         const float *row = W + (size_t)(o + i < OC ? o + i : o) * C + k0;  // rows past OC read row o, stored as 0
         for (int k = 0; k < kc; k++) panel[(size_t)k * 16 + i] = o + i < OC ? row[k] : 0.0f;
+    }
+}
+
+// pack_panel for an 8-bit W, the weights dequantised as they are packed
+static void pack_panel_q8(float *panel, const Matrix *W, int C, int OC, int o, int k0, int kc) {
+    size_t blocks = (C + Q8_BLOCK - 1) / Q8_BLOCK;
+    for (int i = 0; i < 16; i++) {
+        int r = o + i < OC ? o + i : o;
+        const int8_t *row = W->q + (size_t)r * C + k0;
+        const float *scale = W->scale + (size_t)r * blocks + k0 / Q8_BLOCK;
+        for (int k = 0; k < kc; k++) panel[(size_t)k * 16 + i] = o + i < OC ? scale[k / Q8_BLOCK] * row[k] : 0.0f;
+    }
+}
+
+// rows [o0, o1) of out (T,OC) = x (T,C) @ W^T (OC,C) + b, W and x in 8 bits,
+// as the AVX2 kernel: per block of 32, products of 8 pairs to 16 bits
+// (vmull, vmlal: two products, at most 2 * 127 * 127), summed in pairs to
+// 32 bits (vpadal), to float, times the two scales
+static void matmul_rows_q8(float *out, const int8_t *qx, const float *sx, const Matrix *W, const float *b,
+                           int T, int C, int OC, int o0, int o1) {
+    int full = C / Q8_BLOCK;
+    size_t blocks = (C + Q8_BLOCK - 1) / Q8_BLOCK;
+    for (int o = o0; o < o1; o++) {
+        const int8_t *qw = W->q + (size_t)o * C;
+        const float *sw = W->scale + (size_t)o * blocks;
+        for (int t = 0; t < T; t++) {
+            const int8_t *q = qx + (size_t)t * C;
+            const float *s = sx + (size_t)t * blocks;
+            float32x4_t acc = vdupq_n_f32(0);
+            for (int j = 0; j < full; j++) {
+                const int8_t *a = q + j * Q8_BLOCK, *w = qw + j * Q8_BLOCK;
+                int16x8_t p0 = vmull_s8(vld1_s8(a), vld1_s8(w));
+                p0 = vmlal_s8(p0, vld1_s8(a + 8), vld1_s8(w + 8));
+                int16x8_t p1 = vmull_s8(vld1_s8(a + 16), vld1_s8(w + 16));
+                p1 = vmlal_s8(p1, vld1_s8(a + 24), vld1_s8(w + 24));
+                int32x4_t d = vpadalq_s16(vpaddlq_s16(p0), p1);
+                acc = vfmaq_n_f32(acc, vcvtq_f32_s32(d), s[j] * sw[j]);
+            }
+            float sum = vaddvq_f32(acc);
+            if (full < (int)blocks) {  // a last, shorter block
+                int32_t d = 0;
+                for (int i = full * Q8_BLOCK; i < C; i++) d += q[i] * qw[i];
+                sum += (float)d * (s[full] * sw[full]);
+            }
+            out[(size_t)t * OC + o] = sum + (b ? b[o] : 0.0f);
+        }
+    }
+}
+
+// quantize_q8 of x (n): the plain loop (into q), or the values it stands for
+// (q NULL: scale * value into deq)
+static void quantize_q8_fast(int8_t *q, float *scale, float *deq, const float *x, int n) {
+    int8_t tmp[Q8_BLOCK];
+    for (int j = 0; j * Q8_BLOCK < n; j++) {
+        int lo = j * Q8_BLOCK, m = n - lo < Q8_BLOCK ? n - lo : Q8_BLOCK;
+        quantize_q8(q ? q + lo : tmp, scale + j, x + lo, m);
+        if (!q)
+            for (int i = 0; i < m; i++) deq[lo + i] = scale[j] * tmp[i];
     }
 }
 
@@ -2168,9 +2492,38 @@ static void layernorm_fast(float *out, const float *x, const float *w, const flo
     for (; i < C; i++) out[i] = (x[i] - mean) * rstd * w[i] + b[i];
 }
 
-// x (n) = gelu_tanh(x), with tanh(u) = 1 - 2 / (1 + exp(2u)); other
-// activations take the plain loop.
+// out (C) = rmsnorm(x (C)): the sum of squares over 4 lanes
+static void rmsnorm_fast(float *out, const float *x, const float *w, int C, float eps) {
+    int C4 = C & ~3, i;
+    float32x4_t acc = vdupq_n_f32(0);
+    for (i = 0; i < C4; i += 4) {
+        float32x4_t v = vld1q_f32(x + i);
+        acc = vfmaq_f32(acc, v, v);
+    }
+    float ms = vaddvq_f32(acc);
+    for (; i < C; i++) ms += x[i] * x[i];
+    ms /= C;
+    float r = 1.0f / sqrtf(ms + eps);
+    for (i = 0; i < C4; i += 4) vst1q_f32(out + i, vmulq_f32(vld1q_f32(w + i), vmulq_n_f32(vld1q_f32(x + i), r)));
+    for (; i < C; i++) out[i] = w[i] * (x[i] * r);
+}
+
+// x (n) = silu(x) * up (n) (up NULL: silu(x) alone), silu(x) = x / (1 + exp(-x))
+static void silu_fast(float *x, const float *up, size_t n) {
+    size_t n4 = n & ~(size_t)3, i;
+    const float32x4_t one = vdupq_n_f32(1.0f);
+    for (i = 0; i < n4; i += 4) {
+        float32x4_t v = vld1q_f32(x + i);
+        v = vdivq_f32(v, vaddq_f32(one, exp4(vnegq_f32(v))));
+        vst1q_f32(x + i, up ? vmulq_f32(v, vld1q_f32(up + i)) : v);
+    }
+    for (; i < n; i++) x[i] = x[i] / (1.0f + expf(-x[i])) * (up ? up[i] : 1.0f);
+}
+
+// x (n) = gelu_tanh(x), with tanh(u) = 1 - 2 / (1 + exp(2u)), or silu(x);
+// other activations take the plain loop.
 static void activate_fast(float *x, size_t n, int activation) {
+    if (activation == ACT_SILU) { silu_fast(x, NULL, n); return; }
     if (activation != ACT_GELU_TANH) { activate_plain(x, n, activation); return; }
     size_t n4 = n & ~(size_t)3, i;
     const float32x4_t one = vdupq_n_f32(1.0f), two = vdupq_n_f32(2.0f);
@@ -2224,13 +2577,16 @@ static void weighted_sum_fast(float *out, const float *w, const float *V, int n,
 
 // output columns [o0, o1) of out (T,OC) = inp (T,C) @ W^T (OC,C) + b (any T;
 // matmul uses it for T >= GEMM_MIN_T), o1 - o0 <= GEMM_NB
-static void matmul_cols_gemm(float *out, const float *inp, const float *W, const float *b,
+static void matmul_cols_gemm(float *out, const float *inp, const Matrix *W, const float *b,
                              int T, int C, int OC, int o0, int o1) {
     _Alignas(32) float panels[GEMM_NB / 16][GEMM_KC * 16];
     _Alignas(32) float edge[6 * 16], edge_bias[16];
     for (int k0 = 0; k0 < C; k0 += GEMM_KC) {
         int kc = C - k0 < GEMM_KC ? C - k0 : GEMM_KC, first = k0 == 0;
-        for (int o = o0, p = 0; o < o1; o += 16, p++) pack_panel(panels[p], W, C, OC, o, k0, kc);
+        for (int o = o0, p = 0; o < o1; o += 16, p++) {
+            if (W->f) pack_panel(panels[p], W->f, C, OC, o, k0, kc);
+            else pack_panel_q8(panels[p], W, C, OC, o, k0, kc);  // 8 bits: dequantised here, once per tile
+        }
         for (int o = o0, p = 0; o < o1; o += 16, p++) {
             int nr = o1 - o < 16 ? o1 - o : 16;
             const float *bias = b ? b + o : NULL;
@@ -2288,33 +2644,89 @@ static void attention_tile_fast(float *out, size_t ldo, const float *q, size_t l
 // over the worker pool
 
 typedef struct {
-    float *out; const float *inp, *W, *b;
+    float *out; const float *inp, *b;
+    const Matrix *W;
+    const int8_t *qx; const float *sx;  // with an 8-bit W, decoding: inp in 8 bits
     int T, C, OC;
+    int nb;  // output columns per unit of work of the blocked product
 } MatmulArgs;
 
-typedef struct { float *x; size_t per_row; int activation; } ActivateArgs;
+typedef struct { float *x; const float *up; size_t per_row; int activation; } ActivateArgs;
 
 typedef struct { float *out; const float *x, *w, *b; int C; float eps; } LayernormArgs;
+
+typedef struct { float *out; const float *x, *w; int C; float eps; } RmsnormArgs;
 
 #if SIMD_AVX2 || SIMD_NEON
 static void matmul_slice(void *ctx, int o0, int o1) {
     MatmulArgs *a = ctx;
-    matmul_rows_fast(a->out, a->inp, a->W, a->b, a->T, a->C, a->OC, o0, o1);
+    if (a->W->f) matmul_rows_fast(a->out, a->inp, a->W->f, a->b, a->T, a->C, a->OC, o0, o1);
+    else matmul_rows_q8(a->out, a->qx, a->sx, a->W, a->b, a->T, a->C, a->OC, o0, o1);
 }
 
-// blocks [u0, u1) of GEMM_NB output columns
+// blocks [u0, u1) of a->nb output columns
 static void matmul_blocks(void *ctx, int u0, int u1) {
     MatmulArgs *a = ctx;
     for (int u = u0; u < u1; u++) {
-        int o0 = u * GEMM_NB, o1 = o0 + GEMM_NB < a->OC ? o0 + GEMM_NB : a->OC;
+        int o0 = u * a->nb, o1 = o0 + a->nb < a->OC ? o0 + a->nb : a->OC;
         matmul_cols_gemm(a->out, a->inp, a->W, a->b, a->T, a->C, a->OC, o0, o1);
     }
 }
 
+// Output columns per unit of work: GEMM_NB, or 32 or 16 when the units
+// would not share out evenly over the threads (a Llama key/value product of
+// 192 columns is 3 units of 64 for 2 threads: one thread would do two).
+static int gemm_unit(int OC) {
+    int nb = GEMM_NB, n = pool.n_threads > 1 ? pool.n_threads : 1;
+    for (; nb > 16; nb /= 2) {
+        int units = (OC + nb - 1) / nb, rounds = (units + n - 1) / n;
+        if (10 * rounds * n <= 11 * units) break;  // within 10% of an even share
+    }
+    return nb;
+}
+
+typedef struct { const float *x; int8_t *q; float *scale, *deq; int C, blocks; } QuantizeArgs;
+
+// rows [t0, t1) of x (T,C) in 8 bits (q), or the values that stands for (deq)
+static void quantize_slice(void *ctx, int t0, int t1) {
+    QuantizeArgs *a = ctx;
+    for (int t = t0; t < t1; t++)
+        quantize_q8_fast(a->q ? a->q + (size_t)t * a->C : NULL, a->scale + (size_t)t * a->blocks,
+                         a->deq ? a->deq + (size_t)t * a->C : NULL, a->x + (size_t)t * a->C, a->C);
+}
+
+// The product with an 8-bit W; replaces matmul_plain's 8-bit branch. The
+// input rows go into 8 bits as quantize_q8 puts them. Decoding and short
+// tiles then take matmul_rows_q8's integer dot products; a prompt tile takes
+// the blocked product on the values the 8-bit input stands for, with W
+// dequantised as it is packed: the same products, summed in float.
+static void matmul_q8_fast(MatmulArgs *a) {
+    int T = a->T, C = a->C, blocks = (C + Q8_BLOCK - 1) / Q8_BLOCK;
+    float *scale = xmalloc(sizeof(float) * T * blocks);
+    if (T < GEMM_MIN_T) {
+        int8_t *q = xmalloc((size_t)T * C);
+        QuantizeArgs qa = {a->inp, q, scale, NULL, C, blocks};
+        quantize_slice(&qa, 0, T);
+        a->qx = q;
+        a->sx = scale;
+        parallel_for(a->OC, matmul_slice, a);
+        free(q);
+    } else {
+        float *deq = xmalloc(sizeof(float) * T * C);
+        QuantizeArgs qa = {a->inp, NULL, scale, deq, C, blocks};
+        parallel_for(T, quantize_slice, &qa);
+        a->inp = deq;
+        parallel_for((a->OC + a->nb - 1) / a->nb, matmul_blocks, a);
+        free(deq);
+    }
+    free(scale);
+}
+
 // out (T,OC) = inp (T,C) @ W^T (OC,C) + b (OC); replaces matmul_plain
-static void matmul_fast(float *out, const float *inp, const float *W, const float *b, int T, int C, int OC) {
-    MatmulArgs a = {out, inp, W, b, T, C, OC};
-    if (T >= GEMM_MIN_T) parallel_for((OC + GEMM_NB - 1) / GEMM_NB, matmul_blocks, &a);
+static void matmul_fast(float *out, const float *inp, const Matrix *W, const float *b, int T, int C, int OC) {
+    MatmulArgs a = {.out = out, .inp = inp, .b = b, .W = W, .T = T, .C = C, .OC = OC, .nb = gemm_unit(OC)};
+    if (W->q) matmul_q8_fast(&a);
+    else if (T >= GEMM_MIN_T) parallel_for((OC + a.nb - 1) / a.nb, matmul_blocks, &a);
     else parallel_for(OC, matmul_slice, &a);
 }
 
@@ -2325,8 +2737,33 @@ static void activate_slice(void *ctx, int r0, int r1) {
 
 // x (T,F) = act(x); replaces activate_rows_plain
 static void activate_rows_fast(float *x, int T, int F, int activation) {
-    ActivateArgs a = {x, (size_t)F, activation};
+    ActivateArgs a = {x, NULL, (size_t)F, activation};
     parallel_for(T, activate_slice, &a);
+}
+
+static void gate_slice(void *ctx, int r0, int r1) {
+    ActivateArgs *a = ctx;
+    size_t at = (size_t)r0 * a->per_row, n = (size_t)(r1 - r0) * a->per_row;
+    if (a->activation == ACT_SILU) { silu_fast(a->x + at, a->up + at, n); return; }
+    activate_fast(a->x + at, n, a->activation);
+    multiply(a->x + at, a->up + at, n);
+}
+
+// x (T,F) = act(x) * up (T,F); replaces gate_rows_plain
+static void gate_rows_fast(float *x, const float *up, int T, int F, int activation) {
+    ActivateArgs a = {x, up, (size_t)F, activation};
+    parallel_for(T, gate_slice, &a);
+}
+
+static void rmsnorm_fast_slice(void *ctx, int t0, int t1) {
+    RmsnormArgs *a = ctx;
+    for (int t = t0; t < t1; t++) rmsnorm_fast(a->out + (size_t)t * a->C, a->x + (size_t)t * a->C, a->w, a->C, a->eps);
+}
+
+// out (T,C) = rmsnorm of each row of x (T,C); replaces rmsnorm_rows_plain
+static void rmsnorm_rows_fast(float *out, const float *x, const float *w, int T, int C, float eps) {
+    RmsnormArgs a = {out, x, w, C, eps};
+    parallel_for(T, rmsnorm_fast_slice, &a);
 }
 
 // rows [t0, t1) of out (T,C) = layernorm(x (T,C))
@@ -2351,7 +2788,8 @@ static int attend_tile_fast(float *out, size_t ldo, const float *q, size_t ldq, 
 }
 
 static const Kernels FAST_KERNELS = {
-    .matmul = matmul_fast, .layernorm = layernorm_rows_fast, .rmsnorm = rmsnorm_rows_pooled, .activate = activate_rows_fast,
+    .matmul = matmul_fast, .layernorm = layernorm_rows_fast, .rmsnorm = rmsnorm_rows_fast, .activate = activate_rows_fast,
+    .gate = gate_rows_fast,
     .scores = scores_fast, .softmax = softmax_fast, .weighted_sum = weighted_sum_fast,
     .attend_tile = attend_tile_fast, .parallel_for = parallel_for,
 };
@@ -2366,15 +2804,26 @@ AVX2_END  // the end of the code compiled for AVX2 + FMA
 // rows [o0, o1) of out (T,OC) = inp (T,C) @ W^T (OC,C) + b, as matmul_plain
 static void matmul_slice_portable(void *ctx, int o0, int o1) {
     MatmulArgs *a = ctx;
+    size_t blocks = (a->C + Q8_BLOCK - 1) / Q8_BLOCK;
     for (int t = 0; t < a->T; t++)
-        for (int o = o0; o < o1; o++)
-            a->out[(size_t)t * a->OC + o] = dot_plain(a->inp + (size_t)t * a->C, a->W + (size_t)o * a->C, a->C) +
-                                            (a->b ? a->b[o] : 0.0f);
+        for (int o = o0; o < o1; o++) {
+            float d = a->W->f ? dot_plain(a->inp + (size_t)t * a->C, a->W->f + (size_t)o * a->C, a->C)
+                              : dot_q8_plain(a->qx + (size_t)t * a->C, a->sx + t * blocks,
+                                             a->W->q + (size_t)o * a->C, a->W->scale + o * blocks, a->C);
+            a->out[(size_t)t * a->OC + o] = d + (a->b ? a->b[o] : 0.0f);
+        }
 }
 
-static void matmul_portable(float *out, const float *inp, const float *W, const float *b, int T, int C, int OC) {
-    MatmulArgs a = {out, inp, W, b, T, C, OC};
+static void matmul_portable(float *out, const float *inp, const Matrix *W, const float *b, int T, int C, int OC) {
+    MatmulArgs a = {.out = out, .inp = inp, .b = b, .W = W, .T = T, .C = C, .OC = OC};
+    Q8Rows x = {0};
+    if (W->q) {  // an 8-bit W: the input in 8 bits first, as matmul_plain does
+        x = q8_rows_new(inp, T, C);
+        a.qx = x.q;
+        a.sx = x.scale;
+    }
     parallel_for(OC, matmul_slice_portable, &a);
+    q8_rows_free(&x);
 }
 
 static void activate_slice_portable(void *ctx, int r0, int r1) {
@@ -2383,8 +2832,20 @@ static void activate_slice_portable(void *ctx, int r0, int r1) {
 }
 
 static void activate_rows_portable(float *x, int T, int F, int activation) {
-    ActivateArgs a = {x, (size_t)F, activation};
+    ActivateArgs a = {x, NULL, (size_t)F, activation};
     parallel_for(T, activate_slice_portable, &a);
+}
+
+static void gate_slice_portable(void *ctx, int r0, int r1) {
+    ActivateArgs *a = ctx;
+    size_t at = (size_t)r0 * a->per_row, n = (size_t)(r1 - r0) * a->per_row;
+    activate_plain(a->x + at, n, a->activation);
+    multiply(a->x + at, a->up + at, n);
+}
+
+static void gate_rows_portable(float *x, const float *up, int T, int F, int activation) {
+    ActivateArgs a = {x, up, (size_t)F, activation};
+    parallel_for(T, gate_slice_portable, &a);
 }
 
 static void layernorm_slice_portable(void *ctx, int t0, int t1) {
@@ -2397,9 +2858,19 @@ static void layernorm_rows_portable(float *out, const float *x, const float *w, 
     parallel_for(T, layernorm_slice_portable, &a);
 }
 
+static void rmsnorm_slice_portable(void *ctx, int t0, int t1) {
+    RmsnormArgs *a = ctx;
+    for (int t = t0; t < t1; t++) rmsnorm(a->out + (size_t)t * a->C, a->x + (size_t)t * a->C, a->w, a->C, a->eps);
+}
+
+static void rmsnorm_rows_portable(float *out, const float *x, const float *w, int T, int C, float eps) {
+    RmsnormArgs a = {out, x, w, C, eps};
+    parallel_for(T, rmsnorm_slice_portable, &a);
+}
+
 static const Kernels PORTABLE_KERNELS = {
-    .matmul = matmul_portable, .layernorm = layernorm_rows_portable, .rmsnorm = rmsnorm_rows_pooled,
-    .activate = activate_rows_portable,
+    .matmul = matmul_portable, .layernorm = layernorm_rows_portable, .rmsnorm = rmsnorm_rows_portable,
+    .activate = activate_rows_portable, .gate = gate_rows_portable,
     .scores = scores_plain, .softmax = softmax_plain, .weighted_sum = weighted_sum_plain,
     .attend_tile = NULL, .parallel_for = parallel_for,
 };
@@ -4237,8 +4708,9 @@ static void run_model(const Options *o, Model *m, double t0) {
     if (o->verbose) fprintf(stderr, "kernels: %s\n", kernels_name(m->k));
     pool_start(o->threads);
     if (o->verbose)
-        fprintf(stderr, "model %s (%s): %d layers, %d heads, %d wide, context %d, vocabulary %d; loaded in %.3f s; "
-                "%d threads\n", o->model_path, FAMILY_NAMES[c->family], c->n_layer, c->n_head, c->n_embd, c->n_ctx,
+        fprintf(stderr, "model %s (%s%s): %d layers, %d heads, %d wide, context %d, vocabulary %d; loaded in %.3f s; "
+                "%d threads\n", o->model_path, FAMILY_NAMES[c->family],
+                c->weight_type == WEIGHTS_Q8 ? ", 8-bit weights" : "", c->n_layer, c->n_head, c->n_embd, c->n_ctx,
                 c->vocab_size, now_seconds() - t0, o->threads);
 
     if (o->mode == MODE_SCORE) {

@@ -43,6 +43,26 @@ static void check_tensor_if(int present, const unsigned char *base, const float 
 }
 #define check_tensor(base, p, n, lo, hi) check_tensor_if(1, base, p, n, lo, hi)
 
+// A weight matrix (rows, cols) lies inside the weights section as the
+// config's weight type says: a float32 tensor, or 8-bit weights and scales.
+static void check_matrix_if(int present, const unsigned char *base, const Matrix *m, size_t rows, size_t cols,
+                            int type, const unsigned char *lo, const unsigned char *hi) {
+    if (!present || type == WEIGHTS_F32) {
+        REQUIRE(m->q == NULL && m->scale == NULL);
+        check_tensor_if(present, base, m->f, rows * cols, lo, hi);
+        return;
+    }
+    REQUIRE(m->f == NULL && m->q != NULL);
+    const unsigned char *b = (const unsigned char *)m->q;
+    REQUIRE(b >= lo && b <= hi && (size_t)(hi - b) >= rows * cols);
+    REQUIRE((size_t)(b - base) % WEIGHT_ALIGN == 0);
+    volatile int8_t first = m->q[0], last = m->q[rows * cols - 1];
+    (void)first; (void)last;
+    REQUIRE((const unsigned char *)m->scale >= b + rows * cols);
+    check_tensor(base, m->scale, rows * ((cols + Q8_BLOCK - 1) / Q8_BLOCK), lo, hi);
+}
+#define check_matrix(base, m, rows, cols, type, lo, hi) check_matrix_if(1, base, m, rows, cols, type, lo, hi)
+
 // `version`: the section's. Version 4 (SentencePiece-style BPE) need not give
 // back the text ("▁" put first, <unk>): its ids are checked, not the round trip.
 static void exercise_tokenizer(Tokenizer *t, const Config *c, uint32_t version) {
@@ -121,27 +141,29 @@ static void try_checkpoint(const unsigned char *data, size_t size) {
         REQUIRE(E >= 1 && E <= C);
         REQUIRE(c.n_kv_head >= 1 && c.n_head % c.n_kv_head == 0);
         for (int l = 0; l < c.n_layer; l++) REQUIRE(layer_window(&c, l) >= 0);
-        check_tensor(data, w.wte, V * E, lo, hi);
+        int wt = c.weight_type;
+        REQUIRE(wt == WEIGHTS_F32 || (wt == WEIGHTS_Q8 && c.version == 2));
+        check_matrix(data, &w.wte, V, E, wt, lo, hi);
         check_tensor_if(!(b & BLOCK_ROTARY), data, w.wpe, ((size_t)c.n_ctx + c.pos_offset) * C, lo, hi);
-        check_tensor_if(E < C, data, w.project_in, C * E, lo, hi);
+        check_matrix_if(E < C, data, &w.project_in, C, E, wt, lo, hi);
         for (int l = 0; l < c.n_layer; l++) {
             const LayerWeights *L = &w.layers[l];
             check_tensor(data, L->ln1_w, C, lo, hi);      check_tensor_if(ln_bias, data, L->ln1_b, C, lo, hi);
-            check_tensor(data, L->qkv_w, QKV * C, lo, hi);
+            check_matrix(data, &L->qkv_w, QKV, C, wt, lo, hi);
             check_tensor_if(b & BLOCK_QKV_BIAS, data, L->qkv_b, QKV, lo, hi);
-            check_tensor(data, L->proj_w, C * C, lo, hi);
+            check_matrix(data, &L->proj_w, C, C, wt, lo, hi);
             check_tensor_if(b & BLOCK_PROJ_BIAS, data, L->proj_b, C, lo, hi);
             check_tensor(data, L->ln2_w, C, lo, hi);      check_tensor_if(ln_bias, data, L->ln2_b, C, lo, hi);
-            check_tensor(data, L->fc_w, F * C, lo, hi);
+            check_matrix(data, &L->fc_w, F, C, wt, lo, hi);
             check_tensor_if(b & BLOCK_MLP_BIAS, data, L->fc_b, F, lo, hi);
-            check_tensor_if(b & BLOCK_GATED_MLP, data, L->up_w, F * C, lo, hi);
-            check_tensor(data, L->fc_proj_w, C * F, lo, hi);
+            check_matrix_if(b & BLOCK_GATED_MLP, data, &L->up_w, F, C, wt, lo, hi);
+            check_matrix(data, &L->fc_proj_w, C, F, wt, lo, hi);
             check_tensor_if(b & BLOCK_MLP_BIAS, data, L->fc_proj_b, C, lo, hi);
         }
         check_tensor_if(b & BLOCK_FINAL_NORM, data, w.lnf_w, C, lo, hi);
         check_tensor_if((b & BLOCK_FINAL_NORM) && ln_bias, data, w.lnf_b, C, lo, hi);
-        check_tensor_if(E < C, data, w.project_out, E * C, lo, hi);
-        check_tensor(data, w.lm_head, V * E, lo, hi);
+        check_matrix_if(E < C, data, &w.project_out, E, C, wt, lo, hi);
+        check_matrix(data, &w.lm_head, V, E, wt, lo, hi);
         weights_free(&w);
     }
     exercise_tokenizer(t, &c, read_u32le(data + c.tok_offset + 8));  // (the loader checked the header)

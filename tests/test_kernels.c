@@ -41,22 +41,50 @@ static const int mm_shapes[][3] = {{1, 1, 1}, {1, 7, 5}, {3, 9, 4}, {5, 17, 13},
                                    {13, 300, 37}, {12, 513, 70}, {31, 256, 129}, {8, 1, 3}, {1, 45, 9}, {1, 100, 17}};
 #define N_MM_SHAPES (sizeof mm_shapes / sizeof mm_shapes[0])
 #define MAX_TABLES 2
-static float *mm_one_thread[MAX_TABLES][N_MM_SHAPES];  // each table's output for each shape with 1 thread
+// each table's output for each weight type and shape with 1 thread
+static float *mm_one_thread[MAX_TABLES][2][N_MM_SHAPES];
+
+// W (OC,C) with random values: float32, or 8-bit (random values in -127..127,
+// one random scale per block of Q8_BLOCK, the last block of a row shorter
+// when C is not a multiple of it). The storage is returned in *f, *q, *sc.
+static Matrix random_matrix(int type, int OC, int C, float **f, int8_t **q, float **sc) {
+    Matrix W = {0};
+    *f = NULL; *q = NULL; *sc = NULL;
+    if (type == WEIGHTS_F32) {
+        *f = xmalloc(sizeof(float) * OC * C);
+        fill(*f, (size_t)OC * C, 1.0f);
+        W.f = *f;
+        return W;
+    }
+    size_t blocks = (C + Q8_BLOCK - 1) / Q8_BLOCK;
+    *q = xmalloc((size_t)OC * C);
+    *sc = xmalloc(sizeof(float) * OC * blocks);
+    for (size_t i = 0; i < (size_t)OC * C; i++) (*q)[i] = (int8_t)((int)(rng_next(&seed) % 255) - 127);
+    for (size_t i = 0; i < OC * blocks; i++) (*sc)[i] = (0.5f + 0.5f * (frand() + 1.0f)) / 127.0f;
+    W.q = *q;
+    W.scale = *sc;
+    return W;
+}
 
 static void test_matmul(const Kernels *k, int table, const char *kname) {
+    for (int type = WEIGHTS_F32; type <= WEIGHTS_Q8; type++)
     for (size_t s = 0; s < N_MM_SHAPES; s++) {
         int T = mm_shapes[s][0], C = mm_shapes[s][1], OC = mm_shapes[s][2];
-        float *inp = xmalloc(sizeof(float) * T * C), *W = xmalloc(sizeof(float) * OC * C), *b = xmalloc(sizeof(float) * OC);
+        float *inp = xmalloc(sizeof(float) * T * C), *b = xmalloc(sizeof(float) * OC);
         float *ref = xmalloc(sizeof(float) * T * OC), *out = xmalloc(sizeof(float) * T * OC);
+        float *wf, *sc;
+        int8_t *wq;
         uint64_t saved = seed;
         seed = 1000 + s;  // the same inputs for every thread count
-        fill(inp, (size_t)T * C, 1.0f); fill(W, (size_t)OC * C, 1.0f); fill(b, OC, 1.0f);
+        fill(inp, (size_t)T * C, 1.0f); fill(b, OC, 1.0f);
+        Matrix Wm = random_matrix(type, OC, C, &wf, &wq, &sc);
+        const Matrix *W = &Wm;
         seed = saved;
         matmul_plain(ref, inp, W, b, T, C, OC);
         k->matmul(out, inp, W, b, T, C, OC);
         double w = worst(out, ref, (size_t)T * OC);
         char name[96];
-        snprintf(name, sizeof name, "%s matmul T=%d C=%d OC=%d", kname, T, C, OC);
+        snprintf(name, sizeof name, "%s matmul %s T=%d C=%d OC=%d", kname, type == WEIGHTS_Q8 ? "8-bit" : "float32", T, C, OC);
         check(name, w < 1e-5, "worst relative diff %g", w);
         k->matmul(out, inp, W, NULL, T, C, OC);
         matmul_plain(ref, inp, W, NULL, T, C, OC);
@@ -73,14 +101,62 @@ static void test_matmul(const Kernels *k, int table, const char *kname) {
         // the thread count never changes a bit of the result
         k->matmul(out, inp, W, b, T, C, OC);
         if (pool.n_threads == 1) {
-            mm_one_thread[table][s] = xmalloc(sizeof(float) * T * OC);
-            memcpy(mm_one_thread[table][s], out, sizeof(float) * T * OC);
+            mm_one_thread[table][type][s] = xmalloc(sizeof(float) * T * OC);
+            memcpy(mm_one_thread[table][type][s], out, sizeof(float) * T * OC);
         } else {
-            check(name, memcmp(out, mm_one_thread[table][s], sizeof(float) * T * OC) == 0,
+            check(name, memcmp(out, mm_one_thread[table][type][s], sizeof(float) * T * OC) == 0,
                   "%d threads differ from 1 thread", pool.n_threads);
         }
-        free(inp); free(W); free(b); free(ref); free(out);
+        free(inp); free(wf); free(wq); free(sc); free(b); free(ref); free(out);
     }
+}
+
+// An 8-bit matrix's rows read back (the token embedding's lookup) equal the
+// dequantised weights scale * q, and a float32 matrix's rows are copied.
+static void test_matrix_row(void) {
+    const int C = 45, OC = 3;
+    float *wf, *sc, row[45];
+    int8_t *wq;
+    Matrix W = random_matrix(WEIGHTS_Q8, OC, C, &wf, &wq, &sc);
+    int ok = 1;
+    for (int r = 0; r < OC; r++) {
+        matrix_row(row, &W, r, C);
+        for (int i = 0; i < C; i++) ok &= row[i] == sc[r * 2 + i / Q8_BLOCK] * wq[r * C + i];
+    }
+    check("matrix_row dequantises 8-bit rows", ok, "a value differs from scale * q");
+    free(wq); free(sc);
+    W = random_matrix(WEIGHTS_F32, OC, C, &wf, &wq, &sc);
+    matrix_row(row, &W, 2, C);
+    check("matrix_row copies float32 rows", memcmp(row, wf + 2 * C, sizeof row) == 0, "differs");
+    free(wf);
+}
+
+// quantize_q8_fast (Part II) gives quantize_q8's values and scales exactly,
+// and, asked for the values they stand for, scale * value exactly; ties of
+// rounding (x / scale = k + 1/2) go to even in both.
+static void test_quantize(void) {
+#if SIMD_AVX2 || SIMD_NEON
+    const int sizes[] = {1, 5, 31, 32, 33, 64, 100, 768};
+    for (size_t s = 0; s < sizeof sizes / sizeof sizes[0]; s++) {
+        int n = sizes[s], blocks = (n + Q8_BLOCK - 1) / Q8_BLOCK;
+        float *x = xmalloc(sizeof(float) * n), *s0 = xmalloc(sizeof(float) * blocks), *s1 = xmalloc(sizeof(float) * blocks);
+        float *deq = xmalloc(sizeof(float) * n);
+        int8_t *q0 = xmalloc(n), *q1 = xmalloc(n);
+        fill(x, n, 5.0f);
+        if (n >= 32) { x[0] = 127.0f; x[1] = 0.5f; x[2] = -1.5f; x[3] = 2.5f; }  // scale 1: ties
+        if (n >= 64) for (int i = 32; i < 64; i++) x[i] = 0.0f;           // an all-zero block
+        quantize_q8(q0, s0, x, n);
+        quantize_q8_fast(q1, s1, NULL, x, n);
+        int ok = memcmp(q0, q1, n) == 0 && memcmp(s0, s1, sizeof(float) * blocks) == 0;
+        quantize_q8_fast(NULL, s1, deq, x, n);
+        for (int i = 0; i < n; i++) ok &= deq[i] == s0[i / Q8_BLOCK] * q0[i];
+        char name[96];
+        snprintf(name, sizeof name, "quantize_q8_fast equals quantize_q8, n=%d", n);
+        check(name, ok, "values differ");
+        if (n >= 32) check("quantize_q8 rounds ties to even", q0[1] == 0 && q0[2] == -2 && q0[3] == 2, "%d %d %d", q0[1], q0[2], q0[3]);
+        free(x); free(s0); free(s1); free(deq); free(q0); free(q1);
+    }
+#endif
 }
 
 static void test_dot_softmax_activate(const Kernels *k, const char *kname) {
@@ -118,6 +194,29 @@ static void test_dot_softmax_activate(const Kernels *k, const char *kname) {
         snprintf(name, sizeof name, "%s layernorm n=%d", kname, n);
         check(name, wl < 1e-5, "worst %g", wl);
         free(gain); free(bias); free(ln0);
+
+        // RMSNorm and the gated MLP's act(x) * up on 3 rows (the pool splits rows)
+        float *x3 = xmalloc(sizeof(float) * 3 * n), *y3 = xmalloc(sizeof(float) * 3 * n);
+        float *up3 = xmalloc(sizeof(float) * 3 * n), *g3 = xmalloc(sizeof(float) * n);
+        fill(x3, (size_t)3 * n, 4.0f); fill(g3, n, 2.0f); fill(up3, (size_t)3 * n, 3.0f);
+        for (int t = 0; t < 3; t++) rmsnorm(y3 + (size_t)t * n, x3 + (size_t)t * n, g3, n, 1e-6f);
+        float *r3 = xmalloc(sizeof(float) * 3 * n);
+        k->rmsnorm(r3, x3, g3, 3, n, 1e-6f);
+        snprintf(name, sizeof name, "%s rmsnorm 3 rows n=%d", kname, n);
+        wl = worst(r3, y3, (size_t)3 * n);
+        check(name, wl < 1e-5, "worst %g", wl);
+        for (int act = 0; act <= ACT_SILU; act++) {
+            fill(x3, (size_t)3 * n, 8.0f);
+            if (n > 4) { x3[0] = 0.0f; x3[1] = -1e-4f; x3[2] = 40.0f; x3[3] = -40.0f; }
+            memcpy(y3, x3, sizeof(float) * 3 * n);
+            activate_plain(x3, (size_t)3 * n, act);
+            multiply(x3, up3, (size_t)3 * n);
+            k->gate(y3, up3, 3, n, act);
+            wl = worst(y3, x3, (size_t)3 * n);
+            snprintf(name, sizeof name, "%s gate act %d 3 rows n=%d", kname, act, n);
+            check(name, wl < 6e-6, "worst %g", wl);
+        }
+        free(x3); free(y3); free(up3); free(g3); free(r3);
 
         for (int act = 0; act <= ACT_SILU; act++) {
             fill(x, n, 8.0f);
@@ -226,6 +325,7 @@ int main(void) {
             if (threads == 1 && k->attend_tile) test_attention_tile(k, kname);
         }
         test_pool();
+        if (threads == 1) { test_matrix_row(); test_quantize(); }
         pool_stop();
         memset(&pool, 0, sizeof pool);
     }

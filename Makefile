@@ -123,7 +123,7 @@ test-arm64:
 
 TESTS = $(TESTBIN)/test_kernels $(TESTBIN)/test_kernels_baseline tests/test_tokenizer.py tests/test_export.py tests/test_export_tokenizer.py tests/test_engine.py tests/test_cli.py tests/test_attention.py tests/test_model.py tests/test_readme.py tests/test_contract.py tests/test_terminal.py tests/test_install.py \
         tests/test_export_families.py tests/test_families.py tests/test_tokenizer_families.py tests/test_chat.py tests/test_llama_families.py \
-        tests/test_tokenizer_kinds.py \
+        tests/test_tokenizer_kinds.py tests/test_tokenizer_spm.py \
         $(TESTBIN)/replay_checkpoint $(TESTBIN)/replay_tokenizer tests/test_badinput.py tests/test_concurrency.py \
         tests/test_fuzz_export.py
 
@@ -139,7 +139,7 @@ $(VENV)/ok: tests/requirements-hf.txt
 
 HF_TESTS = tests/hf_tokenizer_parity.py tests/hf_export_refusals.py tests/hf_engine_parity.py tests/hf_attention_parity.py \
            tests/hf_family_parity.py tests/hf_tokenizer_families.py tests/hf_chat_templates.py tests/hf_llama_parity.py \
-           tests/hf_tokenizer_kinds.py
+           tests/hf_tokenizer_kinds.py tests/hf_tokenizer_spm.py
 
 test-hf: run $(TESTBIN)/test_tokenizer $(VENV)/ok
 	$(VENV)/bin/python tests/run_all.py $(HF_TESTS)

@@ -796,6 +796,331 @@ class TokenizerAdditions:
         return len(self.added)
 
 
+# ----------------------------------------------------------------------------
+# SentencePiece-style BPE (section version 4): Llama-2's and TinyLlama's
+# tokenizer.json, BPE over the characters of the text with byte_fallback,
+# "▁" for spaces, in either of the two forms the file takes:
+#   the hub's: normalizer Sequence [Prepend("▁"), Replace(" ", "▁")],
+#     pre_tokenizer null;
+#   transformers 5's (what save_pretrained writes): normalizer null,
+#     pre_tokenizer Metaspace("▁", prepend_scheme, split).
+# With tokenizer_class LlamaTokenizer / LlamaTokenizerFast, transformers 5
+# does not use the file's pipeline: it rebuilds it from the vocabulary and
+# merges (tokenization_llama.py): Metaspace with prepend_scheme "first"
+# ("always" with legacy true, "never" with add_prefix_space false), split
+# false, BPE with byte_fallback and fuse_unk but no unk_token, the decoder
+# with its Strip only with add_prefix_space, the added tokens of
+# tokenizer_config.json. export.py then writes what transformers does, and
+# warns when the file read by the tokenizers library gives other ids.
+# ----------------------------------------------------------------------------
+
+META = "\u2581"
+SPM_NORMALIZER = 2            # section v4 normalizer: Prepend("▁") then Replace(" ", "▁")
+SPM_PRE_NONE, SPM_PRE_METASPACE = 0, 1
+SPM_BYTE_FALLBACK, SPM_FUSE_UNK, SPM_SPLIT, SPM_STRIP = 1, 2, 16, 32
+SPM_SCHEMES = {"always": 0, "first": 1, "never": 2}
+LLAMA_TOKENIZER_CLASSES = ("LlamaTokenizer", "LlamaTokenizerFast")
+SPM_DECODER = [{"type": "Replace", "pattern": {"String": META}, "content": " "}, {"type": "ByteFallback"},
+               {"type": "Fuse"}, {"type": "Strip", "content": " ", "start": 1, "stop": 0}]
+SPM_NORMALIZERS = [{"type": "Prepend", "prepend": META},
+                   {"type": "Replace", "pattern": {"String": " "}, "content": META}]
+TOK_VERSION_SPM = 4
+
+
+class SpmSettings:
+    """What section version 4 records beside the vocabulary: normalizer (0 or
+    SPM_NORMALIZER), pre (SPM_PRE_*), scheme, split, byte_fallback, fuse_unk,
+    unk (id or None), strip (the decoder's Strip of one leading space), bos
+    (id or None), added {id: AddedToken}."""
+
+    FIELDS = ("normalizer", "pre", "scheme", "split", "byte_fallback", "fuse_unk", "unk", "strip", "bos")
+
+    def __init__(self, **kw):
+        self.__dict__.update(dict.fromkeys(self.FIELDS), added={})
+        self.__dict__.update(kw)
+
+    NAMES = {"normalizer": {0: "null", SPM_NORMALIZER: "Prepend/Replace"},
+             "pre": {SPM_PRE_NONE: "null", SPM_PRE_METASPACE: "Metaspace"},
+             "scheme": {v: k for k, v in SPM_SCHEMES.items()}}
+
+    def show_field(self, k):
+        v = getattr(self, k)
+        return self.NAMES.get(k, {}).get(v, "-" if v is None else str(v).lower())
+
+    def differences(self, other):
+        """How `other` differs from self: ["field other (self)", ...]."""
+        out = [f"{k} {other.show_field(k)} (transformers: {self.show_field(k)})" for k in self.FIELDS
+               if getattr(self, k) != getattr(other, k)]
+        a = {i: (t.content, t.special, t.normalized) for i, t in self.added.items()}
+        b = {i: (t.content, t.special, t.normalized) for i, t in other.added.items()}
+        if a != b:
+            out.append(f"added tokens {sorted(b.items())} (transformers: {sorted(a.items())})")
+        return out
+
+
+def is_spm_tokenizer(data, cfg):
+    """Does tokenizer.json (`data`) or tokenizer_config.json (`cfg`) describe a
+    SentencePiece-style BPE: no pre-tokenizer or Metaspace, and byte_fallback,
+    Metaspace, a Prepend normalizer or a Llama tokenizer_class?"""
+    model = data.get("model") if isinstance(data.get("model"), dict) else {}
+    types = set()
+
+    def walk(node):
+        if isinstance(node, dict):
+            if isinstance(node.get("type"), str):
+                types.add(node["type"])
+            for k in ("normalizers", "pretokenizers", "decoders"):
+                if isinstance(node.get(k), list):
+                    for x in node[k]:
+                        walk(x)
+    for k in ("normalizer", "pre_tokenizer"):
+        walk(data.get(k))
+    pre = data.get("pre_tokenizer")
+    if not (pre is None or (isinstance(pre, dict) and pre.get("type") == "Metaspace")):
+        return False   # (a ByteLevel pre-tokenizer: GPT-2's checks, which refuse byte_fallback)
+    return (model.get("byte_fallback") is True or bool(types & {"Metaspace", "Prepend"})
+            or (isinstance(cfg, dict) and cfg.get("tokenizer_class") in LLAMA_TOKENIZER_CLASSES))
+
+
+def spm_file_settings(path, data, vocab, added, problems):
+    """The pipeline of tokenizer.json as the tokenizers library runs it."""
+    st = SpmSettings(added=dict(added))
+    for k in data:
+        if k not in TOKENIZER_JSON_KEYS:
+            problems.append(f"{path}: unknown key {k!r} (not known to export.py; it may change the ids)")
+    for k in ("truncation", "padding"):
+        if data.get(k) is not None:
+            problems.append(f"{path}: {k} = {show(data[k])} is not supported (it changes the ids; "
+                            f"run uses none)")
+    norm, pre = data.get("normalizer"), data.get("pre_tokenizer", "missing")
+    if norm is None:
+        st.normalizer = 0
+    elif isinstance(norm, dict) and norm.get("type") == "Sequence" and norm.get("normalizers") == SPM_NORMALIZERS \
+            and list(norm) == ["type", "normalizers"]:
+        st.normalizer = SPM_NORMALIZER
+    else:
+        problems.append(f"{path}: normalizer = {show(norm)} is not supported (run implements null or "
+                        f"Sequence [Prepend(\"{META}\"), Replace(\" \", \"{META}\")], Llama-2's)")
+    if pre is None:
+        st.pre = SPM_PRE_NONE
+    elif pre == "missing":
+        problems.append(f"{path}: pre_tokenizer is missing (tokenizers cannot load it)")
+    elif isinstance(pre, dict) and pre.get("type") == "Metaspace":
+        w = f"{path}: pre_tokenizer"
+        check_options(pre, w, {
+            "replacement": (lambda v: v == META, f'"{META}"'),
+            "prepend_scheme": (lambda v: v in SPM_SCHEMES, '"always", "first" or "never"'),
+            "split": (is_bool, "true or false")}, problems, required=("replacement", "prepend_scheme", "split"))
+        st.pre = SPM_PRE_METASPACE
+        st.scheme = SPM_SCHEMES.get(pre.get("prepend_scheme"), 0)
+        st.split = pre.get("split") is True
+        if st.normalizer == SPM_NORMALIZER:
+            problems.append(f"{w} Metaspace after the normalizer Prepend/Replace is not supported (run "
+                            f"implements one or the other)")
+    else:
+        problems.append(f"{path}: pre_tokenizer = {show(pre)} is not supported (run implements null "
+                        f"after Llama-2's normalizer, or Metaspace(\"{META}\"))")
+    bos = []
+    check_post_processor(data.get("post_processor"), f"{path}: post_processor", problems, bos)
+    if len(bos) > 1:
+        problems.append(f"{path}: post_processor adds {len(bos)} tokens before the text (run adds one "
+                        f"BOS at most)")
+    st.bos = bos[0] if bos else None
+    dec = data.get("decoder")
+    if isinstance(dec, dict) and dec.get("type") == "Sequence" and list(dec) == ["type", "decoders"] \
+            and dec.get("decoders") in (SPM_DECODER, SPM_DECODER[:3]):
+        st.strip = len(dec["decoders"]) == 4
+    else:
+        problems.append(f"{path}: decoder = {show(dec)} is not supported (run decodes as Sequence "
+                        f"[Replace(\"{META}\", \" \"), ByteFallback, Fuse] with or without "
+                        f"Strip(\" \", 1, 0) after them, Llama-2's)")
+    model = data.get("model")
+    w = f"{path}: model"
+    check_options(model, w, {
+        "dropout": (is_null, "null: no dropout"),
+        "unk_token": (lambda v: v is None or (isinstance(v, str) and v in vocab),
+                      "null or a token of model.vocab"),
+        "continuing_subword_prefix": (is_empty, '"" or null'),
+        "end_of_word_suffix": (is_empty, '"" or null'),
+        "fuse_unk": (is_bool, "true or false"),
+        "byte_fallback": (is_bool, "true or false"),
+        "ignore_merges": (is_false, "false"),
+        "vocab": (lambda v: True, ""),
+        "merges": (lambda v: True, "")}, problems)
+    st.byte_fallback = model.get("byte_fallback") is True
+    st.fuse_unk = model.get("fuse_unk") is True
+    st.unk = vocab.get(model.get("unk_token")) if isinstance(model.get("unk_token"), str) else None
+    for n, t in enumerate(data.get("added_tokens") or []):
+        if isinstance(t, dict):
+            check_added_token_flags(t, f"{path}: added_tokens[{n}]", problems)
+    return st
+
+
+def spm_transformers_settings(hf_dir, cfg, vocab, file_st, problems):
+    """The pipeline transformers 5's LlamaTokenizer builds (tokenization_llama.py)."""
+    cfg_path = os.path.join(hf_dir, "tokenizer_config.json")
+    aps, legacy = cfg.get("add_prefix_space"), cfg.get("legacy")
+    if aps not in (None, True, False):
+        problems.append(f"{cfg_path}: add_prefix_space = {show(aps)} is not supported (true, false or null)")
+    if legacy not in (None, True, False):
+        problems.append(f"{cfg_path}: legacy = {show(legacy)} is not supported (true, false or null)")
+    aps = aps is not False
+    scheme = ("always" if legacy is True else "first") if aps else "never"
+    st = SpmSettings(normalizer=0, pre=SPM_PRE_METASPACE, scheme=SPM_SCHEMES[scheme], split=False,
+                     byte_fallback=True, fuse_unk=True, unk=None, strip=aps, bos=file_st.bos)
+    # (add_bos_token and add_eos_token are dropped by from_pretrained when there
+    # is a tokenizer.json: its post_processor decides, as in the tokenizers library.)
+    # The added tokens: tokenizer_config.json's added_tokens_decoder and the
+    # special tokens it names; tokenizer.json's own list is not read.
+    added = {}
+    dec = cfg.get("added_tokens_decoder")
+    if isinstance(dec, dict):
+        for k, t in dec.items():
+            if isinstance(t, dict) and isinstance(t.get("content"), str):
+                try:
+                    i = int(k)
+                except ValueError:
+                    problems.append(f"{cfg_path}: added_tokens_decoder key {k!r} is not an id")
+                    continue
+                check_added_token_flags(t, f"{cfg_path}: added_tokens_decoder[{k}]", problems)
+                special = t.get("special") is True
+                normalized = t.get("normalized") if isinstance(t.get("normalized"), bool) else not special
+                added[i] = AddedToken(t["content"], special, normalized)
+    for p, k, s in named_special_tokens(hf_dir, cfg):
+        i = next((i for i, t in added.items() if t.content == s), None)
+        if i is None:
+            i = vocab.get(s)
+            if i is None:
+                problems.append(f"{p}: {k} {s!r} is not in model.vocab (transformers would add it with "
+                                f"a new id)")
+                continue
+            added[i] = AddedToken(s, True, False)
+        elif not added[i].special:
+            added[i] = AddedToken(s, True, added[i].normalized)
+    for i, t in added.items():
+        if vocab.get(t.content) != i:
+            problems.append(f"{cfg_path}: added token {t.content!r} (id {i}) is not model.vocab's token "
+                            f"{i} (transformers 5 would give it another id)")
+    st.added = added
+    return st
+
+
+def load_spm_tokenizer(hf_dir, tok_json, cfg):
+    """Section version 4 from tokenizer.json (+ tokenizer_config.json):
+    (token strings as UTF-8, merges, TokenizerAdditions with .spm)."""
+    path, data = tok_json
+    model = data.get("model")
+    if not isinstance(model, dict) or model.get("type", "BPE") != "BPE":
+        kind = model.get("type") if isinstance(model, dict) else None
+        raise ExportError(f"{path}: model type {kind!r} is not supported (run implements BPE)")
+    vocab = check_vocab(model.get("vocab"), path + ": model.vocab")
+    pairs = parse_merges_json(model.get("merges", []), path)
+    added = collect_added_tokens(hf_dir, (path, data), None)
+    problems = []
+    st = spm_file_settings(path, data, vocab, added, problems)
+    cfg_path = os.path.join(hf_dir, "tokenizer_config.json")
+    cls = cfg.get("tokenizer_class") if isinstance(cfg, dict) else None
+    if cfg is not None:
+        ok = LLAMA_TOKENIZER_CLASSES + FILE_TOKENIZER_CLASSES
+        if cls is not None and cls not in ok:
+            problems.append(f"{cfg_path}: tokenizer_class = {show(cls)} is not supported with a "
+                            f"SentencePiece-style BPE (run implements {', '.join(ok)})")
+        # transformers 5 drops add_bos_token and add_eos_token when there is a
+        # tokenizer.json (tokenization_utils_base.from_pretrained): its
+        # post_processor decides, as in the tokenizers library.
+        for k, has in (("add_bos_token", st.bos is not None), ("add_eos_token", False)):
+            if k in cfg and cfg[k] is not has:
+                note(f"warning: {cfg_path}: {k} = {show(cfg[k])} is ignored by transformers 5 and the "
+                     f"tokenizers library (tokenizer.json's post_processor decides: "
+                     f"{'a BOS' if st.bos is not None else 'no BOS'}, no EOS)")
+    if cls in LLAMA_TOKENIZER_CLASSES:
+        file_st = st
+        st = spm_transformers_settings(hf_dir, cfg, vocab, file_st, problems)
+        diff = st.differences(file_st)
+        # Llama-2's hub files against "first": the same ids but at the start of a
+        # text and after an added token
+        hub_first = (file_st.normalizer, file_st.pre, st.scheme) == (SPM_NORMALIZER, SPM_PRE_NONE, SPM_SCHEMES["first"])
+        if diff and not problems:
+            note(f"warning: {cfg_path}: tokenizer_class {cls}: transformers 5 rebuilds the tokenizer "
+                 f"(Metaspace prepend_scheme {[k for k, v in SPM_SCHEMES.items() if v == st.scheme][0]!r}, "
+                 f"split false, byte_fallback, fuse_unk, no unk_token); the tokenizers library reads "
+                 f"tokenizer.json otherwise, {', '.join(diff)}, and gives other ids"
+                 f"{' (for a text that starts with a space or follows a special token)' if hub_first else ''}"
+                 f"; exporting transformers' encoding")
+    else:
+        if cfg is not None:
+            for k in ("add_prefix_space", "legacy"):
+                if cfg.get(k) is not None and cls is not None:
+                    note(f"warning: {cfg_path}: {k} = {show(cfg[k])} is ignored by transformers with "
+                         f"tokenizer_class {cls} (tokenizer.json decides)")
+        # transformers adds the special tokens tokenizer_config.json names, and
+        # its added_tokens_decoder, when tokenizer.json's added_tokens lack them
+        # (then matches them in the text; the tokenizers library does not).
+        for p, k, s in named_special_tokens(hf_dir, cfg):
+            if s not in vocab and all(t.content != s for t in added.values()):
+                problems.append(f"{p}: {k} {s!r} is in neither model.vocab nor the added tokens "
+                                f"(transformers would add it with a new id)")
+            elif all(t.content != s for t in added.values()):
+                problems.append(f"{p}: {k} {s!r} is not in tokenizer.json's added_tokens (transformers "
+                                f"would add it as a special token, the tokenizers library does not)")
+        dec = cfg.get("added_tokens_decoder") if isinstance(cfg, dict) else None
+        for k, t in (dec.items() if isinstance(dec, dict) else ()):
+            if isinstance(t, dict) and all(str(i) != k or a.content != t.get("content") for i, a in added.items()):
+                problems.append(f"{cfg_path}: added_tokens_decoder[{k}] = {show(t.get('content'))} is not in "
+                                f"tokenizer.json's added_tokens (transformers would add it, the tokenizers "
+                                f"library does not)")
+    if problems:
+        raise ExportError(f"{'; '.join(problems)} (run's SentencePiece-style BPE implements Llama-2's "
+                          f"tokenizer.json and the form transformers 5 writes)")
+    by_id = {i: tok for tok, i in vocab.items()}
+    n_tokens = max(list(vocab.values()) + list(st.added)) + 1
+    token_bytes = [b""] * n_tokens
+    for tok, i in vocab.items():
+        token_bytes[i] = tok.encode("utf-8")
+    for i, t in st.added.items():
+        token_bytes[i] = t.content.encode("utf-8")
+    if st.unk is not None and not token_bytes[st.unk]:
+        raise ExportError(f"{path}: model.unk_token is an empty string")
+    last = {}
+    for n, (a, b, where) in enumerate(pairs):
+        last[(a, b)] = n
+    if len(last) != len(pairs):
+        note(f"warning: {len(pairs) - len(last)} duplicate merge(s); the later rank of each is used")
+    merges = []
+    for n, (a, b, where) in enumerate(pairs):
+        if last[(a, b)] != n:
+            continue
+        ids = []
+        for s in (a, b, a + b):
+            i = vocab.get(s)
+            if i is None:
+                raise ExportError(f"{where}: merge {a!r} {b!r}: token {s!r} is not in the vocabulary")
+            ids.append(i)
+        merges.append(tuple(ids))
+    # merges must be between tokens of the vocabulary whose strings join (the
+    # section checks it); an added token spelled otherwise than its id in
+    # model.vocab would break that, so it is refused.
+    for i, t in st.added.items():
+        if i in by_id and by_id[i] != t.content:
+            raise ExportError(f"{path}: added token {t.content!r} has id {i}, which model.vocab gives to "
+                              f"{by_id[i]!r}")
+    in_vocab = [i for i in st.added if by_id.get(i) == st.added[i].content]
+    additions = TokenizerAdditions([(i, t.special, t.normalized) for i, t in st.added.items()], None,
+                                   st.bos, in_vocab=in_vocab)
+    additions.in_vocab = set(in_vocab)
+    additions.spm = st
+    return token_bytes, merges, additions
+
+
+def spm_header(token_bytes, merges, additions, blob):
+    st = additions.spm
+    flags = ((SPM_BYTE_FALLBACK if st.byte_fallback else 0) | (SPM_FUSE_UNK if st.fuse_unk else 0)
+             | (st.scheme or 0) << 2 | (SPM_SPLIT if st.split else 0) | (SPM_STRIP if st.strip else 0))
+    return struct.pack("<6IIiIIi3I", TOK_VERSION_SPM, len(token_bytes), len(merges), len(additions),
+                       len(blob), 0, st.normalizer, -1 if st.bos is None else st.bos, st.pre, flags,
+                       -1 if st.unk is None else st.unk, 0, 0, 0)
+
+
 def load_tokenizer(hf_dir):
     """Read the tokenizer files of hf_dir; returns (token_bytes list, merges, additions).
 
@@ -811,6 +1136,9 @@ def load_tokenizer(hf_dir):
         if not isinstance(data, dict):
             raise ExportError(f"{tokjson_path}: expected a JSON object")
         tok_json = (tokjson_path, data)
+        cfg = read_tokenizer_config(hf_dir)
+        if is_spm_tokenizer(data, cfg):
+            return load_spm_tokenizer(hf_dir, tok_json, cfg)
     if os.path.isfile(vocab_path) or os.path.isfile(merges_path):
         for p in (vocab_path, merges_path):
             if not os.path.isfile(p):
@@ -933,7 +1261,8 @@ def tokenizer_section(token_bytes, merges, additions):
     version 2 otherwise."""
     if not isinstance(additions, TokenizerAdditions):
         additions = TokenizerAdditions([(i, True, False) for i in additions])
-    v2 = additions.needs_version_2()
+    spm = getattr(additions, "spm", None) is not None
+    v2 = spm or additions.needs_version_2()
     specials = additions.specials
     n = len(token_bytes)
     blob = b"".join(filter(None, token_bytes))   # (join keeps 80 bytes an item: not the holes)
@@ -948,6 +1277,12 @@ def tokenizer_section(token_bytes, merges, additions):
     if not v2:
         header = struct.pack("<6I", TOK_VERSION, n, len(merges), len(specials), len(blob), 0)
         added = struct.pack(f"<{len(specials)}I", *specials)
+    elif spm:
+        header = spm_header(token_bytes, merges, additions, blob)
+        words = [x for i, sp, nm in additions.added
+                 for x in (i, (ADDED_SPECIAL if sp else 0) | (ADDED_NORMALIZED if nm else 0)
+                           | (ADDED_IN_VOCAB if i in additions.in_vocab else 0))]
+        added = struct.pack(f"<{len(words)}I", *words)
     else:
         bos = -1 if additions.bos_id is None else additions.bos_id
         v3 = additions.needs_version_3()
@@ -1050,7 +1385,8 @@ def export_tokenizer_only(hf_dir, out, quiet=False):
         extra = "".join([f", {len(additions) - len(additions.specials)} added (not special)"
                          if len(additions) > len(additions.specials) else "",
                          f", normalizer {additions.normalizer}" if additions.normalizer else "",
-                         f", BOS {additions.bos_id} before every text" if additions.bos_id is not None else ""])
+                         f", BOS {additions.bos_id} before every text" if additions.bos_id is not None else "",
+                         ", SentencePiece-style BPE (version 4)" if getattr(additions, "spm", None) else ""])
         note(f"wrote {out}: {len(token_bytes)} tokens, {len(merges)} merges, "
              f"{len(additions.specials)} special{extra}, {len(sec)} bytes")
 

@@ -1430,7 +1430,7 @@ typedef struct {
     int as_ids;
     int n_ids;            // ids already on the current line
     int end_line;         // end the text with a newline if it did not end with one (a terminal)
-    int notes_share;      // stderr goes where stdout goes (same_output)
+    int notes_share, strip;  // stderr goes where stdout goes (same_output); spaces to drop at the text's start
     int stop_at_newline;  // a newline after some text ends the text (-i: one line per turn)
     TextOut text;
 } TokenSink;
@@ -1469,7 +1469,7 @@ static void sink_echo(TokenSink *s, const int *ids, int n) {
             continue;
         }
         size_t len;
-        const unsigned char *b = token_bytes(s->tok, ids[i], &len);
+        const unsigned char *b = tokenizer_decode_token(s->tok, ids[i], &s->strip, &len);
         emit_text(&s->text, b, len);
     }
     flush_out();
@@ -1482,7 +1482,7 @@ static int sink_put(TokenSink *s, int id) {
         s->text.line_open = 1;
     } else {
         size_t n;
-        const unsigned char *b = token_bytes(s->tok, id, &n);
+        const unsigned char *b = tokenizer_decode_token(s->tok, id, &s->strip, &n);
         if (s->stop_at_newline && !s->text.line_open)  // a reply starts at its first non-blank line
             while (n && (*b == '\n' || *b == '\r')) { b++; n--; }
         const unsigned char *nl = s->stop_at_newline ? memchr(b, '\n', n) : NULL;
@@ -3869,9 +3869,10 @@ static void run_detokenize(const Options *o, Tokenizer *tok) {
     char *text = read_input(o, &len);
     parse_ids(text, len, tokenizer_n_tokens(tok), &ids);
     free(text);
+    int strip = tokenizer_decode_strip(tok);  // HF's decode of a whole text (Llama: its first space)
     for (size_t i = 0; i < ids.len; i++) {
         size_t n;
-        const unsigned char *b = token_bytes(tok, ids.ids[i], &n);
+        const unsigned char *b = tokenizer_decode_token(tok, ids.ids[i], &strip, &n);
         write_out(b, n);
     }
     flush_out();
@@ -3993,6 +3994,8 @@ static void run_generate(const Options *o, Model *m, Sampler *sp) {
     if (o->verbose)
         fprintf(stderr, "prompt: %d tokens in %.3f s (%.1f tokens/s)\n", n_prompt, t1 - t0, n_prompt / (t1 - t0));
     TokenSink out = sink_new(m->tokenizer, o->ids, o->stops, o->n_stops);
+    if (empty_prompt || o->echo || (n_prompt == 1 && prompt.ids[0] == tokenizer_bos_id(m->tokenizer)))
+        out.strip = tokenizer_decode_strip(m->tokenizer);  // the printed text starts the text
     if (o->echo && !empty_prompt) sink_echo(&out, prompt.ids, n_prompt);  // --echo: the prompt first
     views->sink = &out;
     views->seq = seq;
@@ -4084,6 +4087,7 @@ typedef struct {
     char *text;       // text since the last special token, not yet encoded
     size_t len, cap;
     TokenList *out;   // the ids written so far
+    int at_start;     // nothing written yet: the text starts here (Metaspace's prepend_scheme "first")
 } ChatWriter;
 
 // Append n bytes to a growing buffer.
@@ -4103,14 +4107,17 @@ static void chat_str(ChatWriter *w, const char *s) { chat_text(w, s, strlen(s));
 
 // Encode the text written since the last special token.
 static void chat_flush(ChatWriter *w) {
-    if (w->len && tokenizer_encode_continuation(w->tok, (const unsigned char *)w->text, w->len, w->special, w->out) != 0)
+    if (w->len && (w->at_start ? tokenizer_encode_start : tokenizer_encode_continuation)(
+                      w->tok, (const unsigned char *)w->text, w->len, w->special, w->out) != 0)
         die(EXIT_RUNTIME, "out of memory while tokenizing");
+    if (w->len) w->at_start = 0;
     w->len = 0;
 }
 
 static void chat_id(ChatWriter *w, int id) {
     chat_flush(w);
     push_id(w->out, id);
+    w->at_start = 0;
 }
 
 // A marker: its special token's id, or its text when the tokenizer has no
@@ -4133,6 +4140,7 @@ static int chat_end_id(Tokenizer *tok, int form, int eos_id) {
 
 // What comes before the first turn.
 static void chat_begin(ChatWriter *w) {
+    w->at_start = 1;
     if (w->form == CHAT_LLAMA3) chat_marker(w, "<|begin_of_text|>");
 }
 
@@ -4207,7 +4215,7 @@ static int line_role(const char *line, size_t n, size_t *skip) {
 static void chat_conversation(const Options *o, const Config *c, Tokenizer *tok, const char *text, size_t len,
                               TokenList *out) {
     static const char *const roles[] = {"system", "user", "assistant"};
-    ChatWriter w = {tok, c->chat, c->eos_id, o->special, NULL, 0, 0, out};
+    ChatWriter w = {tok, c->chat, c->eos_id, o->special, NULL, 0, 0, out, 0};
     char *msg = NULL;  // the message being read
     size_t mlen = 0, mcap = 0;
     int role = -1, turns = 0;
@@ -4249,7 +4257,7 @@ static void run_interactive(const Options *o, Model *m, Sampler *sp) {
     TokenList ids = {0};
     // a chat model's conversation is written in its form (IV.2); other models continue the text
     int chatting = c->chat != CHAT_NONE && !o->no_chat;
-    ChatWriter chat = {m->tokenizer, c->chat, c->eos_id, o->special, NULL, 0, 0, &ids};
+    ChatWriter chat = {m->tokenizer, c->chat, c->eos_id, o->special, NULL, 0, 0, &ids, 0};
     int end_id = chatting ? chat_end_id(m->tokenizer, c->chat, c->eos_id) : -1;
     if (chatting && (o->prompt || o->prompt_file))
         die(EXIT_USAGE, "model '%s' is a chat model (%s): -i takes the conversation from standard input; "

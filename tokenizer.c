@@ -1,4 +1,5 @@
-// tokenizer.c: byte-level BPE tokenizer as GPT-2's, Llama-3's, Qwen2's and SmolLM2's
+// tokenizer.c: byte-level BPE tokenizer as GPT-2's, Llama-3's, Qwen2's and SmolLM2's,
+// and SentencePiece-style BPE with byte fallback as Llama-2's
 // (see tokenizer.h, tests/SPEC.md section 2).
 //
 // Encoding has two stages, as in GPT-2:
@@ -51,6 +52,18 @@
 // (every number character alone, GPT-2's pattern between them). With
 // ignore_merges (Llama-3, tiktoken) a piece that is a token of the vocabulary
 // is that token, found in a hash of the token bytes before any merging.
+//
+// Section version 4 is SentencePiece-style BPE (Llama-2, TinyLlama): no
+// byte-level alphabet and no regex. Each stretch of text between the added
+// tokens is normalized (the hub's Prepend("▁") + Replace(" ", "▁")) or
+// pre-tokenized by Metaspace (spaces to "▁", a "▁" first by its prepend_scheme,
+// split at each "▁" or not), and each word is BPE over its characters: a
+// character of the vocabulary is its token, another its <0xNN> byte tokens
+// (byte_fallback) or unk (spm_symbols, as tokenizers' BPE model orders them);
+// then the same merges by rank, by the same scan or heap, since a whole line
+// may be one word. The section holds the vocabulary's strings; each token's
+// decoded bytes ("▁" a space, "<0xNN>" its byte) are built at load, and
+// tokenizer_token returns those.
 //
 // Duplicate merge pairs in a section: the later (higher rank) one wins, as in
 // the reference implementations.
@@ -703,6 +716,18 @@ typedef struct {
 #define ADDED_IN_VOCAB 4u     // section v3 flag: also in the BPE vocabulary (ignore_merges)
 #define NORMALIZER_NONE 0u
 #define NORMALIZER_NFC 1u
+#define NORMALIZER_SPM 2u    // section v4: Prepend("▁") to each stretch, then every " " -> "▁"
+// Section v4 (SentencePiece-style BPE over characters with byte fallback):
+// the pre-tokenizer and the flags (tests/SPEC.md section 2).
+enum { SPM_PRE_NONE = 0, SPM_PRE_METASPACE = 1, SPM_PRE_KINDS = 2 };
+#define SPM_BYTE_FALLBACK 1u   // a character not in the vocabulary becomes its <0xNN> byte tokens
+#define SPM_FUSE_UNK 2u        // consecutive unknown characters make one unk_id
+#define SPM_SCHEME_SHIFT 2     // bits 2-3: Metaspace's prepend_scheme
+#define SPM_SCHEME_MASK (3u << SPM_SCHEME_SHIFT)
+enum { SPM_ALWAYS = 0, SPM_FIRST = 1, SPM_NEVER = 2 };
+#define SPM_SPLIT 16u          // Metaspace's split: a piece starts at every "▁"
+#define SPM_STRIP 32u          // decoding strips one space at the start of a text
+#define SPM_FLAGS_KNOWN 63u
 // Section v3: the pre-tokenizer (tests/SPEC.md section 2).
 enum { PRE_GPT2 = 0, PRE_LLAMA3 = 1, PRE_QWEN2 = 2, PRE_DIGITS_GPT2 = 3, PRE_KINDS = 4 };
 #define FLAG_IGNORE_MERGES 1u  // section v3 flags: a piece in the vocabulary is that token
@@ -722,6 +747,12 @@ typedef struct {
 typedef struct {
     uint32_t rank, pos, merged;
 } HeapEnt;
+
+// Section v4: a character of the vocabulary (code point -> id).
+typedef struct {
+    uint32_t cp;  // UINT32_MAX = empty slot
+    int id;
+} CharEnt;
 
 typedef struct {
     int id;
@@ -770,6 +801,21 @@ struct Tokenizer {
     size_t scratch_cap;
     size_t small_piece;
     int use_cache;
+    // Section v4 (SentencePiece-style BPE): `spm` set; the blob holds the
+    // vocabulary's strings ("▁" and "<0xNN>" as they are), and dec_off/dec_blob
+    // each token's decoded bytes, which tokenizer_token returns.
+    int spm;
+    uint32_t spm_pre, spm_flags;
+    int unk_id;                // -1 = none
+    CharEnt *chars;            // the vocabulary's one-character tokens
+    size_t chars_mask;
+    unsigned char *in_merges;  // [n_tokens]: the token is the left or right part of some merge
+    unsigned char *added_norm; // the normalized added tokens' normalized bytes (NORMALIZER_SPM)
+    uint32_t *dec_off;         // [n_tokens + 1]
+    unsigned char *dec_blob;
+    const unsigned char *text_start;  // the text being encoded (Metaspace "first"); NULL: a continuation
+    unsigned char *meta;       // scratch: a piece with its spaces replaced
+    size_t meta_cap;
 };
 
 uint32_t read_u32le(const unsigned char *p) {
@@ -1317,6 +1363,7 @@ static const unsigned char *nfc_text(Tokenizer *t, const unsigned char *s, size_
 #define HDR_BYTES 32     // section version 1
 #define HDR_BYTES_V2 48  // version 2: + normalizer, bos_id, two reserved fields
                          // version 3: the same 48 bytes, pre-tokenizer and flags in those two
+#define HDR_BYTES_V4 64  // version 4: + unk_id, three reserved fields
 
 static size_t merge_slot(const Tokenizer *t, uint64_t key) {
     return (size_t)((key * 0x9E3779B97F4A7C15ull) >> 20) & t->merge_mask;
@@ -1379,6 +1426,120 @@ static int whole_build(Tokenizer *t, const unsigned char *sp, size_t added_words
     return 0;
 }
 
+// Value of the hex digit c, or -1.
+static int hex_value(unsigned c) {
+    if (c >= '0' && c <= '9') return (int)(c - '0');
+    if (c >= 'a' && c <= 'f') return (int)(c - 'a' + 10);
+    if (c >= 'A' && c <= 'F') return (int)(c - 'A' + 10);
+    return -1;
+}
+
+// The byte a token's string "<0xNN>" stands for in decoding, as tokenizers'
+// ByteFallback decoder reads it (Rust's u8::from_str_radix on the two
+// characters after "<0x": hex digits in either case, or '+' and one digit);
+// -1 for any other string.
+static int byte_token_value(const unsigned char *p, size_t n) {
+    if (n != 6 || memcmp(p, "<0x", 3) != 0 || p[5] != '>') return -1;
+    int hi = hex_value(p[3]), lo = hex_value(p[4]);
+    if (p[3] == '+' && lo >= 0) return lo;
+    return hi >= 0 && lo >= 0 ? hi * 16 + lo : -1;
+}
+
+// Section v4: the model's vocabulary is every token with bytes except the
+// added tokens without flag 4. From it: its one-character tokens (code point
+// -> id; the lowest id when two are spelled alike) and its byte tokens, spelled
+// "<0xNN>" with upper-case hex as tokenizers looks them up. And for every token
+// its decoded bytes: a byte token (in the decoder's spelling) is its byte,
+// and every "▁" is a space.
+// An added token with the normalized flag under NORMALIZER_SPM decodes as
+// tokenizers decodes it, by its normalized content: a space first.
+static int spm_build(Tokenizer *t, const unsigned char *sp) {
+    unsigned char *skip = calloc(t->n_tokens, 1);  // bit 0: not the model's; bit 1: normalized added (SPM)
+    size_t slots = 16;
+    while (slots < 2 * (size_t)t->n_tokens) slots *= 2;
+    t->chars = malloc(slots * sizeof *t->chars);
+    t->in_merges = calloc(t->n_tokens, 1);
+    t->dec_off = malloc(((size_t)t->n_tokens + 1) * sizeof *t->dec_off);
+    t->dec_blob = malloc((size_t)t->blob_bytes + t->n_special + 1);  // (+1 a normalized added token)
+    if (!skip || !t->chars || !t->in_merges || !t->dec_off || !t->dec_blob) {
+        free(skip);
+        return -1;
+    }
+    for (size_t i = 0; i <= t->merge_mask; i++) {
+        if (t->merges[i].key == EMPTY_KEY) continue;
+        t->in_merges[t->merges[i].key >> 32] = 1;
+        t->in_merges[t->merges[i].key & 0xFFFFFFFFu] = 1;
+    }
+    t->chars_mask = slots - 1;
+    for (size_t i = 0; i < slots; i++) t->chars[i] = (CharEnt){UINT32_MAX, -1};
+    for (uint32_t i = 0; i < t->n_special; i++) {
+        uint32_t id = read_u32le(sp + 8 * (size_t)i), f = read_u32le(sp + 8 * (size_t)i + 4);
+        if (!(f & ADDED_IN_VOCAB)) skip[id] |= 1;
+        if ((f & ADDED_NORMALIZED) && t->normalizer == NORMALIZER_SPM) skip[id] |= 2;
+    }
+    static const char hex[] = "0123456789ABCDEF";
+    uint32_t w = 0;
+    for (uint32_t id = 0; id < t->n_tokens; id++) {
+        uint32_t o = read_u32le(t->offs + 4 * (size_t)id), n = read_u32le(t->offs + 4 * (size_t)id + 4) - o;
+        const unsigned char *p = t->blob + o;
+        t->dec_off[id] = w;
+        if (n > 0 && !(skip[id] & 1)) {
+            int k;
+            uint32_t cp = utf8_decode(p, n, 0, &k);
+            if (cp != UINT32_MAX && (uint32_t)k == n) {
+                size_t i = (cp * 0x9E3779B1u) & t->chars_mask;
+                while (t->chars[i].cp != UINT32_MAX && t->chars[i].cp != cp) i = (i + 1) & t->chars_mask;
+                if (t->chars[i].cp == UINT32_MAX) t->chars[i] = (CharEnt){cp, (int)id};
+            }
+            int b = byte_token_value(p, n);
+            if (b >= 0 && p[3] == hex[b >> 4] && p[4] == hex[b & 15] && t->byte_id[b] < 0) t->byte_id[b] = (int)id;
+        }
+        int b = byte_token_value(p, n);
+        if (b >= 0 && !(skip[id] & 2)) {
+            t->dec_blob[w++] = (unsigned char)b;
+            continue;
+        }
+        if (skip[id] & 2) t->dec_blob[w++] = ' ';  // tokenizers decodes it as its normalized form: "▁" first
+        for (uint32_t i = 0; i < n; i++) {
+            if (i + 2 < n && p[i] == 0xE2 && p[i + 1] == 0x96 && p[i + 2] == 0x81) {
+                t->dec_blob[w++] = ' ';
+                i += 2;
+            } else {
+                t->dec_blob[w++] = p[i];
+            }
+        }
+    }
+    t->dec_off[t->n_tokens] = w;
+    free(skip);
+    return 0;
+}
+
+// Section v4 with NORMALIZER_SPM: tokenizers matches a normalized added token
+// by its content normalized too, "▁" first and every space a "▁" ("th" is
+// found as "▁th"), so those are the bytes the second pass looks for.
+static int spm_normalize_added(Tokenizer *t) {
+    AddedSet *a = &t->normalized;
+    size_t total = 0;
+    for (size_t i = 0; i < a->n; i++) total += 3 + 3 * a->tok[i].len;
+    t->added_norm = malloc(total ? total : 1);
+    if (!t->added_norm) return -1;
+    memset(a->first, 0, sizeof a->first);
+    unsigned char *w = t->added_norm;
+    for (size_t i = 0; i < a->n; i++) {
+        Added *m = &a->tok[i];
+        unsigned char *start = w;
+        *w++ = 0xE2, *w++ = 0x96, *w++ = 0x81;
+        for (size_t k = 0; k < m->len; k++) {
+            if (m->bytes[k] == ' ') *w++ = 0xE2, *w++ = 0x96, *w++ = 0x81;
+            else *w++ = m->bytes[k];
+        }
+        m->bytes = start;
+        m->len = (size_t)(w - start);
+        a->first[start[0]] = 1;
+    }
+    return 0;
+}
+
 static int cmp_added(const void *a, const void *b) {
     const Added *x = a, *y = b;
     if (x->len != y->len) return x->len > y->len ? -1 : 1;
@@ -1399,11 +1560,12 @@ Tokenizer *tokenizer_load(const void *section, size_t len, char *err, size_t err
     }
     uint32_t version = read_u32le(p + 8), n_tokens = read_u32le(p + 12), n_merges = read_u32le(p + 16);
     uint32_t n_special = read_u32le(p + 20), blob_bytes = read_u32le(p + 24), reserved = read_u32le(p + 28);
-    if (version < 1 || version > 3) {
-        set_err(err, errlen, "tokenizer section: unsupported version %u (expected 1, 2 or 3)", version);
+    if (version < 1 || version > 4) {
+        set_err(err, errlen, "tokenizer section: unsupported version %u (expected 1, 2, 3 or 4)", version);
         return NULL;
     }
-    size_t hdr = version == 1 ? HDR_BYTES : HDR_BYTES_V2;
+    int spm = version == 4;
+    size_t hdr = version == 1 ? HDR_BYTES : spm ? HDR_BYTES_V4 : HDR_BYTES_V2;
     if (len < hdr) {
         set_err(err, errlen, "tokenizer section too short (%zu bytes, version %u needs at least %zu)",
                 len, version, hdr);
@@ -1412,7 +1574,7 @@ Tokenizer *tokenizer_load(const void *section, size_t len, char *err, size_t err
     // Version 2: n_special counts added tokens, each an (id, flags) pair.
     size_t added_words = version == 1 ? 1 : 2;
     uint32_t normalizer = NORMALIZER_NONE, pretok = PRE_GPT2, sec_flags = 0;
-    int32_t bos_id = -1;
+    int32_t bos_id = -1, unk_id = -1;
     if (version >= 2) {
         normalizer = read_u32le(p + 32);
         bos_id = (int32_t)read_u32le(p + 36);
@@ -1422,28 +1584,64 @@ Tokenizer *tokenizer_load(const void *section, size_t len, char *err, size_t err
             pretok = read_u32le(p + 40);
             sec_flags = read_u32le(p + 44);
         }
-        if (normalizer != NORMALIZER_NONE && normalizer != NORMALIZER_NFC) {
-            set_err(err, errlen, "tokenizer section: unknown normalizer %u (0 = none, 1 = NFC)", normalizer);
-            return NULL;
-        }
-        if (pretok >= PRE_KINDS) {
-            set_err(err, errlen,
-                    "tokenizer section: unknown pre-tokenizer %u (0 = GPT-2's, 1 = Llama-3's, "
-                    "2 = Qwen2's, 3 = digits then GPT-2's)", pretok);
-            return NULL;
-        }
-        if (sec_flags & ~FLAG_IGNORE_MERGES) {
-            set_err(err, errlen, "tokenizer section: unknown flags 0x%X (bit 0 = ignore_merges)", sec_flags);
-            return NULL;
+        if (spm) {
+            unk_id = (int32_t)read_u32le(p + 48);
+            reserved |= read_u32le(p + 52) | read_u32le(p + 56) | read_u32le(p + 60);
+            if (normalizer != NORMALIZER_NONE && normalizer != NORMALIZER_SPM) {
+                set_err(err, errlen,
+                        "tokenizer section: unknown normalizer %u for version 4 (0 = none, "
+                        "2 = Prepend(\"\xe2\x96\x81\") then Replace(\" \", \"\xe2\x96\x81\"))", normalizer);
+                return NULL;
+            }
+            if (pretok >= SPM_PRE_KINDS) {
+                set_err(err, errlen,
+                        "tokenizer section: unknown pre-tokenizer %u for version 4 (0 = none, 1 = Metaspace)",
+                        pretok);
+                return NULL;
+            }
+            if (sec_flags & ~SPM_FLAGS_KNOWN) {
+                set_err(err, errlen,
+                        "tokenizer section: unknown flags 0x%X for version 4 (bits 0-5: byte_fallback, "
+                        "fuse_unk, prepend_scheme (2 bits), split, strip)", sec_flags);
+                return NULL;
+            }
+            uint32_t scheme = (sec_flags & SPM_SCHEME_MASK) >> SPM_SCHEME_SHIFT;
+            if (scheme > SPM_NEVER) {
+                set_err(err, errlen, "tokenizer section: unknown prepend_scheme %u (0 always, 1 first, 2 never)",
+                        scheme);
+                return NULL;
+            }
+            if (pretok == SPM_PRE_NONE && (sec_flags & (SPM_SCHEME_MASK | SPM_SPLIT))) {
+                set_err(err, errlen,
+                        "tokenizer section: flags 0x%X give a prepend_scheme or split without the "
+                        "Metaspace pre-tokenizer", sec_flags);
+                return NULL;
+            }
+        } else {
+            if (normalizer != NORMALIZER_NONE && normalizer != NORMALIZER_NFC) {
+                set_err(err, errlen, "tokenizer section: unknown normalizer %u (0 = none, 1 = NFC)", normalizer);
+                return NULL;
+            }
+            if (pretok >= PRE_KINDS) {
+                set_err(err, errlen,
+                        "tokenizer section: unknown pre-tokenizer %u (0 = GPT-2's, 1 = Llama-3's, "
+                        "2 = Qwen2's, 3 = digits then GPT-2's)", pretok);
+                return NULL;
+            }
+            if (sec_flags & ~FLAG_IGNORE_MERGES) {
+                set_err(err, errlen, "tokenizer section: unknown flags 0x%X (bit 0 = ignore_merges)", sec_flags);
+                return NULL;
+            }
         }
     }
     if (reserved != 0) {
         set_err(err, errlen, "tokenizer section: a reserved header field is not 0");
         return NULL;
     }
-    if (n_tokens < 256 || n_tokens > (uint32_t)INT_MAX - 1) {
-        set_err(err, errlen, "tokenizer section: n_tokens %u out of range (256 .. %d)", n_tokens,
-                INT_MAX - 1);
+    uint32_t min_tokens = spm ? 1 : 256;
+    if (n_tokens < min_tokens || n_tokens > (uint32_t)INT_MAX - 1) {
+        set_err(err, errlen, "tokenizer section: n_tokens %u out of range (%u .. %d)", n_tokens,
+                min_tokens, INT_MAX - 1);
         return NULL;
     }
     uint64_t want = (uint64_t)hdr + 4 * ((uint64_t)n_tokens + 1) + 12 * (uint64_t)n_merges +
@@ -1475,7 +1673,7 @@ Tokenizer *tokenizer_load(const void *section, size_t len, char *err, size_t err
                     i, o, o < prev ? "decreasing" : "past the blob", prev, blob_bytes);
             return NULL;
         }
-        if (o - prev == 1 && byte_id[blob[prev]] < 0) byte_id[blob[prev]] = (int)(i - 1);
+        if (!spm && o - prev == 1 && byte_id[blob[prev]] < 0) byte_id[blob[prev]] = (int)(i - 1);
         prev = o;
     }
     if (prev != blob_bytes) {
@@ -1503,41 +1701,46 @@ Tokenizer *tokenizer_load(const void *section, size_t len, char *err, size_t err
                     id, aflags);
             return NULL;
         }
-        if ((aflags & ADDED_IN_VOCAB) && !(sec_flags & FLAG_IGNORE_MERGES)) {
+        if (!spm && (aflags & ADDED_IN_VOCAB) && !(sec_flags & FLAG_IGNORE_MERGES)) {
             set_err(err, errlen,
                     "tokenizer section: added token %u (id %u) has flag 4 (in the vocabulary) "
                     "without ignore_merges", i, id);
             return NULL;
         }
     }
-    if (bos_id != -1 && (bos_id < 0 || (uint32_t)bos_id >= n_tokens ||
-                         read_u32le(offs + 4 * (size_t)bos_id + 4) == read_u32le(offs + 4 * (size_t)bos_id))) {
-        set_err(err, errlen, "tokenizer section: bos_id %d is not a token with bytes (n_tokens %u)",
-                bos_id, n_tokens);
-        return NULL;
-    }
-    // Single-byte tokens: prefer ids that are not added tokens.
-    for (uint32_t i = 0; i < n_special; i++) {
-        uint32_t id = read_u32le(sp + 4 * added_words * (size_t)i);
-        uint32_t o = read_u32le(offs + 4 * (size_t)id);
-        if (read_u32le(offs + 4 * (size_t)id + 4) - o == 1 && byte_id[blob[o]] == (int)id) {
-            byte_id[blob[o]] = -1;
-            for (uint32_t j = id + 1; j < n_tokens; j++) {
-                uint32_t oj = read_u32le(offs + 4 * (size_t)j);
-                if (read_u32le(offs + 4 * (size_t)j + 4) - oj == 1 && blob[oj] == blob[o]) {
-                    byte_id[blob[o]] = (int)j;
-                    break;
-                }
-            }
-            if (byte_id[blob[o]] < 0) byte_id[blob[o]] = (int)id;
+    for (int k = 0; k < 2; k++) {
+        int32_t id = k ? unk_id : bos_id;
+        if (id != -1 && (id < 0 || (uint32_t)id >= n_tokens ||
+                         read_u32le(offs + 4 * (size_t)id + 4) == read_u32le(offs + 4 * (size_t)id))) {
+            set_err(err, errlen, "tokenizer section: %s %d is not a token with bytes (n_tokens %u)",
+                    k ? "unk_id" : "bos_id", id, n_tokens);
+            return NULL;
         }
     }
-    for (int b = 0; b < 256; b++) {
-        if (byte_id[b] < 0) {
-            set_err(err, errlen,
-                    "tokenizer section: no token for the single byte 0x%02X (not a byte-level BPE)",
-                    b);
-            return NULL;
+    if (!spm) {
+        // Single-byte tokens: prefer ids that are not added tokens.
+        for (uint32_t i = 0; i < n_special; i++) {
+            uint32_t id = read_u32le(sp + 4 * added_words * (size_t)i);
+            uint32_t o = read_u32le(offs + 4 * (size_t)id);
+            if (read_u32le(offs + 4 * (size_t)id + 4) - o == 1 && byte_id[blob[o]] == (int)id) {
+                byte_id[blob[o]] = -1;
+                for (uint32_t j = id + 1; j < n_tokens; j++) {
+                    uint32_t oj = read_u32le(offs + 4 * (size_t)j);
+                    if (read_u32le(offs + 4 * (size_t)j + 4) - oj == 1 && blob[oj] == blob[o]) {
+                        byte_id[blob[o]] = (int)j;
+                        break;
+                    }
+                }
+                if (byte_id[blob[o]] < 0) byte_id[blob[o]] = (int)id;
+            }
+        }
+        for (int b = 0; b < 256; b++) {
+            if (byte_id[b] < 0) {
+                set_err(err, errlen,
+                        "tokenizer section: no token for the single byte 0x%02X (not a byte-level BPE)",
+                        b);
+                return NULL;
+            }
         }
     }
 
@@ -1558,6 +1761,13 @@ Tokenizer *tokenizer_load(const void *section, size_t len, char *err, size_t err
     t->normalizer = normalizer;
     t->bos_id = bos_id;
     t->pretok = pretok;
+    t->spm = spm;
+    t->unk_id = unk_id;
+    if (spm) {
+        t->spm_pre = pretok;
+        t->spm_flags = sec_flags;
+        t->pretok = PRE_GPT2;  // (unused with spm)
+    }
 
     // Merges: ids in range, parts non-empty, bytes(merged) == bytes(left) ++ bytes(right).
     size_t slots = 16;
@@ -1621,10 +1831,22 @@ Tokenizer *tokenizer_load(const void *section, size_t len, char *err, size_t err
             set->first[s[0]] = 1;
             if (!(flags & ADDED_SPECIAL)) t->has_plain_added = 1;
         }
+        if (spm && normalizer == NORMALIZER_SPM && spm_normalize_added(t)) {
+            set_err(err, errlen, "out of memory loading the tokenizer");
+            tokenizer_free(t);
+            return NULL;
+        }
         qsort(t->raw.tok, t->raw.n, sizeof *t->raw.tok, cmp_added);
         qsort(t->normalized.tok, t->normalized.n, sizeof *t->normalized.tok, cmp_added);
     }
-    if ((sec_flags & FLAG_IGNORE_MERGES) && whole_build(t, sp, added_words)) {
+    // (after the added tokens, which match the vocabulary's strings: from here
+    // on tokenizer_token gives the decoded bytes)
+    if (spm && spm_build(t, sp)) {
+        set_err(err, errlen, "out of memory loading the tokenizer");
+        tokenizer_free(t);
+        return NULL;
+    }
+    if (!spm && (sec_flags & FLAG_IGNORE_MERGES) && whole_build(t, sp, added_words)) {
         set_err(err, errlen, "out of memory loading the tokenizer");
         tokenizer_free(t);
         return NULL;
@@ -1651,6 +1873,12 @@ void tokenizer_free(Tokenizer *t) {
     free(t->ranks);
     free(t->syms);
     free(t->heap);
+    free(t->chars);
+    free(t->in_merges);
+    free(t->added_norm);
+    free(t->dec_off);
+    free(t->dec_blob);
+    free(t->meta);
     free(t);
 }
 
@@ -1661,18 +1889,43 @@ const unsigned char *tokenizer_token(const Tokenizer *t, int id, size_t *len) {
         if (len) *len = 0;
         return NULL;
     }
+    if (t->dec_off) {
+        if (len) *len = t->dec_off[id + 1] - t->dec_off[id];
+        return t->dec_blob + t->dec_off[id];
+    }
     uint32_t o = read_u32le(t->offs + 4 * (size_t)id), e = read_u32le(t->offs + 4 * (size_t)id + 4);
     if (len) *len = e - o;
     return t->blob + o;
+}
+
+int tokenizer_decode_strip(const Tokenizer *t) { return t->spm && (t->spm_flags & SPM_STRIP) ? 1 : 0; }
+
+const unsigned char *tokenizer_decode_token(const Tokenizer *t, int id, int *strip, size_t *len) {
+    size_t n;
+    const unsigned char *b = tokenizer_token(t, id, &n);
+    if (!b) {
+        *len = 0;
+        return (const unsigned char *)"";
+    }
+    if (*strip > 0 && n > 0) {  // the first bytes of the text
+        if (b[0] == ' ') b++, n--;
+        *strip = 0;
+    }
+    *len = n;
+    return b;
 }
 
 int tokenizer_special_id(const Tokenizer *t, const char *text) {
     size_t n = strlen(text);
     for (int pass = 0; pass < 2; pass++) {
         const AddedSet *a = pass ? &t->normalized : &t->raw;
-        for (size_t i = 0; i < a->n; i++)
-            if (a->tok[i].special && a->tok[i].len == n && memcmp(a->tok[i].bytes, text, n) == 0)
-                return a->tok[i].id;
+        for (size_t i = 0; i < a->n; i++) {
+            // the token's string in the section (a version-4 normalized token is
+            // matched by its normalized form)
+            uint32_t o = read_u32le(t->offs + 4 * (size_t)a->tok[i].id);
+            uint32_t e = read_u32le(t->offs + 4 * (size_t)a->tok[i].id + 4);
+            if (a->tok[i].special && e - o == n && memcmp(t->blob + o, text, n) == 0) return a->tok[i].id;
+        }
     }
     return -1;
 }
@@ -1868,8 +2121,73 @@ static void cache_reset(Tokenizer *t) {
     t->cache_count = t->cache_keys_used = t->cache_ids_used = 0;
 }
 
+// Section v4: the symbols BPE starts from, as tokenizers' BPE model makes
+// them for a word: each character of the vocabulary is its token; another
+// character becomes its byte tokens (byte_fallback, when the vocabulary has
+// them all) or else unk_id, consecutive ones fused into one with fuse_unk, or
+// nothing without unk_id. As in tokenizers, an unk waiting to be written is
+// written before the next character of the vocabulary (or at the end), not
+// before byte tokens: "<unk-char><fallback-char>x" gives the fallback bytes, unk, x.
+// A byte that does not start a well-formed UTF-8 character is a character of
+// its own (never in the vocabulary). Writes at most n ids; returns the count.
+static size_t spm_symbols(const Tokenizer *t, const unsigned char *p, size_t n, int *ids) {
+    size_t m = 0;
+    int unk = 0;  // an unk is waiting
+    int fallback = (t->spm_flags & SPM_BYTE_FALLBACK) != 0, fuse = (t->spm_flags & SPM_FUSE_UNK) != 0;
+    for (size_t i = 0; i < n;) {
+        int k;
+        uint32_t cp = utf8_decode(p, n, i, &k);
+        int id = -1;
+        if (cp != UINT32_MAX) {
+            for (size_t j = (cp * 0x9E3779B1u) & t->chars_mask; t->chars[j].cp != UINT32_MAX;
+                 j = (j + 1) & t->chars_mask)
+                if (t->chars[j].cp == cp) {
+                    id = t->chars[j].id;
+                    break;
+                }
+        }
+        if (id >= 0) {
+            if (unk) ids[m++] = t->unk_id;
+            unk = 0;
+            ids[m++] = id;
+        } else {
+            int ok = fallback;
+            for (int j = 0; ok && j < k; j++) ok = t->byte_id[p[i + (size_t)j]] >= 0;
+            if (ok) {
+                for (int j = 0; j < k; j++) ids[m++] = t->byte_id[p[i + (size_t)j]];
+            } else if (t->unk_id >= 0) {
+                if (unk && !fuse) ids[m++] = t->unk_id;
+                unk = 1;
+            }
+        }
+        i += (size_t)k;
+    }
+    if (unk) ids[m++] = t->unk_id;
+    return m;
+}
+
+// BPE of a version-4 word of m symbols (in place; returns the count). A symbol
+// that is no merge's left or right part (a newline's <0x0A> in Llama's
+// vocabulary) never merges, so nothing merges across it: the word is cut
+// there and each part merged alone, which gives the same tokens with much
+// smaller heaps (a whole text may be one word).
+static size_t spm_bpe(Tokenizer *t, int *ids, size_t m) {
+    size_t w = 0, start = 0;
+    for (size_t i = 0; i <= m; i++) {
+        if (i < m && t->in_merges[ids[i]]) continue;
+        size_t len = i - start;
+        if (len) {
+            if (w != start) memmove(ids + w, ids + start, len * sizeof *ids);
+            w += len <= t->small_piece ? bpe_small(t, ids + w, t->ranks, len) : bpe_heap(t, ids + w, len);
+        }
+        if (i < m) ids[w++] = ids[i];
+        start = i + 1;
+    }
+    return w;
+}
+
 static int encode_piece(Tokenizer *t, const unsigned char *p, size_t n, TokenList *out) {
-    if (n == 1) {
+    if (n == 1 && !t->spm) {
         if (tl_reserve(out, 1)) return -1;
         out->ids[out->len++] = t->byte_id[p[0]];
         return 0;
@@ -1899,6 +2217,8 @@ static int encode_piece(Tokenizer *t, const unsigned char *p, size_t n, TokenLis
     if (whole >= 0) {                                  // is that token
         ids[0] = whole;
         m = 1;
+    } else if (t->spm) {
+        m = spm_bpe(t, ids, spm_symbols(t, p, n, ids));
     } else {
         for (size_t i = 0; i < n; i++) ids[i] = t->byte_id[p[i]];
         m = n <= t->small_piece ? bpe_small(t, ids, t->ranks, n) : bpe_heap(t, ids, n);
@@ -2001,8 +2321,76 @@ static int encode_normalized(Tokenizer *t, const unsigned char *s, size_t len, i
     return split_on_added(t, &t->normalized, s, len, special, encode_pretokenized, out);
 }
 
+// Section v4, a piece left between the added tokens: the Metaspace
+// pre-tokenizer when the section has it (every " " becomes "▁"; a "▁" is put
+// first, unless the piece starts with one, always or, with prepend_scheme
+// "first", when the piece starts the text; with split, a new word starts at
+// every "▁"), then each word through the BPE model.
+static int spm_pretokenized(Tokenizer *t, const unsigned char *s, size_t len, int special, TokenList *out) {
+    (void)special;
+    if (len == 0) return 0;
+    if (t->spm_pre == SPM_PRE_NONE) return encode_piece(t, s, len, out);
+    uint32_t scheme = (t->spm_flags & SPM_SCHEME_MASK) >> SPM_SCHEME_SHIFT;
+    int starts = s[0] == ' ' || (len >= 3 && s[0] == 0xE2 && s[1] == 0x96 && s[2] == 0x81);
+    int prepend = !starts && (scheme == SPM_ALWAYS || (scheme == SPM_FIRST && s == t->text_start));
+    size_t spaces = 0;
+    for (size_t i = 0; i < len; i++) spaces += s[i] == ' ';
+    size_t need = len + 2 * spaces + (prepend ? 3 : 0);
+    if (need > t->meta_cap) {
+        unsigned char *m = realloc(t->meta, need);
+        if (!m) return -1;
+        t->meta = m;
+        t->meta_cap = need;
+    }
+    unsigned char *m = t->meta;
+    size_t w = 0;
+    if (prepend) m[w++] = 0xE2, m[w++] = 0x96, m[w++] = 0x81;
+    for (size_t i = 0; i < len; i++) {
+        if (s[i] == ' ') m[w++] = 0xE2, m[w++] = 0x96, m[w++] = 0x81;
+        else m[w++] = s[i];
+    }
+    if (!(t->spm_flags & SPM_SPLIT)) return encode_piece(t, m, w, out);
+    size_t start = 0;
+    for (size_t i = 1; i <= w; i++) {
+        if (i == w || (i + 2 < w && m[i] == 0xE2 && m[i + 1] == 0x96 && m[i + 2] == 0x81)) {
+            if (encode_piece(t, m + start, i - start, out)) return -1;
+            start = i;
+        }
+    }
+    return 0;
+}
+
+// Section v4, pass 2: a stretch between the raw added tokens, normalized
+// (NORMALIZER_SPM: "▁" first, every " " a "▁"), then split on the normalized
+// added tokens.
+static int spm_normalized(Tokenizer *t, const unsigned char *s, size_t len, int special, TokenList *out) {
+    if (len == 0) return 0;
+    if (t->normalizer == NORMALIZER_SPM) {
+        size_t spaces = 0;
+        for (size_t i = 0; i < len; i++) spaces += s[i] == ' ';
+        t->norm_len = 0;
+        if (norm_reserve(t, len + 2 * spaces + 3)) return -1;
+        unsigned char *m = t->norm;
+        size_t w = 0;
+        m[w++] = 0xE2, m[w++] = 0x96, m[w++] = 0x81;
+        for (size_t i = 0; i < len; i++) {
+            if (s[i] == ' ') m[w++] = 0xE2, m[w++] = 0x96, m[w++] = 0x81;
+            else m[w++] = s[i];
+        }
+        t->norm_len = w;
+        s = m;
+        len = w;
+    }
+    return split_on_added(t, &t->normalized, s, len, special, spm_pretokenized, out);
+}
+
 int tokenizer_encode_continuation(Tokenizer *t, const unsigned char *text, size_t len, int special,
                                   TokenList *out) {
+    if (t->spm) {
+        int r = split_on_added(t, &t->raw, text, len, special, spm_normalized, out);
+        t->text_start = NULL;
+        return r;
+    }
     // GPT-2's case: nothing to match (special tokens that would only be
     // skipped), nothing to normalize.
     if (t->normalizer == NORMALIZER_NONE && ((!special && !t->has_plain_added) ||
@@ -2011,13 +2399,19 @@ int tokenizer_encode_continuation(Tokenizer *t, const unsigned char *text, size_
     return split_on_added(t, &t->raw, text, len, special, encode_normalized, out);
 }
 
+int tokenizer_encode_start(Tokenizer *t, const unsigned char *text, size_t len, int special,
+                           TokenList *out) {
+    t->text_start = text;  // Metaspace's prepend_scheme "first": the piece at the start of the text
+    return tokenizer_encode_continuation(t, text, len, special, out);
+}
+
 int tokenizer_encode(Tokenizer *t, const unsigned char *text, size_t len, int special,
                      TokenList *out) {
     if (t->bos_id >= 0) {
         if (tl_reserve(out, 1)) return -1;
         out->ids[out->len++] = t->bos_id;
     }
-    return tokenizer_encode_continuation(t, text, len, special, out);
+    return tokenizer_encode_start(t, text, len, special, out);
 }
 
 // ---------------------------------------------------------------------------

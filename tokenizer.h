@@ -2,7 +2,12 @@
 // output), with the additions of section version 2: NFC normalization, added
 // tokens matched in the text, a BOS id prepended to every text; and of
 // version 3: the pre-tokenizers of Llama-3 (cl100k_base), Qwen2 and SmolLM2,
-// and ignore_merges.
+// and ignore_merges; and of version 4: SentencePiece-style BPE over the
+// characters of the text with byte fallback (Llama-2, TinyLlama), spaces as
+// "▁", the hub's Prepend/Replace normalizer or the Metaspace pre-tokenizer,
+// unk_token and fuse_unk. With version 4, tokenizer_token gives a token's
+// decoded bytes ("▁" a space, "<0xNN>" its byte), and a decoded text may drop
+// one space at its start (tokenizer_decode_strip, tokenizer_decode_token).
 //
 // The tokenizer reads the tokenizer section of a checkpoint (tests/SPEC.md,
 // section 2) straight from memory; it validates the whole section first.
@@ -30,7 +35,8 @@ void tokenizer_free(Tokenizer *t);
 int tokenizer_n_tokens(const Tokenizer *t);
 
 // Raw bytes of token `id` (length in *len); NULL when id is out of range.
-// An id absent from the vocabulary gives a zero-length string.
+// An id absent from the vocabulary gives a zero-length string. (Version 4:
+// the token's decoded bytes, not its string in the vocabulary.)
 const unsigned char *tokenizer_token(const Tokenizer *t, int id, size_t *len);
 
 // Id of the special token spelled exactly `text` (e.g. "<|endoftext|>"), or -1.
@@ -51,8 +57,22 @@ int tokenizer_encode(Tokenizer *t, const unsigned char *text, size_t len,
 int tokenizer_encode_continuation(Tokenizer *t, const unsigned char *text, size_t len,
                                   int special, TokenList *out);
 
+// The same without the BOS id for text that starts a text all the same (the
+// start of a chat template's text: Metaspace's prepend_scheme "first" puts
+// its "▁" there).
+int tokenizer_encode_start(Tokenizer *t, const unsigned char *text, size_t len,
+                           int special, TokenList *out);
+
 // The id tokenizer_encode puts before every text, or -1 (GPT-2: none).
 int tokenizer_bos_id(const Tokenizer *t);
+
+// Decoding a whole text as Hugging Face's decode does (section version 4:
+// Llama's decoder strips one space at the start of the text). Start a text
+// with `strip` = tokenizer_decode_strip(t) (0 or 1), then pass &strip with
+// each id in turn: returns the bytes to print for it (tokenizer_token's,
+// less the stripped space), their length in *len; "" for an id out of range.
+int tokenizer_decode_strip(const Tokenizer *t);
+const unsigned char *tokenizer_decode_token(const Tokenizer *t, int id, int *strip, size_t *len);
 
 void tokenlist_free(TokenList *l);
 

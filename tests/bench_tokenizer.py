@@ -19,7 +19,10 @@ Llama-3-, Qwen2- and SmolLM2-style tokenizer.json of tests/tokenizer_kinds.py
 (GPT-2's vocabulary; Llama-3's with ignore_merges), and cl100k_base at full
 size from js-tiktoken's ranks (when tests/build/npm has them; make test-hf
 installs them), each ours against HF tokenizers document by document (and
-cl100k_base against tiktoken with Llama-3's pattern). --no-kinds skips them.
+cl100k_base against tiktoken with Llama-3's pattern). Then the SentencePiece-
+style BPE of section version 4 (tests/data/spm: the hub's form, transformers
+5's, Metaspace split true), and a 1 MB line that is one BPE word. --no-kinds
+skips all these.
 """
 import argparse
 import os
@@ -126,6 +129,7 @@ def main():
         print(f"ours / {k}: {ours / v:.2f}x")
     if not args.no_kinds:
         bench_kinds(args, text, docs, data, path)
+        bench_spm(args, docs, data, path)
     return 0
 
 
@@ -184,6 +188,59 @@ def bench_kinds(args, text, docs, data, path):
                 times.append(time.perf_counter() - t0)
             line += f"; ours / tiktoken: {ours / report(f'{label}: tiktoken', len(data), n, times):.2f}x"
         print(line, flush=True)
+
+
+def bench_spm(args, docs, data, path):
+    """Section version 4 (SentencePiece-style BPE, byte fallback): the base
+    tokenizer of tests/data/spm in the hub's form (Prepend/Replace, a document is
+    one BPE word), in transformers 5's (Metaspace, split false) and with
+    Metaspace split true, ours against HF tokenizers per document; then one
+    1 MB line (one word) against HF on the same string."""
+    try:
+        from tokenizers import Tokenizer
+    except ImportError as e:
+        print(f"spm: skipped ({e})")
+        return
+    import tokenizer_spm as S
+    sdir = os.path.join(BUILD, "bench_spm")
+    print("\nSentencePiece-style BPE (section version 4):")
+    toks = {}
+    for name in ("hub", "tf5", "meta_always_split"):
+        d = S.write(name, os.path.join(sdir, name))
+        tok = os.path.join(sdir, name + ".tok")
+        subprocess.run([sys.executable, os.path.join(ROOT, "export.py"), "-q", "--tokenizer-only", d, tok],
+                       check=True)
+        toks[name] = (d, tok)
+        n_ours, times = time_ours(tok, path, args.repeats)
+        ours = report(f"spm {name}: ours", len(data), n_ours, times)
+        hf = Tokenizer.from_file(os.path.join(d, "tokenizer.json"))
+        hf.encode_special_tokens = True
+        hf.encode("warm up", add_special_tokens=False)
+        times, n = [], 0
+        for _ in range(args.repeats):
+            t0 = time.perf_counter()
+            n = sum(len(e.ids) for e in hf.encode_batch(docs, add_special_tokens=False))
+            times.append(time.perf_counter() - t0)
+        theirs = report(f"spm {name}: HF per doc", len(data), n, times)
+        print(f"  ours / HF tokenizers per doc: {ours / theirs:.2f}x", flush=True)
+    words = " ".join(d.replace("\n", " ") for d in docs)
+    line = words.encode("utf-8")[:1 << 20].decode("utf-8", "ignore")
+    lpath = os.path.join(sdir, "line.txt")
+    with open(lpath, "w", encoding="utf-8") as f:
+        f.write(line)
+    d, tok = toks["hub"]
+    n_ours, times = time_ours(tok, lpath, args.repeats)
+    nb = len(line.encode("utf-8"))
+    ours = report("spm hub 1 MB line: ours", nb, n_ours, times)
+    hf = Tokenizer.from_file(os.path.join(d, "tokenizer.json"))
+    hf.encode_special_tokens = True
+    times = []
+    for _ in range(args.repeats):
+        t0 = time.perf_counter()
+        n = len(hf.encode(line, add_special_tokens=False).ids)
+        times.append(time.perf_counter() - t0)
+    theirs = report("spm hub 1 MB line: HF", nb, n, times)
+    print(f"  ours / HF tokenizers: {ours / theirs:.2f}x", flush=True)
 
 
 if __name__ == "__main__":

@@ -63,9 +63,11 @@ static void check_matrix_if(int present, const unsigned char *base, const Matrix
 }
 #define check_matrix(base, m, rows, cols, type, lo, hi) check_matrix_if(1, base, m, rows, cols, type, lo, hi)
 
-static void exercise_tokenizer(Tokenizer *t, const Config *c) {
+// `version`: the section's. Version 4 (SentencePiece-style BPE) need not give
+// back the text ("▁" put first, <unk>): its ids are checked, not the round trip.
+static void exercise_tokenizer(Tokenizer *t, const Config *c, uint32_t version) {
     int n = tokenizer_n_tokens(t);
-    REQUIRE(n >= 256);
+    REQUIRE(n >= (version == 4 ? 1 : 256));
     const int probe[] = {-1, 0, 1, 255, 256, n - 1, n, c->vocab_size - 1, c->vocab_size,
                          c->eos_id, c->bos_id, INT32_MAX};
     for (size_t i = 0; i < sizeof probe / sizeof probe[0]; i++) {
@@ -86,17 +88,21 @@ static void exercise_tokenizer(Tokenizer *t, const Config *c) {
             TokenList ids = {0};
             size_t len = strlen(texts[k]);
             REQUIRE(tokenizer_encode(t, (const unsigned char *)texts[k], len, special, &ids) == 0);
-            // decode(encode(text)) == text, for any tokenizer that loads
+            // decode(encode(text)) == text, for any byte-level tokenizer that loads
+            // (version 4: every id a token with bytes, at most 6 a byte after the BOS)
+            REQUIRE(version != 4 || ids.len <= 6 * len + 1);
             unsigned char *back = malloc(len + 1);
             size_t at = 0;
             for (size_t i = 0; i < ids.len; i++) {
                 size_t l;
                 const unsigned char *b = tokenizer_token(t, ids.ids[i], &l);
-                REQUIRE(b != NULL && l > 0 && at + l <= len);
+                REQUIRE(b != NULL && l > 0);
+                if (version == 4) continue;
+                REQUIRE(at + l <= len);
                 memcpy(back + at, b, l);
                 at += l;
             }
-            REQUIRE(at == len && memcmp(back, texts[k], len) == 0);
+            REQUIRE(version == 4 || (at == len && memcmp(back, texts[k], len) == 0));
             free(back);
             tokenlist_free(&ids);
         }
@@ -160,7 +166,7 @@ static void try_checkpoint(const unsigned char *data, size_t size) {
         check_matrix(data, &w.lm_head, V, E, wt, lo, hi);
         weights_free(&w);
     }
-    exercise_tokenizer(t, &c);
+    exercise_tokenizer(t, &c, read_u32le(data + c.tok_offset + 8));  // (the loader checked the header)
     tokenizer_free(t);
 }
 

@@ -65,14 +65,25 @@ int LLVMFuzzerInitialize(int *argc, char ***argv) {
 }
 
 // Encode, check ids and (unless `normalized`) the byte round trip after the
-// BOS id; returns the ids (caller frees).
+// BOS id; returns the ids (caller frees). normalized 2: a version-4 section
+// (SentencePiece-style: "▁" put first, spaces as "▁", <unk>), whose ids are
+// checked (in range, with bytes, at most 6 a byte) but not the text.
 static TokenList encode_checked_as(Tokenizer *t, const unsigned char *b, size_t n, int special,
                                    int normalized) {
     TokenList ids = {0};
     REQUIRE(tokenizer_encode(t, b, n, special, &ids) == 0);
     size_t first = tokenizer_bos_id(t) >= 0;
     REQUIRE(ids.len >= first && (!first || ids.ids[0] == tokenizer_bos_id(t)));
-    REQUIRE(ids.len - first <= (normalized ? 3 * n : n));  // NFC at most triples the bytes
+    // NFC at most triples the bytes; version 4: a space is "▁" (3 byte tokens at worst), and a
+    // "▁" is put before each stretch of text
+    REQUIRE(ids.len - first <= (normalized == 2 ? 6 * n : normalized ? 3 * n : n));
+    if (normalized == 2) {
+        for (size_t i = first; i < ids.len; i++) {
+            size_t l;
+            REQUIRE(tokenizer_token(t, ids.ids[i], &l) != NULL && l > 0);
+        }
+        return ids;
+    }
     unsigned char *back = malloc(3 * n + 1);
     size_t at = 0;
     for (size_t i = first; i < ids.len; i++) {
@@ -172,9 +183,11 @@ static void fuzz_section(const unsigned char *b, size_t n) {
         return;
     }
     int nt = tokenizer_n_tokens(t);
-    REQUIRE(nt >= 256);
-    // The loader has checked the header: version 2 or 3 with normalizer 1 is NFC.
-    int nfc = read_u32le(sec + 8) >= 2 && read_u32le(sec + 32) == 1;
+    // The loader has checked the header: version 2 or 3 with normalizer 1 is NFC;
+    // version 4 is SentencePiece-style (encode_checked_as's 2).
+    uint32_t version = read_u32le(sec + 8);
+    REQUIRE(nt >= (version == 4 ? 1 : 256));
+    int nfc = version == 4 ? 2 : version >= 2 && read_u32le(sec + 32) == 1;
     size_t l;
     REQUIRE(tokenizer_token(t, -1, &l) == NULL && tokenizer_token(t, nt, &l) == NULL);
     static const char *texts[] = {"Hello world, it's <|endoftext|>!\n  x", "\xff\x00\xc3", "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa"};

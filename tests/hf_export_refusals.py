@@ -60,7 +60,7 @@ V2_PROBES = T.PROBES + ["IT'S 12345 x'ſ (abc) abc\r\n  \n\n a", " abc abcabc 7 
 def hf_encoders(kind, d):
     """{label: encode(text, special) -> ids} for the ways HF loads directory d."""
     out = {}
-    if kind == "json":
+    if kind in ("json", "spm"):   # (not spm_llama: transformers 5 rebuilds a LlamaTokenizer)
         with open(os.path.join(d, "tokenizer.json"), encoding="utf-8") as f:
             t = Tokenizer.from_str(f.read())
 
@@ -74,8 +74,13 @@ def hf_encoders(kind, d):
     return out
 
 
+SPM_PROBES = T.SPM_PROBES + ["   x", "x   ", "\n\n", "<unk> x<unk>", "</s></s>", " <s> a", "\u2581\u2581 \u2581",
+                             "e\u0301 \U0001F1EB\U0001F1F7 \u0aaa", "tab\tcode(x) {\n    return 1;\n}"]
+
+
 def check_v2(h, tmp):
-    for n, (name, kind, edit, _fields) in enumerate(T.ACCEPTED_V2 + T.ACCEPTED_V3):
+    for n, (name, kind, edit, _fields) in enumerate(T.ACCEPTED_V2 + T.ACCEPTED_V3 + T.ACCEPTED_V4):
+        probes = SPM_PROBES if kind.startswith("spm") else V2_PROBES
         d = T.write_dir(tmp, f"v2_{n}", T.variant_files(kind, edit))
         out = os.path.join(tmp, f"v2_{n}.tok")
         r = T.export_tok(d, out)
@@ -84,12 +89,12 @@ def check_v2(h, tmp):
         for special in (False, True):
             flag = ["--special"] if special else []
             got = [[int(x) for x in run_cmd([RUN, out, "--tokenize"] + flag, input=p.encode()).stdout.split()]
-                   for p in V2_PROBES]
+                   for p in probes]
             for label, enc in hf_encoders(kind, d).items():
-                want = [enc(p, special) for p in V2_PROBES]
+                want = [enc(p, special) for p in probes]
                 h.check(f"accepted (v2): {name}: run{' --special' if special else ''} == {label} on "
-                        f"{len(V2_PROBES)} probes", got == want,
-                        [(p, g, w) for p, g, w in zip(V2_PROBES, got, want) if g != w][:3])
+                        f"{len(probes)} probes", got == want,
+                        [(p, g, w) for p, g, w in zip(probes, got, want) if g != w][:3])
 
 
 def main():
@@ -97,19 +102,19 @@ def main():
     tmp = tempfile.mkdtemp(prefix="hf_export_refusals_")
     try:
         base = {}
-        for kind in ("json", "slow"):
+        for kind in ("json", "slow", "spm", "spm_llama"):
             d = T.write_dir(tmp, f"base_{kind}", T.base_files(kind))
             enc, dec = load(kind, d)
-            base[kind] = (enc, dec, [enc(p) for p in T.PROBES])
+            base[kind] = (enc, dec, [enc(p) for p in T.probes(kind)])
             out = os.path.join(tmp, f"base_{kind}.tok")
             r = T.export_tok(d, out)
             if not h.check(f"base ({kind}) exports", r.returncode == 0, r.stderr.decode(errors="replace")):
                 continue
             got = [run_cmd([RUN, out, "--tokenize", "--special"], input=p.encode()).stdout.decode().split()
-                   for p in T.PROBES]
+                   for p in T.probes(kind)]
             want = [[str(i) for i in ids] for ids in base[kind][2]]
             h.check(f"run --special on the exported base ({kind}) gives HF's ids on every probe", got == want,
-                    [(p, g, w) for p, g, w in zip(T.PROBES, got, want) if g != w][:3])
+                    [(p, g, w) for p, g, w in zip(T.probes(kind), got, want) if g != w][:3])
         h.check("both base forms give the same ids in HF", base["json"][2] == base["slow"][2])
 
         for n, (name, kind, edit) in enumerate(T.ACCEPTED):
@@ -128,7 +133,7 @@ def main():
             if not h.check(f"refused: {name}: HF loads it", loaded is not None, err):
                 continue
             enc, dec = loaded
-            ids = [enc(p) for p in T.PROBES]
+            ids = [enc(p) for p in T.probes(kind)]
             same_ids = ids == base[kind][2]
             if effect == "ids":
                 h.check(f"refused: {name}: HF gives other ids", not same_ids)
@@ -138,7 +143,7 @@ def main():
                         same_ids and [dec(i) for i in base[kind][2]] != ref)
             else:
                 h.check(f"refused: {name}: HF gives the same ids (refused as not known to be equivalent)",
-                        same_ids, [(p, a, b) for p, a, b in zip(T.PROBES, ids, base[kind][2]) if a != b][:3])
+                        same_ids, [(p, a, b) for p, a, b in zip(T.probes(kind), ids, base[kind][2]) if a != b][:3])
         check_v2(h, tmp)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)

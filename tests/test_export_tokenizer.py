@@ -37,6 +37,7 @@ sys.path.insert(0, ROOT)
 
 from harness import Harness, run_cmd  # noqa: E402
 from export import bytes_to_unicode, GPT2_PATTERN  # noqa: E402
+import tokenizer_spm as S  # noqa: E402
 
 EXPORT = os.path.join(ROOT, "export.py")
 B2C = bytes_to_unicode()
@@ -94,7 +95,26 @@ def gpt2_slow_files():
 
 
 def base_files(kind):
+    """The base of a variant: "json" GPT-2's tokenizer.json, "slow" its vocab.json +
+    merges.txt; "spm" the SentencePiece-style tokenizer.json of tests/data/spm
+    (the hub's form of Llama-2's) read as it is (PreTrainedTokenizerFast),
+    "spm_llama" the same with TinyLlama's tokenizer_config.json (LlamaTokenizer,
+    which transformers 5 rebuilds: Metaspace "first")."""
+    if kind == "spm":
+        return {"tokenizer.json": S.base(), "tokenizer_config.json": dict(S.FILE_CONFIG)}
+    if kind == "spm_llama":
+        return {"tokenizer.json": S.base(), "tokenizer_config.json": copy.deepcopy(S.HUB_CONFIG)}
     return {"tokenizer.json": gpt2_tokenizer_json()} if kind == "json" else gpt2_slow_files()
+
+
+# Texts for the SentencePiece-style variants: leading and double spaces, a
+# newline and an emoji (byte tokens), special tokens, "▁" typed, NFKC's ligature.
+SPM_PROBES = ["Hello world", " Hello", "a  b", "x\ny", "I like 🍵 tea", "<s>Hello", "Hello<s>world",
+              "a</s> b", "\u2581x y", "\ufb01ne ①", "", "the quick brown fox", "我喜欢", "<bos> x", "<pad> y"]
+
+
+def probes(kind):
+    return SPM_PROBES if kind.startswith("spm") else PROBES
 
 
 # Edits of the files {name: object}.
@@ -285,6 +305,53 @@ VARIANTS = [
      lambda f: (f.__setitem__("tokenizer.json", dict(gpt2_tokenizer_json(), normalizer={"type": "NFKC"})),
                 put(CFG, "tokenizer_class", "PreTrainedTokenizerFast")(f)),
      ["normalizer NFKC"], "ids"),
+    # SentencePiece-style BPE (section version 4)
+    ("SPM: model.dropout 1.0", "spm", put("tokenizer.json", "model", "dropout", 1.0),
+     ["model.dropout = 1.0"], "ids"),
+    ("SPM: end_of_word_suffix </w>", "spm", put("tokenizer.json", "model", "end_of_word_suffix", "</w>"),
+     ['model.end_of_word_suffix = "</w>"'], "ids"),
+    ("SPM: ignore_merges true", "spm", put("tokenizer.json", "model", "ignore_merges", True),
+     ["model.ignore_merges = true"], "none"),
+    ("SPM: unk_token not in the vocabulary", "spm", put("tokenizer.json", "model", "unk_token", "<UNK>"),
+     ['model.unk_token = "<UNK>"'], "none"),
+    ("SPM: normalizer Replace without Prepend", "spm",
+     put("tokenizer.json", "normalizer", {"type": "Sequence", "normalizers": [S.base()["normalizer"]["normalizers"][1]]}),
+     ["normalizer = {\"type\": \"Sequence\""], "ids"),
+    ("SPM: normalizer NFKC before Prepend, Replace", "spm",
+     put("tokenizer.json", "normalizer", {"type": "Sequence", "normalizers": [{"type": "NFKC"}]
+                                          + S.base()["normalizer"]["normalizers"]}),
+     ["normalizer = {\"type\": \"Sequence\""], "ids"),
+    ("SPM: Metaspace with replacement _", "spm",
+     lambda f: (put("tokenizer.json", "normalizer", None)(f),
+                put("tokenizer.json", "pre_tokenizer", dict(S.metaspace("first", False), replacement="_"))(f)),
+     ['pre_tokenizer.replacement = "_"'], "ids"),
+    ("SPM: Metaspace prepend_scheme sometimes", "spm",
+     lambda f: (put("tokenizer.json", "normalizer", None)(f),
+                put("tokenizer.json", "pre_tokenizer", S.metaspace("sometimes", False))(f)),
+     ['pre_tokenizer.prepend_scheme = "sometimes"'], "load"),
+    ("SPM: Metaspace after the Prepend normalizer", "spm",
+     put("tokenizer.json", "pre_tokenizer", S.metaspace("always", True)),
+     ["Metaspace after the normalizer Prepend/Replace"], "ids"),
+    ("SPM: pre_tokenizer Whitespace", "spm", put("tokenizer.json", "pre_tokenizer", {"type": "Whitespace"}),
+     ["pre_tokenizer Whitespace is not supported"], "ids"),
+    ("SPM: decoder Metaspace", "spm",
+     put("tokenizer.json", "decoder", {"type": "Metaspace", "replacement": "\u2581", "prepend_scheme": "always",
+                                       "split": True}), ['decoder = {"type": "Metaspace"'], "decode"),
+    ("SPM: decoder without Fuse", "spm",
+     put("tokenizer.json", "decoder", {"type": "Sequence", "decoders": [
+         S.DECODER["decoders"][i] for i in (0, 1, 3)]}), ['decoder = {"type": "Sequence"'], "decode"),
+    ("SPM Llama: legacy \"yes\"", "spm_llama", put(CFG, "legacy", "yes"),
+     ['tokenizer_config.json: legacy = "yes"'], "ids"),
+    ("SPM Llama: bos_token not in the vocabulary", "spm_llama", put(CFG, "bos_token", "<bos>"),
+     ["bos_token '<bos>' is not in model.vocab"], "ids"),
+    ("SPM: pad_token a token of model.vocab, not an added token", "spm", put(CFG, "pad_token", "th"),
+     ["pad_token 'th' is not in tokenizer.json's added_tokens"], "ids"),
+    ("SPM: added_tokens_decoder with a token tokenizer.json lacks", "spm",
+     put(CFG, "added_tokens_decoder", {"1500": {"content": "<pad>", "special": True, "normalized": False,
+                                                "lstrip": False, "rstrip": False, "single_word": False}}),
+     ['added_tokens_decoder[1500] = "<pad>" is not in tokenizer.json'], "ids"),
+    ("SPM: tokenizer_class T5Tokenizer", "spm", put(CFG, "tokenizer_class", "T5Tokenizer"),
+     ['tokenizer_class = "T5Tokenizer"'], "load"),
 ]
 
 # Forms that give GPT-2's ids (tests/hf_export_refusals.py checks that with
@@ -391,6 +458,52 @@ ACCEPTED_V3 = [
 ]
 
 
+# Forms run honours with a version 4 section (SentencePiece-style BPE): (name,
+# kind, edit, (normalizer, pre-tokenizer, flags, unk_id, bos_id)); flags: 1
+# byte_fallback, 2 fuse_unk, 4/8 prepend_scheme first/never, 16 split, 32 strip.
+ACCEPTED_V4 = [
+    ("SPM: the hub's Llama-2 form (Prepend, Replace)", "spm", lambda f: None, (2, 0, 35, 0, 1)),
+    ("SPM: decoder without Strip", "spm",
+     put("tokenizer.json", "decoder", {"type": "Sequence", "decoders": S.DECODER["decoders"][:3]}), (2, 0, 3, 0, 1)),
+    ("SPM: no post_processor (no BOS)", "spm", put("tokenizer.json", "post_processor", None), (2, 0, 35, 0, -1)),
+    ("SPM: byte_fallback false, fuse_unk false", "spm",
+     lambda f: (put("tokenizer.json", "model", "byte_fallback", False)(f),
+                put("tokenizer.json", "model", "fuse_unk", False)(f)), (2, 0, 32, 0, 1)),
+    ("SPM: unk_token null", "spm", put("tokenizer.json", "model", "unk_token", None), (2, 0, 35, -1, 1)),
+    ("SPM: no normalizer, no pre-tokenizer (spaces stay spaces)", "spm",
+     put("tokenizer.json", "normalizer", None), (0, 0, 35, 0, 1)),
+    ("SPM: Metaspace first, split false (transformers 5's)", "spm",
+     lambda f: f.__setitem__("tokenizer.json", S.metaspace_json("first", False)), (0, 1, 39, 0, 1)),
+    ("SPM: Metaspace always, split true", "spm",
+     lambda f: f.__setitem__("tokenizer.json", S.metaspace_json("always", True)), (0, 1, 51, 0, 1)),
+    ("SPM: Metaspace never, split true", "spm",
+     lambda f: f.__setitem__("tokenizer.json", S.metaspace_json("never", True)), (0, 1, 59, 0, 1)),
+    ("SPM: add_bos_token true with the BOS template", "spm", put(CFG, "add_bos_token", True), (2, 0, 35, 0, 1)),
+    # transformers 5 drops add_bos_token / add_eos_token when there is a tokenizer.json (a warning says so)
+    ("SPM: add_bos_token false (ignored: the template decides)", "spm", put(CFG, "add_bos_token", False),
+     (2, 0, 35, 0, 1)),
+    ("SPM Llama: add_eos_token true (ignored)", "spm_llama", put(CFG, "add_eos_token", True), (0, 1, 39, -1, 1)),
+    ("SPM Llama: TinyLlama's tokenizer_config.json (transformers 5: Metaspace first)", "spm_llama",
+     lambda f: None, (0, 1, 39, -1, 1)),
+    ("SPM Llama: LlamaTokenizerFast", "spm_llama", put(CFG, "tokenizer_class", "LlamaTokenizerFast"),
+     (0, 1, 39, -1, 1)),
+    ("SPM Llama: legacy true (Metaspace always)", "spm_llama", put(CFG, "legacy", True), (0, 1, 35, -1, 1)),
+    ("SPM Llama: add_prefix_space false (never, no Strip)", "spm_llama", put(CFG, "add_prefix_space", False),
+     (0, 1, 11, -1, 1)),
+    ("SPM Llama: add_bos_token false (ignored)", "spm_llama", put(CFG, "add_bos_token", False), (0, 1, 39, -1, 1)),
+    ("SPM Llama: transformers 5's saved form", "spm_llama",
+     lambda f: (f.__setitem__("tokenizer.json", S.tf5_json(S.base())),
+                f.__setitem__(CFG, dict(S.TF5_CONFIG))), (0, 1, 39, -1, 1)),
+]
+
+
+def section_fields_v4(data):
+    """(version, normalizer, pre-tokenizer, flags, unk_id, bos_id) of a section."""
+    version = struct.unpack_from("<I", data, 8)[0]
+    norm, bos, pre, flags, unk = struct.unpack_from("<IiIIi", data, 32)
+    return version, norm, pre, flags, unk, bos
+
+
 def section_fields_v3(data):
     """(version, pre-tokenizer, flags, normalizer, bos_id, [(id, flags)])."""
     version, n_tok, n_merges, n_added = struct.unpack_from("<4I", data, 8)
@@ -413,7 +526,7 @@ def section_fields(data):
 
 
 def variant_files(kind, edit):
-    f = copy.deepcopy(base_files("json" if kind == "json" else "slow"))
+    f = copy.deepcopy(base_files(kind))
     edit(f)
     return f
 
@@ -465,6 +578,15 @@ def main():
             h.check(f"accepted (version {version}): {name}: exports pre-tokenizer {pretok}, flags {flags}, "
                     f"normalizer {norm}, BOS {bos}, added {added}", got == want,
                     f"{got} {r.stderr.decode(errors='replace')}")
+
+        for n, (name, kind, edit, (norm, pre, flags, unk, bos)) in enumerate(ACCEPTED_V4):
+            d = write_dir(tmp, f"v4_{n}", variant_files(kind, edit))
+            out = os.path.join(tmp, f"v4_{n}.tok")
+            r = export_tok(d, out)
+            got = section_fields_v4(open(out, "rb").read()) if r.returncode == 0 else None
+            want = (4, norm, pre, flags, unk, bos)
+            h.check(f"accepted (version 4): {name}: exports normalizer {norm}, pre-tokenizer {pre}, "
+                    f"flags {flags}, unk {unk}, BOS {bos}", got == want, f"{got} {r.stderr.decode(errors='replace')}")
 
         for n, (name, kind, edit) in enumerate(ACCEPTED):
             d = write_dir(tmp, f"ok{n}", variant_files(kind, edit))

@@ -666,8 +666,10 @@ static void test_version2(Tokenizer *v1, const unsigned char *sec, size_t len) {
     put_u32(p + 44, 0);
     check(load_fails_with(p, n - 1, "size mismatch"), "v2: a section one byte short is refused");
     check(load_fails_with(p, 40, "too short"), "v2: a section shorter than its header is refused");
-    put_u32(p + 8, 4);
-    check(load_fails_with(p, n, "unsupported version 4"), "version 4 is refused");
+    put_u32(p + 8, 5);
+    check(load_fails_with(p, n, "unsupported version 5"), "version 5 is refused");
+    put_u32(p + 8, 4);  // a version 2 section read as version 4 (a 64-byte header)
+    check(load_fails_with(p, n, "tokenizer section: "), "a version-2 section labelled version 4 is refused");
     free(p);
 }
 
@@ -885,7 +887,7 @@ static double now(void) {
 
 int main(int argc, char **argv) {
     if (argc < 3) {
-        fprintf(stderr, "usage: test_tokenizer unit|encode|decode|split|cases|classes|nfc|bench TOK ...\n");
+        fprintf(stderr, "usage: test_tokenizer unit|encode|decode|decodes|split|cases|classes|nfc|bench TOK ...\n");
         return 2;
     }
     const char *mode = argv[1];
@@ -931,6 +933,8 @@ int main(int argc, char **argv) {
             return 1;
         }
         int split = argc > 4 && strcmp(argv[4], "--split") == 0;
+        // --heap: every piece through the heap BPE, no word cache (the same ids)
+        if (argc > 4 && strcmp(argv[4], "--heap") == 0) tokenizer_set_options(t, 0, 0);
         size_t pos = 0;
         while (pos < n) {
             int special;
@@ -948,6 +952,46 @@ int main(int argc, char **argv) {
             }
             pos += len;
         }
+        free(in);
+    } else if (strcmp(mode, "decodes") == 0 && argc > 3) {
+        // One line of ids a case -> "<length>\n<bytes>" a case, decoded as a
+        // whole text (tokenizer_decode_token: the start's space stripped).
+        size_t n;
+        unsigned char *in = read_file(argv[3], &n);
+        if (!in) {
+            fprintf(stderr, "test_tokenizer: cannot read %s\n", argv[3]);
+            return 1;
+        }
+        unsigned char *buf = NULL;
+        size_t cap = 0;
+        for (size_t pos = 0; pos < n;) {
+            size_t eol = pos;
+            while (eol < n && in[eol] != '\n') eol++;
+            size_t used = 0;
+            int strip = tokenizer_decode_strip(t);
+            for (size_t i = pos; i < eol;) {
+                if (in[i] < '0' || in[i] > '9') {
+                    i++;
+                    continue;
+                }
+                long id = 0;
+                while (i < eol && in[i] >= '0' && in[i] <= '9') id = id * 10 + (in[i++] - '0');
+                size_t k;
+                const unsigned char *b = tokenizer_decode_token(t, (int)id, &strip, &k);
+                if (used + k > cap) {
+                    cap = (used + k) * 2;
+                    unsigned char *nb = realloc(buf, cap);
+                    if (!nb) return 1;
+                    buf = nb;
+                }
+                if (k) memcpy(buf + used, b, k);
+                used += k;
+            }
+            printf("%zu\n", used);
+            if (used) fwrite(buf, 1, used, stdout);
+            pos = eol + 1;
+        }
+        free(buf);
         free(in);
     } else if (strcmp(mode, "classes") == 0) {
         int prev = -1;

@@ -47,7 +47,7 @@ def check_refusals(h, tok_path):
     edits = [
         ("pre-tokenizer 4", 40, struct.pack("<I", 4), "unknown pre-tokenizer 4"),
         ("flags bit 1", 44, struct.pack("<I", 2), "unknown flags 0x2"),
-        ("version 4", 8, struct.pack("<I", 4), "unsupported version 4"),
+        ("version 5", 8, struct.pack("<I", 5), "unsupported version 5"),
         ("added token flag 8", added_at + 4, struct.pack("<I", 8 | 1), "unknown flags 0x9"),
     ]
     for name, off, val, want in edits:

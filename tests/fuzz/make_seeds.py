@@ -8,7 +8,8 @@ tests/fuzz/checkpoint/  whole checkpoint files for tests/fuzz_checkpoint.c:
     few merges and <|endoftext|>, tied and untied), one real fixture exported
     by export.py, and truncated / damaged variants of them.
 tests/fuzz/tokenizer/   inputs for tests/fuzz_tokenizer.c: a first byte 0x00
-    then text for the GPT-2 tokenizer, or 0x01 then a tokenizer section.
+    then text for the GPT-2 tokenizer, or 0x01 then a tokenizer section
+    (versions 1 to 4).
 """
 import os
 import struct
@@ -151,6 +152,48 @@ def checkpoint_v2(tok, L=2, H=2, C=4, F=6, P=5, E=None, block=0x7e, offset=0, ro
     return hdr + tok + b"\0" * (w_off - hb - len(tok)) + weights
 
 
+def tokenizer_section_v4(toks, merges, added, normalizer=0, bos=-1, pre=0, flags=0, unk=-1):
+    """Section version 4 (SPEC section 2: SentencePiece-style BPE): toks are the
+    vocabulary's strings (str); added: [(id, flags)]."""
+    offs, blob = [0], b""
+    for t in toks:
+        blob += t.encode("utf-8")
+        offs.append(len(blob))
+    out = b"GPT2TOK_" + struct.pack("<6IIiIIi3I", 4, len(toks), len(merges), len(added), len(blob), 0,
+                                    normalizer, bos, pre, flags, unk, 0, 0, 0)
+    out += struct.pack(f"<{len(offs)}I", *offs)
+    for m in merges:
+        out += struct.pack("<3I", *m)
+    for i, f in added:
+        out += struct.pack("<2I", i, f)
+    return out + blob
+
+
+def v4_parts():
+    """<unk> <s> </s>, the 256 byte tokens, a few characters and merges (Llama-2's layout)."""
+    toks = ["<unk>", "<s>", "</s>"] + [f"<0x{b:02X}>" for b in range(256)]
+    chars = ["\u2581", "h", "e", "l", "o", "w", "r", "d", "\u00e9", "\u4e16"]
+    toks += chars + ["\u2581h", "he", "ll", "\u2581he", "\u2581hell", "\u2581hello", "o\u2581", "\u2581\u2581"]
+    ids = {t: i for i, t in enumerate(toks)}
+    pairs = [("\u2581", "h"), ("h", "e"), ("l", "l"), ("\u2581h", "e"), ("\u2581he", "ll"), ("\u2581hell", "o"),
+             ("o", "\u2581"), ("\u2581", "\u2581")]
+    merges = [(ids[a], ids[b], ids[a + b]) for a, b in pairs]
+    return toks, merges, [(0, 5), (1, 5), (2, 5)]
+
+
+def v4_seeds():
+    """{name: fuzz input}: small version-4 sections: the hub's Llama-2 form
+    (Prepend/Replace, byte_fallback, fuse_unk, Strip, <unk>, <s>), Metaspace
+    "first" with split, and no byte fallback with unk one a character."""
+    toks, merges, added = v4_parts()
+    return {
+        "section_v4_spm_hub": b"\x01" + tokenizer_section_v4(toks, merges, added, normalizer=2, bos=1, flags=35, unk=0),
+        "section_v4_spm_metaspace_first_split": b"\x01" + tokenizer_section_v4(toks, merges, added, bos=1, pre=1,
+                                                                             flags=1 | 2 | 4 | 16 | 32),
+        "section_v4_spm_unk": b"\x01" + tokenizer_section_v4(toks, merges, added, normalizer=2, unk=0),
+    }
+
+
 def put(dirname, name, data):
     os.makedirs(dirname, exist_ok=True)
     with open(os.path.join(dirname, name), "wb") as f:
@@ -216,8 +259,12 @@ def main():
     }
     for name, t in texts.items():
         put(tdir, name, b"\x00" + t)
-    for name, data in v3_seeds().items():
+    for name, data in list(v3_seeds().items()) + list(v4_seeds().items()):
         put(tdir, name, data)
+    toks, merges, added = v4_parts()
+    put(cdir, "v2_llama_spm_tokenizer.bin",
+        checkpoint_v2(tokenizer_section_v4(toks, merges, added, normalizer=2, bos=1, flags=35, unk=0), C=8, H=4, kv=2,
+                      block=0x1c4, rotary=2, family=4, act=3))
 
 
 if __name__ == "__main__":

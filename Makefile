@@ -49,6 +49,10 @@ $(TESTBIN)/test_kernels: tests/test_kernels.c run.c tokenizer.c tokenizer.h
 	@mkdir -p $(TESTBIN)
 	$(CC) $(CFLAGS) $(WARN) -Wno-unused-function -I. -o $@ tests/test_kernels.c tokenizer.c $(LDLIBS)
 
+$(TESTBIN)/test_head_roles: tests/test_head_roles.c run.c tokenizer.c tokenizer.h
+	@mkdir -p $(TESTBIN)
+	$(CC) $(CFLAGS) $(WARN) -Wno-unused-function -I. -o $@ tests/test_head_roles.c tokenizer.c $(LDLIBS)
+
 # Fuzzing with libFuzzer (clang): make fuzz [FUZZ_SECONDS=60]
 FUZZ_CC      ?= clang
 FUZZ_SECONDS ?= 60
@@ -125,9 +129,9 @@ TESTS = $(TESTBIN)/test_kernels $(TESTBIN)/test_kernels_baseline tests/test_toke
         tests/test_export_families.py tests/test_families.py tests/test_tokenizer_families.py tests/test_chat.py tests/test_llama_families.py \
         tests/test_tokenizer_kinds.py \
         $(TESTBIN)/replay_checkpoint $(TESTBIN)/replay_tokenizer tests/test_badinput.py tests/test_concurrency.py \
-        tests/test_fuzz_export.py
+        tests/test_fuzz_export.py $(TESTBIN)/test_head_roles tests/test_views.py
 
-test: run $(TESTBIN)/run-valgrind $(TESTBIN)/test_tokenizer $(TESTBIN)/test_kernels $(TESTBIN)/test_kernels_baseline $(TESTBIN)/replay_checkpoint $(TESTBIN)/replay_tokenizer $(FUZZ_TOK)
+test: run $(TESTBIN)/run-valgrind $(TESTBIN)/test_tokenizer $(TESTBIN)/test_head_roles $(TESTBIN)/test_kernels $(TESTBIN)/test_kernels_baseline $(TESTBIN)/replay_checkpoint $(TESTBIN)/replay_tokenizer $(FUZZ_TOK)
 	$(PYTHON) tests/run_all.py $(TESTS)
 
 # Reference checks against Hugging Face transformers / tokenizers / tiktoken, in a venv.

@@ -3537,11 +3537,13 @@ static void show_lens(FILE *f, const Views *v, const int *seq, char **labels, in
     cell = cell < LENS_CELL_MIN ? LENS_CELL_MIN : cell > LENS_CELL_MAX ? LENS_CELL_MAX : cell;
     int fit = (columns - PREFIX) / cell > 1 ? (columns - PREFIX) / cell : 1;
     int first_r = R > fit ? R - fit : 0, first_row = n > MAP_ROWS ? n - MAP_ROWS : 0;
-    fprintf(f, "\nlogit lens: the most likely next token if the model stopped after each layer\n"
-               "(the residual stream through the final norm and the unembedding), with its\n"
-               "probability in %%; the last layer's column is the model's own prediction\n");
+    fprintf(f, "\nlogit lens: after each layer, the most likely\n"
+               "next token and its probability in %%, reading\n"
+               "the residual stream through the final norm\n"
+               "and the unembedding; the last layer's column\n"
+               "is the model's own prediction\n");
     if (first_row) fprintf(f, "only the last %d positions are shown\n", n - first_row);
-    if (first_r) fprintf(f, "%d columns: the embedding%s are cut\n", columns, first_r > 1 ? " and the first layers" : "");
+    if (first_r) fprintf(f, "%d columns: the first %d columns are cut\n", columns, first_r);
     fprintf(f, "\n%*s", PREFIX, "");
     for (int r = first_r; r < R; r++) {
         char head[32];

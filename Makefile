@@ -143,7 +143,7 @@ $(VENV)/ok: tests/requirements-hf.txt
 
 HF_TESTS = tests/hf_tokenizer_parity.py tests/hf_export_refusals.py tests/hf_engine_parity.py tests/hf_attention_parity.py \
            tests/hf_family_parity.py tests/hf_tokenizer_families.py tests/hf_chat_templates.py tests/hf_llama_parity.py \
-           tests/hf_tokenizer_kinds.py
+           tests/hf_tokenizer_kinds.py tests/hf_views_parity.py
 
 test-hf: run $(TESTBIN)/test_tokenizer $(VENV)/ok
 	$(VENV)/bin/python tests/run_all.py $(HF_TESTS)

@@ -3846,7 +3846,7 @@ static const char *HTML_SCRIPT =
 "      label = Math.max(label, cx.measureText(D.tokens[i]).width);\n"
 "    }\n"
 "    const left = Math.ceil(Math.min(label, 120)) + 40, top = Math.ceil(Math.min(label, 120) * 0.75) + 24;\n"
-"    cv.width = left + cell * n + 2;\n"
+"    cv.width = left + cell * n + top;\n"
 "    cv.height = top + cell * n + 2;\n"
 "    cx.fillStyle = '#fff';\n"
 "    cx.fillRect(0, 0, cv.width, cv.height);\n"

@@ -107,8 +107,11 @@ FAMILIES = [(os.path.join(ROOT, "tests", "fixtures"), "f32_st_basic"),
             (os.path.join(ROOT, "tests", "fixtures_llama"), "qwen2_gqa2_t5_bf16_sharded")]
 ids = "5 17 99 42 7 260 33 120 8 77 5 17 99 42"
 tmp = tempfile.mkdtemp(prefix="views-")
-for fixdir, name in FAMILIES:
-    model = export(fixdir, name)
+q8 = os.path.join(BUILD, "views-default-q8.bin")  # the default model in 8 bits: the lens reads its Matrix weights too
+p = run_cmd([sys.executable, os.path.join(ROOT, "export.py"), "-q", "--dtype", "q8", DEFAULT, q8])
+h.check("the default model exports to q8", p.returncode == 0, p.stderr)
+for fixdir, name in FAMILIES + [(None, "default-q8")]:
+    model = export(fixdir, name) if fixdir else q8
     p = run_cmd([RUN, model, "--ids", "-p", ids, "-n", "0", "--logit-lens"])
     if not h.check(f"{name}: --logit-lens exits 0", p.returncode == 0, p.stderr):
         continue

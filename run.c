@@ -834,8 +834,8 @@ typedef struct {
     Tokenizer *tokenizer;
     const Kernels *k;       // PLAIN_KERNELS, or Part II's fast_kernels()
     AttentionLog *att_log;  // kept attention weights, NULL unless asked for
-    // Part III's look at the forward pass as it goes (--logit-lens, --trace,
-    // --find-heads): called at the named steps below; NULL, never called
+    // Part III's look at the forward pass as it goes (--logit-lens, --trace):
+    // called at the named steps below; NULL, never called
     void (*probe)(void *ctx, int step, int layer, const float *x, int T, int pos0);
     void *probe_ctx;
 } Model;
@@ -1062,7 +1062,7 @@ static void forward(Model *m, const int *tokens, int T, int pos0, int logits) {
             normalize(m, s->xn, s->x, L->ln1_w, L->ln1_b, T);
             attention_sublayer(m, l, s->xn, s->xn, T, pos0);              // xn = attn
             normalize(m, s->att_out, s->x, L->ln2_w, L->ln2_b, T);
-            mlp_sublayer(m, l, s->att_out, s->att_out, T, pos0);                // att_out = mlp
+            mlp_sublayer(m, l, s->att_out, s->att_out, T, pos0);          // att_out = mlp
             residual_add(s->xn, s->att_out, (size_t)T * C);
             residual_add(s->x, s->xn, (size_t)T * C);
         } else {
@@ -3395,8 +3395,9 @@ static void show_head_roles(FILE *f, const HeadRoles *r, int L, int H, int half,
 // query reads a key, but a key whose value vector is near zero adds almost
 // nothing (models often park their attention on the first token that way).
 // Each weight times the norm of the value it reads, w[i][j] |v_j|, shown
-// renormalised so that each row sums to 1 again. The values are those of
-// the KV cache (layer, kv head, position), as attention read them.
+// renormalised so that each row sums to 1 again (a row whose values are
+// all zero reads nothing: all 0). The values are those of the KV cache
+// (layer, kv head, position), as attention read them.
 static void weight_by_values(AttentionLog *g, const Model *m, int n) {
     const Config *c = &m->config;
     int hd = c->n_embd / c->n_head, group = c->n_head / c->n_kv_head, S = m->state.seq_len;

@@ -224,6 +224,37 @@ code, out = on_pty([DEFAULT, "--find-heads"], env={"TERM": "xterm-256color"})
 h.check("--find-heads on a terminal: an aligned table under 80 columns",
         code == 0 and b"rank  layer  head" in out and all(columns(l) <= 80 for l in out.split(b"\n")), out[:300])
 
+# on a GPT-2 built by hand whose heads do known jobs (tests/heads_model.py)
+sys.path.insert(0, os.path.join(ROOT, "tests"))
+import heads_model  # noqa: E402
+heads_model.write(os.path.join(tmp, "heads-hf"))
+hand = os.path.join(BUILD, "views-heads.bin")
+p = run_cmd([sys.executable, os.path.join(ROOT, "export.py"), "-q", os.path.join(tmp, "heads-hf"), hand])
+h.check("the hand-built model exports", p.returncode == 0, p.stderr)
+p = run_cmd([RUN, hand, "--find-heads"])
+rows = [l.split("\t") for l in p.stdout.decode().splitlines() if l and not l.startswith("#")]
+h.check("hand-built model: --find-heads names each head's job, induction first",
+        [(r[1], r[2], r[6]) for r in rows] == [("1", "0", "induction"), ("0", "0", "previous token"),
+                                              ("1", "1", "sink"), ("0", "1", "-")], rows)
+score = {("1", "0"): 4, ("0", "0"): 3, ("1", "1"): 5}
+h.check("hand-built model: the job's score is 1 (to 1e-3)",
+        all(float(r[score[(r[1], r[2])]]) > 0.999 for r in rows[:3]), rows)
+harmonic = lambda n: sum(1.0 / k for k in range(1, n + 1))  # noqa: E731
+even = ((harmonic(101) - 1) / 100, (harmonic(101) - harmonic(51)) / 50, (harmonic(101) - 1) / 100)
+got = [float(x) for x in rows[3][3:6]] if len(rows) == 4 else []
+h.check("hand-built model: the all-zero head spreads evenly, P = S = (H_101 - 1)/100, I = (H_101 - H_51)/50",
+        len(got) == 3 and all(abs(a - b) < 1e-4 for a, b in zip(got, even)), (got, even))
+p = run_cmd([RUN, hand, "--find-heads", "--value-weighted"])
+vw_rows = {(r[1], r[2]): [float(x) for x in r[3:6]] for r in
+           (l.split("\t") for l in p.stdout.decode().splitlines() if l and not l.startswith("#"))}
+h.check("hand-built model, --value-weighted: heads whose values are zero read nothing",
+        all(vw_rows.get(k) == [0.0, 0.0, 0.0] for k in (("0", "1"), ("1", "0"), ("1", "1"))), vw_rows)
+h.check("hand-built model, --value-weighted: the previous-token head still reads the token before",
+        vw_rows.get(("0", "0"), [0])[0] > 0.999, vw_rows)
+hand_page = os.path.join(tmp, "hand.html")
+p = run_cmd([RUN, hand, "--find-heads", "--attention-html", hand_page])
+h.check("hand-built model: --find-heads --attention-html", p.returncode == 0 and os.path.exists(hand_page), p.stderr)
+
 # --- value-weighted ---------------------------------------------------------------------
 model = os.path.join(BUILD, "views-f32_st_basic.bin")
 
@@ -323,6 +354,13 @@ else:
         rows = dom.count("<tr>")
         h.check(f"{tag}: the lens table, a row per position" if lens_on else f"{tag}: no lens table without --logit-lens",
                 rows == (n_tok + 1 if lens_on else 0), rows)
+    p = subprocess.run([chromium, *flags, "--virtual-time-budget=5000", "--dump-dom", "file://" + hand_page],
+                       stdout=subprocess.PIPE, stderr=subprocess.PIPE, timeout=180)
+    cells = [(c.replace(" sel", ""), l, hh) for c, l, hh in  # "sel": the head open above
+             re.findall(r'<div class="(cell[^"]*)"[^>]*title="layer (\d+), head (\d+)', p.stdout.decode("utf-8", "replace"))]
+    h.check("hand-built model's page: the grid colours each head by its role",
+            sorted(cells) == sorted([("cell role-previous", "0", "0"), ("cell", "0", "1"),
+                                     ("cell role-induction", "1", "0"), ("cell role-sink", "1", "1")]), cells)
     # roles coloured: on the repeated sequence a page names roles the way --find-heads does
     fhtml = open(fh, encoding="utf-8").read()
     h.check("the --find-heads page carries --find-heads's scores",

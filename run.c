@@ -3373,11 +3373,11 @@ static void show_head_roles(FILE *f, const HeadRoles *r, int L, int H, int half,
             int t = order[j]; order[j] = order[j - 1]; order[j - 1] = t;
         }
     if (tty) {
-        fprintf(f, "heads by role, over %d random sequences of %d tokens, each repeated once%s\n"
+        fprintf(f, "heads by role, over %d random sequences of %d tokens, each repeated once\n"
                    "previous: mean weight on the token before; induction: on the token after\n"
-                   "this token's earlier copy; sink: on the first token\n\n"
+                   "this token's earlier copy; sink: on the first token%s\n\n"
                    "  rank  layer  head  previous  induction   sink  role\n", FIND_HEADS_RUNS, half,
-                weighted ? " (value-weighted)" : "");
+                weighted ? "\n(value-weighted: each weight times the norm of the value it reads)" : "");
     } else {
         fprintf(f, "# find-heads%s: rank<TAB>layer<TAB>head<TAB>previous<TAB>induction<TAB>sink<TAB>role\n",
                 weighted ? " (value-weighted)" : "");

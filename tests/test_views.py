@@ -220,9 +220,10 @@ n_heads_seq = len(att)
 h.check("--find-heads --attention: the matrix of the repeated sequence (+ BOS <|endoftext|>)",
         q.returncode == 0 and len(att) == 101 and att[0][1] == "<|endoftext|>"
         and [a[1] for a in att[1:51]] == [a[1] for a in att[51:]], (len(att), att[:2]))
-code, out = on_pty([DEFAULT, "--find-heads"], env={"TERM": "xterm-256color"})
-h.check("--find-heads on a terminal: an aligned table under 80 columns",
-        code == 0 and b"rank  layer  head" in out and all(columns(l) <= 80 for l in out.split(b"\n")), out[:300])
+for extra in ([], ["--value-weighted"]):
+    code, out = on_pty([DEFAULT, "--find-heads", *extra], env={"TERM": "xterm-256color"})
+    h.check(f"--find-heads {' '.join(extra)} on a terminal: an aligned table under 80 columns",
+            code == 0 and b"rank  layer  head" in out and all(columns(l) <= 80 for l in out.split(b"\n")), out[:300])
 
 # on a GPT-2 built by hand whose heads do known jobs (tests/heads_model.py)
 sys.path.insert(0, os.path.join(ROOT, "tests"))

@@ -49,6 +49,10 @@ $(TESTBIN)/test_kernels: tests/test_kernels.c run.c tokenizer.c tokenizer.h
 	@mkdir -p $(TESTBIN)
 	$(CC) $(CFLAGS) $(WARN) -Wno-unused-function -I. -o $@ tests/test_kernels.c tokenizer.c $(LDLIBS)
 
+$(TESTBIN)/test_head_roles: tests/test_head_roles.c run.c tokenizer.c tokenizer.h
+	@mkdir -p $(TESTBIN)
+	$(CC) $(CFLAGS) $(WARN) -Wno-unused-function -I. -o $@ tests/test_head_roles.c tokenizer.c $(LDLIBS)
+
 # Fuzzing with libFuzzer (clang): make fuzz [FUZZ_SECONDS=60]
 FUZZ_CC      ?= clang
 FUZZ_SECONDS ?= 60
@@ -125,9 +129,9 @@ TESTS = $(TESTBIN)/test_kernels $(TESTBIN)/test_kernels_baseline tests/test_toke
         tests/test_export_families.py tests/test_families.py tests/test_tokenizer_families.py tests/test_chat.py tests/test_llama_families.py \
         tests/test_tokenizer_kinds.py tests/test_tokenizer_spm.py \
         $(TESTBIN)/replay_checkpoint $(TESTBIN)/replay_tokenizer tests/test_badinput.py tests/test_concurrency.py \
-        tests/test_fuzz_export.py
+        tests/test_fuzz_export.py $(TESTBIN)/test_head_roles tests/test_views.py
 
-test: run $(TESTBIN)/run-valgrind $(TESTBIN)/test_tokenizer $(TESTBIN)/test_kernels $(TESTBIN)/test_kernels_baseline $(TESTBIN)/replay_checkpoint $(TESTBIN)/replay_tokenizer $(FUZZ_TOK)
+test: run $(TESTBIN)/run-valgrind $(TESTBIN)/test_tokenizer $(TESTBIN)/test_head_roles $(TESTBIN)/test_kernels $(TESTBIN)/test_kernels_baseline $(TESTBIN)/replay_checkpoint $(TESTBIN)/replay_tokenizer $(FUZZ_TOK)
 	$(PYTHON) tests/run_all.py $(TESTS)
 
 # Reference checks against Hugging Face transformers / tokenizers / tiktoken, in a venv.
@@ -139,7 +143,7 @@ $(VENV)/ok: tests/requirements-hf.txt
 
 HF_TESTS = tests/hf_tokenizer_parity.py tests/hf_export_refusals.py tests/hf_engine_parity.py tests/hf_attention_parity.py \
            tests/hf_family_parity.py tests/hf_tokenizer_families.py tests/hf_chat_templates.py tests/hf_llama_parity.py \
-           tests/hf_tokenizer_kinds.py tests/hf_tokenizer_spm.py
+           tests/hf_tokenizer_kinds.py tests/hf_tokenizer_spm.py tests/hf_views_parity.py
 
 test-hf: run $(TESTBIN)/test_tokenizer $(VENV)/ok
 	$(VENV)/bin/python tests/run_all.py $(HF_TESTS)

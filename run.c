@@ -834,7 +834,15 @@ typedef struct {
     Tokenizer *tokenizer;
     const Kernels *k;       // PLAIN_KERNELS, or Part II's fast_kernels()
     AttentionLog *att_log;  // kept attention weights, NULL unless asked for
+    // Part III's look at the forward pass as it goes (--logit-lens, --trace):
+    // called at the named steps below; NULL, never called
+    void (*probe)(void *ctx, int step, int layer, const float *x, int T, int pos0);
+    void *probe_ctx;
 } Model;
+
+// The steps a probe sees: x (T, C) is the embedding, a sublayer's input or
+// output, or the residual stream after a layer.
+enum { PROBE_EMBEDDING, PROBE_ATTN_IN, PROBE_ATTN_OUT, PROBE_MLP_IN, PROBE_MLP_OUT, PROBE_LAYER };
 
 // What one layer's attention works on (groups of heads are independent, so
 // the worker pool may take them in any order). qkv (T, ld) holds the
@@ -968,16 +976,19 @@ static void attention_sublayer(Model *m, int l, const float *inp, float *out, in
     const LayerWeights *L = &m->weights.layers[l];
     RunState *s = &m->state;
     int C = m->config.n_embd, KVd = C / m->config.n_head * m->config.n_kv_head;
+    if (m->probe) m->probe(m->probe_ctx, PROBE_ATTN_IN, l, inp, T, pos0);
     m->k->matmul(s->qkv, inp, &L->qkv_w, L->qkv_b, T, C, C + 2 * KVd);  // qkv (T,3C): q, k, v
     attention(m, l, T, pos0);                                        // att_out (T,C)
     m->k->matmul(out, s->att_out, &L->proj_w, L->proj_b, T, C, C);     // out (T,C)
+    if (m->probe) m->probe(m->probe_ctx, PROBE_ATTN_OUT, l, out, T, pos0);
 }
 
 // out (T,C) = fc_proj(act(fc(inp))) of layer l; out may be inp.
-static void mlp_sublayer(Model *m, int l, const float *inp, float *out, int T) {
+static void mlp_sublayer(Model *m, int l, const float *inp, float *out, int T, int pos0) {
     const LayerWeights *L = &m->weights.layers[l];
     RunState *s = &m->state;
     int C = m->config.n_embd, F = m->config.n_inner;
+    if (m->probe) m->probe(m->probe_ctx, PROBE_MLP_IN, l, inp, T, pos0);
     m->k->matmul(s->hidden, inp, &L->fc_w, L->fc_b, T, C, F);         // hidden (T,F)
     if (matrix_present(&L->up_w)) {  // Llama's gated MLP (SwiGLU): hidden = silu(gate x) * (up x)
         m->k->matmul(s->up, inp, &L->up_w, NULL, T, C, F);
@@ -986,6 +997,7 @@ static void mlp_sublayer(Model *m, int l, const float *inp, float *out, int T) {
         m->k->activate(s->hidden, T, F, m->config.activation);
     }
     m->k->matmul(out, s->hidden, &L->fc_proj_w, L->fc_proj_b, T, F, C);  // out (T,C)
+    if (m->probe) m->probe(m->probe_ctx, PROBE_MLP_OUT, l, out, T, pos0);
 }
 
 // Run tokens[0..T) at positions pos0.. through the model. Logits are written
@@ -1002,12 +1014,27 @@ static void normalize(Model *m, float *out, const float *x, const float *w, cons
     else m->k->layernorm(out, x, w, b, T, m->config.n_embd, m->config.ln_eps);
 }
 
+// logits (n,V) of n rows x (n,C) of the residual stream: the final
+// LayerNorm, then xn (n,C) @ lm_head^T (V,C), the token embedding used
+// backwards unless the model has a head of its own. s->xn (and s->att_out)
+// are its scratch. The logit lens (Part III) reads every layer through it.
+static void unembed(Model *m, float *logits, const float *x, int n) {
+    Weights *w = &m->weights;
+    RunState *s = &m->state;
+    int C = m->config.n_embd, E = m->config.embed_dim, V = m->config.vocab_size;
+    if (w->lnf_w) normalize(m, s->xn, x, w->lnf_w, w->lnf_b, n);
+    else memcpy(s->xn, x, sizeof(float) * n * C);  // OPT-350m has no final LayerNorm
+    int projected = matrix_present(&w->project_out);
+    if (projected) m->k->matmul(s->att_out, s->xn, &w->project_out, NULL, n, C, E);  // (n,E)
+    m->k->matmul(logits, projected ? s->att_out : s->xn, &w->lm_head, NULL, n, E, V);
+}
+
 static void forward(Model *m, const int *tokens, int T, int pos0, int logits) {
     Config *c = &m->config;
     Weights *w = &m->weights;
     RunState *s = &m->state;
     const Kernels *k = m->k;
-    int C = c->n_embd, E = c->embed_dim, V = c->vocab_size;
+    int C = c->n_embd, E = c->embed_dim;
 
     // token embedding + position embedding: x (T,C)
     float *emb = matrix_present(&w->project_in) ? s->att_out : s->x;  // OPT-350m: (T,E), then project_in to (T,C)
@@ -1017,6 +1044,7 @@ static void forward(Model *m, const int *tokens, int T, int pos0, int logits) {
         const float *pe = w->wpe + (size_t)(pos0 + t + c->pos_offset) * C;
         for (int i = 0; i < C; i++) s->x[(size_t)t * C + i] += pe[i];
     }
+    if (m->probe) m->probe(m->probe_ctx, PROBE_EMBEDDING, -1, s->x, T, pos0);
 
     for (int l = 0; l < c->n_layer; l++) {
         const LayerWeights *L = &w->layers[l];
@@ -1027,14 +1055,14 @@ static void forward(Model *m, const int *tokens, int T, int pos0, int logits) {
             residual_add(s->x, s->xn, (size_t)T * C);
             // MLP block: x = x + fc_proj(act(fc(ln_2(x))))
             normalize(m, s->xn, s->x, L->ln2_w, L->ln2_b, T);
-            mlp_sublayer(m, l, s->xn, s->xn, T);
+            mlp_sublayer(m, l, s->xn, s->xn, T, pos0);
             residual_add(s->x, s->xn, (size_t)T * C);
         } else if (c->block & BLOCK_PARALLEL) {
             // GPT-NeoX: attention and MLP both read the same x, x = x + attn(ln_1 x) + mlp(ln_2 x)
             normalize(m, s->xn, s->x, L->ln1_w, L->ln1_b, T);
             attention_sublayer(m, l, s->xn, s->xn, T, pos0);              // xn = attn
             normalize(m, s->att_out, s->x, L->ln2_w, L->ln2_b, T);
-            mlp_sublayer(m, l, s->att_out, s->att_out, T);                // att_out = mlp
+            mlp_sublayer(m, l, s->att_out, s->att_out, T, pos0);          // att_out = mlp
             residual_add(s->xn, s->att_out, (size_t)T * C);
             residual_add(s->x, s->xn, (size_t)T * C);
         } else {
@@ -1042,23 +1070,19 @@ static void forward(Model *m, const int *tokens, int T, int pos0, int logits) {
             attention_sublayer(m, l, s->x, s->xn, T, pos0);
             residual_add(s->x, s->xn, (size_t)T * C);
             normalize(m, s->xn, s->x, L->ln1_w, L->ln1_b, T);
-            mlp_sublayer(m, l, s->xn, s->x, T);
+            mlp_sublayer(m, l, s->xn, s->x, T, pos0);
             residual_add(s->x, s->xn, (size_t)T * C);
             normalize(m, s->xn, s->x, L->ln2_w, L->ln2_b, T);
             memcpy(s->x, s->xn, sizeof(float) * T * C);
         }
+        if (m->probe) m->probe(m->probe_ctx, PROBE_LAYER, l, s->x, T, pos0);  // the residual stream after layer l
     }
 
     // final LayerNorm, then logits (T,V) = xn (T,C) @ wte^T (V,C)
     if (logits == LOGITS_NONE) return;
     int first = logits == LOGITS_ALL ? 0 : T - 1, n = T - first;
     if (n > s->logits_rows) die(EXIT_RUNTIME, "internal error: logits for %d positions, room for %d", n, s->logits_rows);
-    const float *last = s->x + (size_t)first * C;
-    if (w->lnf_w) normalize(m, s->xn, last, w->lnf_w, w->lnf_b, n);
-    else memcpy(s->xn, last, sizeof(float) * n * C);  // OPT-350m has no final LayerNorm
-    int projected = matrix_present(&w->project_out);
-    if (projected) k->matmul(s->att_out, s->xn, &w->project_out, NULL, n, C, E);  // (n,E)
-    k->matmul(s->logits, projected ? s->att_out : s->xn, &w->lm_head, NULL, n, E, V);
+    unembed(m, s->logits, s->x + (size_t)first * C, n);
 }
 
 // Feed a whole sequence, in tiles, starting at position pos0. With
@@ -3284,12 +3308,123 @@ static void show_attention_overview(FILE *f, const AttentionLog *g, int n, int t
     }
 }
 
+// ----------------------------------------------------------------------------
+// Head roles (--find-heads). Three scores of a head's weights w[i][j] over a
+// sequence ids[0..n), each a mean over queries:
+//   previous token  mean over i = 1..n-1 of w[i][i-1]
+//   sink            mean over i = 1..n-1 of w[i][0]
+//   induction       mean, over the queries i whose token came before (its
+//                   latest earlier copy at j, with j + 1 < i), of w[i][j+1]:
+//                   the weight on the token that followed it last time
+// On a random sequence repeated (A B C .. A B C ..) an induction head looks
+// from each token of the second copy at the token after its first copy.
+
+typedef struct { float prev, induction, sink; } HeadRoles;
+
+static HeadRoles head_roles(const AttentionLog *g, int layer, int head, const int *ids, int n) {
+    HeadRoles r = {0, 0, 0};
+    int repeats = 0;
+    for (int i = 1; i < n; i++) {
+        const float *row = attention_row(g, layer, head, i);
+        r.prev += row[i - 1];
+        r.sink += row[0];
+        int j = i - 1;
+        while (j >= 0 && ids[j] != ids[i]) j--;  // the latest earlier copy of this token
+        if (j >= 0 && j + 1 < i) { r.induction += row[j + 1]; repeats++; }
+    }
+    if (n > 1) { r.prev /= n - 1; r.sink /= n - 1; }
+    if (repeats) r.induction /= repeats;
+    return r;
+}
+
+#define FIND_HEADS_TOKENS 50  // --find-heads: random tokens in each sequence (before its repeat) ...
+#define FIND_HEADS_RUNS 4      // ... and how many sequences
+
+#define ROLE_INDUCTION 0.3f  // a head is named by the first of its scores over these
+#define ROLE_PREVIOUS 0.4f
+#define ROLE_SINK 0.5f
+
+static const char *head_role(HeadRoles r) {
+    return r.induction >= ROLE_INDUCTION ? "induction" : r.prev >= ROLE_PREVIOUS ? "previous token"
+         : r.sink >= ROLE_SINK ? "sink" : "-";
+}
+
+// A role's rank (induction first) and the score it is ranked by.
+static int role_rank(HeadRoles r, float *score) {
+    const char *role = head_role(r);
+    if (role[0] == 'i') { *score = r.induction; return 0; }
+    if (role[0] == 'p') { *score = r.prev; return 1; }
+    if (role[0] == 's') { *score = r.sink; return 2; }
+    *score = fmaxf(r.induction, fmaxf(r.prev, r.sink));
+    return 3;
+}
+
+// --find-heads's table: every head, ranked (induction heads first, then
+// previous-token heads, then sinks, each by its score; the rest by their
+// largest score).
+static void show_head_roles(FILE *f, const HeadRoles *r, int L, int H, int half, int tty, int weighted) {
+    int *order = xmalloc(sizeof(int) * L * H);
+    for (int i = 0; i < L * H; i++) order[i] = i;
+    for (int i = 1; i < L * H; i++)  // insertion sort by (role, score)
+        for (int j = i; j > 0; j--) {
+            float sa, sb;
+            int ra = role_rank(r[order[j - 1]], &sa), rb = role_rank(r[order[j]], &sb);
+            if (ra < rb || (ra == rb && sa >= sb)) break;
+            int t = order[j]; order[j] = order[j - 1]; order[j - 1] = t;
+        }
+    if (tty) {
+        fprintf(f, "heads by role, over %d random sequences of %d tokens, each repeated once\n"
+                   "previous: mean weight on the token before; induction: on the token after\n"
+                   "this token's earlier copy; sink: on the first token%s\n\n"
+                   "  rank  layer  head  previous  induction   sink  role\n", FIND_HEADS_RUNS, half,
+                weighted ? "\n(value-weighted: each weight times the norm of the value it reads)" : "");
+    } else {
+        fprintf(f, "# find-heads%s: rank<TAB>layer<TAB>head<TAB>previous<TAB>induction<TAB>sink<TAB>role\n",
+                weighted ? " (value-weighted)" : "");
+    }
+    for (int k = 0; k < L * H; k++) {
+        HeadRoles x = r[order[k]];
+        int l = order[k] / H, h = order[k] % H;
+        if (tty) fprintf(f, "  %4d  %5d  %4d  %8.3f  %9.3f  %5.3f  %s\n", k + 1, l, h, x.prev, x.induction, x.sink, head_role(x));
+        else fprintf(f, "%d\t%d\t%d\t%.4f\t%.4f\t%.4f\t%s\n", k + 1, l, h, x.prev, x.induction, x.sink, head_role(x));
+    }
+    free(order);
+}
+
+// Value-weighted attention (--value-weighted): a weight says how much a
+// query reads a key, but a key whose value vector is near zero adds almost
+// nothing (models often park their attention on the first token that way).
+// Each weight times the norm of the value it reads, w[i][j] |v_j|, shown
+// renormalised so that each row sums to 1 again (a row whose values are
+// all zero reads nothing: all 0). The values are those of the KV cache
+// (layer, kv head, position), as attention read them.
+static void weight_by_values(AttentionLog *g, const Model *m, int n) {
+    const Config *c = &m->config;
+    int hd = c->n_embd / c->n_head, group = c->n_head / c->n_kv_head, S = m->state.seq_len;
+    float *norm = xmalloc(sizeof(float) * (n ? n : 1));
+    for (int l = 0; l < g->n_layer; l++)
+        for (int h = 0; h < g->n_head; h++) {
+            const float *V = m->state.v_cache + ((size_t)l * c->n_kv_head + h / group) * S * hd;
+            for (int j = 0; j < n; j++) norm[j] = sqrtf(dot_plain(V + (size_t)j * hd, V + (size_t)j * hd, hd));
+            for (int i = 0; i < n; i++) {
+                float *row = attention_row(g, l, h, i), sum = 0;
+                for (int j = 0; j <= i; j++) sum += row[j] * norm[j];
+                for (int j = 0; j <= i; j++) row[j] = sum > 0 ? row[j] * norm[j] / sum : 0;
+            }
+        }
+    free(norm);
+}
+
 // What the views are asked for on the command line.
 typedef struct {
     int explain;              // --explain N: the N most likely tokens at each step (0: off)
     int attention, overview;  // --attention (of layer, head), --attention-overview
     int layer, head;
     const char *html_path;    // --attention-html
+    int lens;                 // --logit-lens
+    int find_heads;           // --find-heads
+    int value_weighted;       // --value-weighted: the attention views show weight times |value|
+    int trace;                // --trace
 } ViewOptions;
 
 // One generated token and the five most likely at its step, for the HTML page.
@@ -3311,10 +3446,131 @@ typedef struct {
     int *order;         // (V)
     TokenSink *sink;    // the generated text, so that a note starts on its own line
     const int *seq;     // the tokens so far (labels of candidates read on from them)
+    int lens_rows;      // --logit-lens: L + 1 rows a position, the embedding and each layer
+    int *lens_top;      // (seq_len, lens_rows) the most likely next token ...
+    float *lens_p;      // (seq_len, lens_rows) ... and its probability
+    struct Trace *trace;  // --trace: the followed token's steps
+    HeadRoles *roles;   // --find-heads: (L, H) mean scores over its sequences, for the page
+    int weighted;       // the log already holds value-weighted weights
 } Views;
 
 static int views_keep_attention(const ViewOptions *o) {
-    return o->attention || o->overview || o->html_path;
+    return o->attention || o->overview || o->html_path || o->find_heads || o->trace;
+}
+
+// Views that go through the model's last token too (its row of attention,
+// its row of the logit lens).
+static int views_feed_last(const ViewOptions *o) {
+    return views_keep_attention(o) || o->lens;
+}
+
+// ----------------------------------------------------------------------------
+// The logit lens (--logit-lens): what the model would predict if it stopped
+// after layer l. The residual stream after each layer (and the embedding
+// before any) goes through the final LayerNorm and the unembedding, exactly
+// as the last layer's does in forward() (unembed): the most likely token and
+// its probability, for every position. After the last layer these are the
+// model's own predictions.
+
+static void lens_record(Views *v, int row, const float *x, int T, int pos0) {
+    Model *m = v->m;
+    RunState *s = &m->state;
+    int C = m->config.n_embd, V = m->config.vocab_size;
+    for (int t0 = 0; t0 < T; t0 += s->logits_rows) {  // s->logits is free until forward() ends
+        int n = T - t0 < s->logits_rows ? T - t0 : s->logits_rows;
+        unembed(m, s->logits, x + (size_t)t0 * C, n);
+        for (int t = 0; t < n; t++) {
+            const float *l = s->logits + (size_t)t * V;
+            int best = argmax(l, V);
+            double sum = 0;
+            for (int j = 0; j < V; j++) sum += exp((double)l[j] - l[best]);
+            size_t at = (size_t)(pos0 + t0 + t) * v->lens_rows + row;
+            v->lens_top[at] = best;
+            v->lens_p[at] = (float)(1.0 / sum);
+        }
+    }
+}
+
+typedef struct Trace Trace;
+static void trace_step(Trace *tr, Model *m, int step, int layer, const float *x, int T, int pos0);
+static void trace_free(Trace *tr);
+
+// The forward pass's probe (Model.probe) while the views want it.
+static void views_probe(void *ctx, int step, int layer, const float *x, int T, int pos0) {
+    Views *v = ctx;
+    if (v->lens_top && (step == PROBE_EMBEDDING || step == PROBE_LAYER)) lens_record(v, layer + 1, x, T, pos0);
+    if (v->trace) trace_step(v->trace, v->m, step, layer, x, T, pos0);
+}
+
+// The label of the lens's token at (position i, row r): read on from the
+// tokens up to i, so a character it finishes shows whole.
+static char *lens_label(const Views *v, const int *seq, int i, int r, int quote) {
+    return label_after(v->m->tokenizer, seq, i + 1, v->lens_top[(size_t)i * v->lens_rows + r], quote);
+}
+
+#define LENS_CELL_MIN 9   // terminal columns of a layer's cell: at least this many ...
+#define LENS_CELL_MAX 16  // ... at most this many
+
+// --logit-lens on stdout: on a terminal a table, a row per position (the
+// last MAP_ROWS), a column per layer (as many of the last as the width
+// holds), each cell the top token and its probability in percent, shaded by
+// it; otherwise one line per position and layer:
+// "i<TAB>token<TAB>layer<TAB>id<TAB>top token<TAB>probability".
+static void show_lens(FILE *f, const Views *v, const int *seq, char **labels, int n, int n_prompt, int tty, int colour,
+                      int columns) {
+    int R = v->lens_rows;
+    if (!tty) {
+        fprintf(f, "# logit lens: position<TAB>token<TAB>layer (emb: the embedding)<TAB>top id<TAB>top token<TAB>probability\n");
+        for (int i = 0; i < n; i++)
+            for (int r = 0; r < R; r++) {
+                char *label = lens_label(v, seq, i, r, 0);
+                fprintf(f, "%d\t%s\t", i, labels[i]);
+                if (r == 0) fputs("emb", f);
+                else fprintf(f, "%d", r - 1);
+                fprintf(f, "\t%d\t%s\t%.6f\n", v->lens_top[(size_t)i * R + r], label, v->lens_p[(size_t)i * R + r]);
+                free(label);
+            }
+        return;
+    }
+    static const int RAMP[] = {231, 224, 217, 210, 203, 196, 160, 124, 88};
+    enum { PREFIX = 20 };
+    int cell = (columns - PREFIX) / R;
+    cell = cell < LENS_CELL_MIN ? LENS_CELL_MIN : cell > LENS_CELL_MAX ? LENS_CELL_MAX : cell;
+    int fit = (columns - PREFIX) / cell > 1 ? (columns - PREFIX) / cell : 1;
+    int first_r = R > fit ? R - fit : 0, first_row = n > MAP_ROWS ? n - MAP_ROWS : 0;
+    fprintf(f, "\nlogit lens: after each layer, the most likely\n"
+               "next token and its probability in %%, reading\n"
+               "the residual stream through the final norm\n"
+               "and the unembedding; the last layer's column\n"
+               "is the model's own prediction\n");
+    if (first_row) fprintf(f, "only the last %d positions are shown\n", n - first_row);
+    if (first_r) fprintf(f, "%d columns: the first %d columns are cut\n", columns, first_r);
+    fprintf(f, "\n%*s", PREFIX, "");
+    for (int r = first_r; r < R; r++) {
+        char head[32];
+        if (r == 0) snprintf(head, sizeof head, " embedding");
+        else snprintf(head, sizeof head, " layer %d", r - 1);
+        put_label(f, head, cell);
+    }
+    fputc('\n', f);
+    for (int i = first_row; i < n; i++) {
+        fprintf(f, "%4d%c ", i, i >= n_prompt ? '*' : ' ');
+        put_label(f, labels[i], 12);
+        fputs("  ", f);
+        for (int r = first_r; r < R; r++) {
+            float p = v->lens_p[(size_t)i * R + r];
+            char *label = lens_label(v, seq, i, r, 0);
+            int k = (int)lroundf(p * 8.0f);
+            if (colour) fprintf(f, "\033[48;5;%dm\033[38;5;%dm", RAMP[k < 0 ? 0 : k > 8 ? 8 : k], k > 4 ? 231 : 16);
+            fputc(' ', f);
+            put_label(f, label, cell - 5);
+            fprintf(f, "%3d", (int)lroundf(p * 100.0f));
+            if (colour) fputs("\033[0m", f);
+            fputc(' ', f);
+            free(label);
+        }
+        fputc('\n', f);
+    }
 }
 
 // The views of a generation of up to max_new tokens into a cache of seq_len
@@ -3328,10 +3584,24 @@ static Views *views_new(const ViewOptions *o, Model *m, const Sampler *sp, int s
     if (o->html_path) v->steps = xcalloc((size_t)max_new + 1, sizeof(StepInfo));
     v->p = xcalloc(m->config.vocab_size, sizeof(float));
     v->order = xcalloc(m->config.vocab_size, sizeof(int));
+    if (o->lens) {
+        v->lens_rows = m->config.n_layer + 1;
+        v->lens_top = xcalloc((size_t)seq_len * v->lens_rows, sizeof(int));
+        v->lens_p = xcalloc((size_t)seq_len * v->lens_rows, sizeof(float));
+    }
+    if (o->lens || o->trace) {  // only then does the forward pass call out
+        m->probe = views_probe;
+        m->probe_ctx = v;
+    }
     return v;
 }
 
 static void views_free(Views *v) {
+    if (v->m->probe_ctx == v) { v->m->probe = NULL; v->m->probe_ctx = NULL; }
+    free(v->lens_top);
+    free(v->lens_p);
+    trace_free(v->trace);
+    free(v->roles);
     if (v->m->att_log == v->log) v->m->att_log = NULL;
     attention_log_free(v->log);
     free(v->steps);
@@ -3437,21 +3707,31 @@ static const char *HTML_HEAD =
 "<style>\n"
 "body { font: 14px/1.4 system-ui, sans-serif; margin: 20px; color: #222; background: #fafafa; }\n"
 "h1 { font-size: 18px; margin: 0 0 4px; }\n"
-".sub { color: #666; margin-bottom: 12px; }\n"
+"h2 { font-size: 16px; margin: 24px 0 4px; }\n"
+".sub { color: #666; margin-bottom: 12px; max-width: 1100px; }\n"
 "#controls { display: flex; gap: 16px; align-items: center; flex-wrap: wrap; margin-bottom: 10px; }\n"
 "#tokens { margin: 10px 0; line-height: 2; max-width: 1100px; }\n"
-".tok { font-family: ui-monospace, monospace; white-space: pre; padding: 2px 1px; margin: 1px;"
-" border: 1px solid #ddd; border-radius: 3px; cursor: pointer; }\n"
+".tok { font-family: ui-monospace, monospace; white-space: pre; padding: 2px 1px; margin: 1px; border: 1px solid #ddd; border-radius: 3px; cursor: pointer; }\n"
 ".gen { border-color: #c77; }\n"
 ".cur { outline: 2px solid #c00; }\n"
 ".future { opacity: .3; }\n"
 "#wrap { display: flex; gap: 24px; align-items: flex-start; }\n"
-"canvas { background: #fff; border: 1px solid #ccc; image-rendering: pixelated; }\n"
-"#tip { position: fixed; pointer-events: none; background: #222; color: #fff; padding: 4px 8px;"
-" border-radius: 4px; font-size: 12px; display: none; white-space: pre; }\n"
+"canvas { background: #fff; border: 1px solid #ccc; }\n"
+"#tip { position: fixed; pointer-events: none; background: #222; color: #fff; padding: 4px 8px; border-radius: 4px; font-size: 12px; display: none; white-space: pre; }\n"
 "#steps { font-family: ui-monospace, monospace; font-size: 12px; max-height: 560px; overflow: auto; min-width: 280px; }\n"
 ".step { padding: 3px 6px; border-bottom: 1px solid #eee; cursor: pointer; white-space: pre; }\n"
 ".step.sel { background: #fee; }\n"
+"#grid { display: grid; gap: 6px; align-items: start; }\n"
+".cell { font-size: 11px; color: #555; text-align: center; cursor: pointer; }\n"
+".cell canvas { display: block; border: 3px solid #ddd; }\n"
+".cell.sel canvas { outline: 2px solid #06c; }\n"
+".role-induction canvas { border-color: #8e44ad; }\n"
+".role-previous canvas { border-color: #27ae60; }\n"
+".role-sink canvas { border-color: #999; }\n"
+".legend span { display: inline-block; padding: 0 8px; margin-right: 8px; border-left: 12px solid; }\n"
+"#headsel label { margin-right: 10px; white-space: nowrap; }\n"
+"#lens { border-collapse: collapse; font-family: ui-monospace, monospace; font-size: 12px; }\n"
+"#lens td, #lens th { border: 1px solid #eee; padding: 1px 6px; white-space: pre; text-align: left; }\n"
 "</style></head><body>\n"
 "<h1>Attention</h1>\n"
 "<div class=\"sub\" id=\"sub\"></div>\n"
@@ -3462,6 +3742,14 @@ static const char *HTML_HEAD =
 "</div>\n"
 "<div id=\"tokens\"></div>\n"
 "<div id=\"wrap\"><canvas id=\"map\" width=\"600\" height=\"600\"></canvas><div id=\"steps\"></div></div>\n"
+"<h2>Every layer and head</h2>\n"
+"<div class=\"sub\">Each map is one head over the same tokens (queries down, keys across). Click one to open it above. <span class=\"legend\" id=\"legend\"></span></div>\n"
+"<div id=\"grid\"></div>\n"
+"<h2>Head view</h2>\n"
+"<div class=\"sub\">The heads of the chosen layer: a line from each query (left) to each key it reads (right), as strong as its weight. Hover a token on the left to see only its lines; tick heads on and off.</div>\n"
+"<div id=\"headsel\"></div>\n"
+"<canvas id=\"lines\" width=\"560\" height=\"200\"></canvas>\n"
+"<div id=\"lenspanel\"></div>\n"
 "<div id=\"tip\"></div>\n"
 "<script>\n";
 
@@ -3472,19 +3760,43 @@ static const char *HTML_SCRIPT =
 "};\n"
 "(function () {\n"
 "  const D = DATA, N = D.n, P = D.n_prompt, L = D.layers, H = D.heads, tri = N * (N + 1) / 2;\n"
-"  // the weights: 16-bit fractions of 65535, little-endian, row after row\n"
+"  // the weights: one byte each, q = round(255 sqrt(w)), row after row\n"
 "  const raw = atob(D.att);\n"
-"  const u16 = new Uint16Array(raw.length >> 1);\n"
-"  for (let i = 0; i < u16.length; i++) {\n"
-"    u16[i] = raw.charCodeAt(2 * i) | (raw.charCodeAt(2 * i + 1) << 8);\n"
+"  const u8 = new Uint8Array(raw.length);\n"
+"  for (let i = 0; i < u8.length; i++) {\n"
+"    u8[i] = raw.charCodeAt(i);\n"
 "  }\n"
 "  function w(l, h, i, j) {\n"
-"    return u16[(l * H + h) * tri + i * (i + 1) / 2 + j] / 65535;\n"
+"    const q = u8[(l * H + h) * tri + i * (i + 1) / 2 + j] / 255;\n"
+"    return q * q;\n"
 "  }\n"
 "  const $ = id => document.getElementById(id);\n"
 "  const quote = t => '\\u201c' + t + '\\u201d';\n"
+"  const ROLE = ['induction', 'previous', 'sink'];\n"
+"  const ROLE_NAME = {induction: 'induction', previous: 'previous token', sink: 'sink (first token)'};\n"
+"  function role(l, h) {\n"
+"    const r = D.roles[l * H + h];\n"
+"    if (r[1] >= D.thresholds[1]) {\n"
+"      return 'induction';\n"
+"    }\n"
+"    if (r[0] >= D.thresholds[0]) {\n"
+"      return 'previous';\n"
+"    }\n"
+"    if (r[2] >= D.thresholds[2]) {\n"
+"      return 'sink';\n"
+"    }\n"
+"    return '';\n"
+"  }\n"
 "  $('sub').textContent = D.model + ': ' + L + ' layers x ' + H + ' heads; ' + P + ' prompt tokens, ' +\n"
-"    (N - P) + ' generated (red border). Hover a cell for its weight; click a token to see where it looks.';\n"
+"    (N - P) + ' generated (red border). ' + (D.value_weighted ? 'Value-weighted: each weight times the norm of the value it reads, rows renormalised. ' : '') +\n"
+"    'Hover a cell for its weight; click a token to see where it looks.';\n"
+"  ROLE.forEach(r => {\n"
+"    const s = document.createElement('span');\n"
+"    s.className = 'role-' + r;\n"
+"    s.style.borderColor = r === 'induction' ? '#8e44ad' : r === 'previous' ? '#27ae60' : '#999';\n"
+"    s.textContent = ROLE_NAME[r];\n"
+"    $('legend').appendChild(s);\n"
+"  });\n"
 "  for (let l = 0; l < L; l++) {\n"
 "    $('layer').add(new Option('layer ' + l, l));\n"
 "  }\n"
@@ -3517,28 +3829,212 @@ static const char *HTML_SCRIPT =
 "  const cv = $('map');\n"
 "  const cx = cv.getContext('2d');\n"
 "  function shown() {\n"
-"    return P + Number(step.value);\n"
+"    return Math.max(1, Math.min(P + Number(step.value), N));\n"
 "  }\n"
-"  function draw() {\n"
-"    const l = Number($('layer').value), h = Number($('head').value);\n"
-"    const n = Math.max(1, Math.min(shown(), N));\n"
-"    if (query >= n) query = n - 1;\n"
+"  function shade(v) {\n"
+"    const c = Math.round(255 * (1 - v));\n"
+"    return 'rgb(255,' + c + ',' + c + ')';\n"
+"  }\n"
+"  // the matrix of one head, its rows and columns labelled with their tokens\n"
+"  let geo = {cell: 1, n: 1, left: 0, top: 0};\n"
+"  function drawMatrix(l, h, n) {\n"
 "    const cell = Math.max(1, Math.floor(600 / n));\n"
-"    cv.width = cv.height = cell * n;\n"
+"    const every = Math.max(1, Math.ceil(11 / cell));\n"
+"    const font = Math.min(12, Math.max(9, cell));\n"
+"    cx.font = font + 'px ui-monospace, monospace';\n"
+"    let label = 0;\n"
+"    for (let i = 0; i < n; i += every) {\n"
+"      label = Math.max(label, cx.measureText(D.tokens[i]).width);\n"
+"    }\n"
+"    const left = Math.ceil(Math.min(label, 120)) + 40, top = Math.ceil(Math.min(label, 120) * 0.75) + 24;\n"
+"    cv.width = left + cell * n + top;\n"
+"    cv.height = top + cell * n + 2;\n"
 "    cx.fillStyle = '#fff';\n"
 "    cx.fillRect(0, 0, cv.width, cv.height);\n"
+"    cx.font = font + 'px ui-monospace, monospace';\n"
+"    cx.fillStyle = '#333';\n"
+"    cx.textBaseline = 'middle';\n"
+"    for (let i = 0; i < n; i += every) {\n"
+"      cx.textAlign = 'right';\n"
+"      cx.fillText(i + ' ' + D.tokens[i].slice(0, 16), left - 4, top + i * cell + cell / 2);\n"
+"      cx.save();\n"
+"      cx.translate(left + i * cell + cell / 2, top - 4);\n"
+"      cx.rotate(-Math.PI / 4);\n"
+"      cx.textAlign = 'left';\n"
+"      cx.fillText(D.tokens[i].slice(0, 16), 0, 0);\n"
+"      cx.restore();\n"
+"    }\n"
 "    let cells = 0;\n"
 "    for (let i = 0; i < n; i++) {\n"
 "      for (let j = 0; j <= i; j++) {\n"
-"        const c = Math.round(255 * (1 - w(l, h, i, j)));\n"
-"        cx.fillStyle = 'rgb(255,' + c + ',' + c + ')';\n"
-"        cx.fillRect(j * cell, i * cell, cell, cell);\n"
+"        cx.fillStyle = shade(w(l, h, i, j));\n"
+"        cx.fillRect(left + j * cell, top + i * cell, cell, cell);\n"
 "        cells++;\n"
 "      }\n"
 "    }\n"
 "    cx.strokeStyle = '#06c';\n"
 "    cx.lineWidth = Math.max(1, cell / 8);\n"
-"    cx.strokeRect(0, query * cell, n * cell, cell);\n"
+"    cx.strokeRect(left, top + query * cell, n * cell, cell);\n"
+"    geo = {cell: cell, n: n, left: left, top: top};\n"
+"    return cells;\n"
+"  }\n"
+"  // every layer and head, each a small map of the same tokens\n"
+"  const G = Math.max(48, Math.min(120, Math.floor(1100 / H) - 12));\n"
+"  $('grid').style.gridTemplateColumns = 'repeat(' + H + ', ' + (G + 6) + 'px)';\n"
+"  const grid = [];\n"
+"  for (let l = 0; l < L; l++) {\n"
+"    for (let h = 0; h < H; h++) {\n"
+"      const d = document.createElement('div');\n"
+"      const r = role(l, h);\n"
+"      d.className = 'cell' + (r ? ' role-' + r : '');\n"
+"      const c = document.createElement('canvas');\n"
+"      c.width = c.height = G;\n"
+"      const t = document.createElement('div');\n"
+"      const s = D.roles[l * H + h];\n"
+"      t.textContent = 'L' + l + ' H' + h + (r ? ' ' + r : '');\n"
+"      d.title = 'layer ' + l + ', head ' + h + ': previous ' + s[0].toFixed(2) + ', induction ' + s[1].toFixed(2) + ', sink ' + s[2].toFixed(2);\n"
+"      d.appendChild(c);\n"
+"      d.appendChild(t);\n"
+"      d.onclick = () => {\n"
+"        $('layer').value = l;\n"
+"        $('head').value = h;\n"
+"        draw();\n"
+"        cv.scrollIntoView();\n"
+"      };\n"
+"      $('grid').appendChild(d);\n"
+"      grid.push({l: l, h: h, canvas: c, div: d});\n"
+"    }\n"
+"  }\n"
+"  function drawGrid(n) {\n"
+"    let done = 0;\n"
+"    grid.forEach(g => {\n"
+"      const c = g.canvas.getContext('2d');\n"
+"      const img = c.createImageData(G, G);\n"
+"      for (let y = 0; y < G; y++) {\n"
+"        const i = Math.floor(y * n / G);\n"
+"        for (let x = 0; x < G; x++) {\n"
+"          const j = Math.floor(x * n / G);\n"
+"          const v = j <= i ? w(g.l, g.h, i, j) : 0;\n"
+"          const k = 4 * (y * G + x);\n"
+"          img.data[k] = 255;\n"
+"          img.data[k + 1] = img.data[k + 2] = Math.round(255 * (1 - v));\n"
+"          img.data[k + 3] = 255;\n"
+"        }\n"
+"      }\n"
+"      c.putImageData(img, 0, 0);\n"
+"      g.div.classList.toggle('sel', g.l === Number($('layer').value) && g.h === Number($('head').value));\n"
+"      done++;\n"
+"    });\n"
+"    return done;\n"
+"  }\n"
+"  // the head view: queries on the left, keys on the right, a line per weight\n"
+"  const on = [];\n"
+"  for (let h = 0; h < H; h++) {\n"
+"    on.push(true);\n"
+"    const lab = document.createElement('label');\n"
+"    const box = document.createElement('input');\n"
+"    box.type = 'checkbox';\n"
+"    box.checked = true;\n"
+"    box.onchange = () => { on[h] = box.checked; drawLines(); };\n"
+"    lab.appendChild(box);\n"
+"    lab.appendChild(document.createTextNode(' head ' + h));\n"
+"    lab.style.color = colour(h, 1);\n"
+"    $('headsel').appendChild(lab);\n"
+"  }\n"
+"  function colour(h, a) {\n"
+"    return 'hsla(' + Math.round(360 * h / H) + ',75%,42%,' + a + ')';\n"
+"  }\n"
+"  const lc = $('lines');\n"
+"  const lx = lc.getContext('2d');\n"
+"  let focus = -1;\n"
+"  function drawLines() {\n"
+"    const n = shown(), l = Number($('layer').value);\n"
+"    const row = Math.max(8, Math.min(18, Math.floor(900 / n)));\n"
+"    lc.height = row * n + 10;\n"
+"    lx.clearRect(0, 0, lc.width, lc.height);\n"
+"    lx.font = Math.min(12, row - 2) + 'px ui-monospace, monospace';\n"
+"    lx.textBaseline = 'middle';\n"
+"    for (let i = 0; i < n; i++) {\n"
+"      lx.fillStyle = i === focus ? '#c00' : '#333';\n"
+"      lx.textAlign = 'right';\n"
+"      lx.fillText(D.tokens[i].slice(0, 18), 170, 5 + i * row + row / 2);\n"
+"      lx.textAlign = 'left';\n"
+"      lx.fillText(D.tokens[i].slice(0, 18), 390, 5 + i * row + row / 2);\n"
+"    }\n"
+"    let lines = 0;\n"
+"    lx.lineWidth = 2;\n"
+"    for (let h = 0; h < H; h++) {\n"
+"      if (!on[h]) {\n"
+"        continue;\n"
+"      }\n"
+"      for (let i = 0; i < n; i++) {\n"
+"        if (focus >= 0 && i !== focus) {\n"
+"          continue;\n"
+"        }\n"
+"        for (let j = 0; j <= i; j++) {\n"
+"          const v = w(l, h, i, j);\n"
+"          if (v < 0.02) {\n"
+"            continue;\n"
+"          }\n"
+"          lx.strokeStyle = colour(h, Math.min(1, v));\n"
+"          lx.beginPath();\n"
+"          lx.moveTo(176, 5 + i * row + row / 2);\n"
+"          lx.lineTo(384, 5 + j * row + row / 2);\n"
+"          lx.stroke();\n"
+"          lines++;\n"
+"        }\n"
+"      }\n"
+"    }\n"
+"    lc.dataset.lines = lines;\n"
+"    lc.dataset.row = row;\n"
+"  }\n"
+"  lc.onmousemove = e => {\n"
+"    const r = lc.getBoundingClientRect();\n"
+"    const i = Math.floor((e.clientY - r.top - 5) / Number(lc.dataset.row));\n"
+"    const f = e.clientX - r.left < 200 && i >= 0 && i < shown() ? i : -1;\n"
+"    if (f !== focus) {\n"
+"      focus = f;\n"
+"      drawLines();\n"
+"    }\n"
+"  };\n"
+"  lc.onmouseleave = () => { focus = -1; drawLines(); };\n"
+"  // the logit lens: what the model would predict after each layer\n"
+"  if (D.lens) {\n"
+"    const h2 = document.createElement('h2');\n"
+"    h2.textContent = 'Logit lens';\n"
+"    $('lenspanel').appendChild(h2);\n"
+"    const sub = document.createElement('div');\n"
+"    sub.className = 'sub';\n"
+"    sub.textContent = 'For each position, the most likely next token and its probability if the model stopped after each layer (the residual stream through the final norm and the unembedding). The last column is the model\\'s own prediction.';\n"
+"    $('lenspanel').appendChild(sub);\n"
+"    const table = document.createElement('table');\n"
+"    table.id = 'lens';\n"
+"    const head = table.insertRow();\n"
+"    ['position', 'token', 'embedding'].concat(Array.from({length: L}, (_, l) => 'layer ' + l)).forEach(t => {\n"
+"      const th = document.createElement('th');\n"
+"      th.textContent = t;\n"
+"      head.appendChild(th);\n"
+"    });\n"
+"    for (let i = 0; i < N; i++) {\n"
+"      const tr = table.insertRow();\n"
+"      tr.insertCell().textContent = i;\n"
+"      tr.insertCell().textContent = D.tokens[i];\n"
+"      D.lens[i].forEach(c => {\n"
+"        const td = tr.insertCell();\n"
+"        td.textContent = c[0] + ' ' + (100 * c[1]).toFixed(0) + '%';\n"
+"        td.style.background = 'rgba(0,110,220,' + (0.6 * c[1]).toFixed(3) + ')';\n"
+"        td.title = quote(c[0]) + ' p = ' + c[1].toFixed(4);\n"
+"      });\n"
+"    }\n"
+"    $('lenspanel').appendChild(table);\n"
+"  }\n"
+"  function draw() {\n"
+"    const l = Number($('layer').value), h = Number($('head').value);\n"
+"    const n = shown();\n"
+"    if (query >= n) {\n"
+"      query = n - 1;\n"
+"    }\n"
+"    const cells = drawMatrix(l, h, n);\n"
 "    toks.forEach((s, i) => {\n"
 "      s.classList.toggle('future', i >= n);\n"
 "      s.classList.toggle('cur', i === query);\n"
@@ -3546,21 +4042,22 @@ static const char *HTML_SCRIPT =
 "    });\n"
 "    $('steplabel').textContent = (n - P) + ' of ' + (N - P) + ' generated';\n"
 "    document.querySelectorAll('.step').forEach((d, k) => d.classList.toggle('sel', P + k === query));\n"
+"    const heads = drawGrid(n);\n"
+"    drawLines();\n"
 "    document.body.setAttribute('data-rendered', String(cells));\n"
-"    cv.dataset.cell = cell;\n"
-"    cv.dataset.n = n;\n"
+"    document.body.setAttribute('data-grid', String(heads));\n"
+"    document.body.setAttribute('data-lines', lc.dataset.lines);\n"
 "  }\n"
 "  cv.onmousemove = e => {\n"
-"    const r = cv.getBoundingClientRect(), cell = Number(cv.dataset.cell), n = Number(cv.dataset.n);\n"
-"    const j = Math.floor((e.clientX - r.left) / cell), i = Math.floor((e.clientY - r.top) / cell);\n"
+"    const r = cv.getBoundingClientRect();\n"
+"    const j = Math.floor((e.clientX - r.left - geo.left) / geo.cell), i = Math.floor((e.clientY - r.top - geo.top) / geo.cell);\n"
 "    const tip = $('tip');\n"
-"    if (i < 0 || j < 0 || i >= n || j > i) {\n"
+"    if (i < 0 || j < 0 || i >= geo.n || j > i) {\n"
 "      tip.style.display = 'none';\n"
 "      return;\n"
 "    }\n"
 "    const weight = w(Number($('layer').value), Number($('head').value), i, j);\n"
-"    tip.textContent = 'query ' + i + ' ' + quote(D.tokens[i]) + '\\nkey ' + j + ' ' + quote(D.tokens[j]) +\n"
-"      '\\nweight ' + weight.toFixed(4);\n"
+"    tip.textContent = 'query ' + i + ' ' + quote(D.tokens[i]) + '\\nkey ' + j + ' ' + quote(D.tokens[j]) + '\\nweight ' + weight.toFixed(4);\n"
 "    tip.style.display = 'block';\n"
 "    tip.style.left = (e.clientX + 14) + 'px';\n"
 "    tip.style.top = (e.clientY + 14) + 'px';\n"
@@ -3568,8 +4065,11 @@ static const char *HTML_SCRIPT =
 "  cv.onmouseleave = () => { $('tip').style.display = 'none'; };\n"
 "  cv.onclick = e => {\n"
 "    const r = cv.getBoundingClientRect();\n"
-"    query = Math.floor((e.clientY - r.top) / Number(cv.dataset.cell));\n"
-"    draw();\n"
+"    const i = Math.floor((e.clientY - r.top - geo.top) / geo.cell);\n"
+"    if (i >= 0 && i < geo.n) {\n"
+"      query = i;\n"
+"      draw();\n"
+"    }\n"
 "  };\n"
 "  $('layer').onchange = draw;\n"
 "  $('head').onchange = draw;\n"
@@ -3602,8 +4102,10 @@ static void base64_put(FILE *f, const unsigned char *b, size_t n) {
     }
 }
 
-static void write_attention_html(const char *path, const char *model_path, const AttentionLog *g, Tokenizer *tok,
-                                 const int *ids, int n, int n_prompt, const StepInfo *steps, int n_steps) {
+static void write_attention_html(const char *path, const char *model_path, const Views *v, const int *ids, int n,
+                                 int n_prompt) {
+    const AttentionLog *g = v->log;
+    Tokenizer *tok = v->m->tokenizer;
     // write beside the target, then rename: a failure never leaves half a page
     size_t plen = strlen(path) + 32;
     char *tmp = xmalloc(plen);
@@ -3613,7 +4115,8 @@ static void write_attention_html(const char *path, const char *model_path, const
     fputs(HTML_HEAD, f);
     fputs("const DATA={\"model\":", f);
     json_string(f, model_path);
-    fprintf(f, ",\"layers\":%d,\"heads\":%d,\"n\":%d,\"n_prompt\":%d,\"tokens\":[", g->n_layer, g->n_head, n, n_prompt);
+    fprintf(f, ",\"layers\":%d,\"heads\":%d,\"n\":%d,\"n_prompt\":%d,\"value_weighted\":%d,\"tokens\":[", g->n_layer,
+            g->n_head, n, n_prompt, v->opt.value_weighted);
     char **labels = labels_new(tok, ids, n, 0);
     for (int i = 0; i < n; i++) {
         if (i) fputc(',', f);
@@ -3621,30 +4124,53 @@ static void write_attention_html(const char *path, const char *model_path, const
     }
     labels_free(labels, n);
     fputs("],\"steps\":[", f);
-    for (int k = 0; k < n_steps; k++) {
-        fprintf(f, "%s{\"picked\":%d,\"top\":[", k ? "," : "", steps[k].picked);
+    for (int k = 0; k < n - n_prompt && v->steps; k++) {
+        const StepInfo *st = &v->steps[k];
+        fprintf(f, "%s{\"picked\":%d,\"top\":[", k ? "," : "", st->picked);
         for (int r = 0; r < 5; r++) {
             fprintf(f, "%s[", r ? "," : "");
-            char *label = label_after(tok, ids, n_prompt + k, steps[k].top_ids[r], 0);  // read on from the step's tokens
+            char *label = label_after(tok, ids, n_prompt + k, st->top_ids[r], 0);  // read on from the step's tokens
             json_string(f, label);
             free(label);
-            fprintf(f, ",%.4f]", steps[k].top_p[r]);
+            fprintf(f, ",%.4f]", st->top_p[r]);
         }
         fputs("]}", f);
     }
-    fputs("],\"att\":\"", f);
+    // each head's role scores: --find-heads's means, else measured on this page's tokens
+    fprintf(f, "],\"thresholds\":[%g,%g,%g],\"roles\":[", ROLE_PREVIOUS, ROLE_INDUCTION, ROLE_SINK);
+    for (int l = 0; l < g->n_layer; l++)
+        for (int h = 0; h < g->n_head; h++) {
+            HeadRoles r = v->roles ? v->roles[l * g->n_head + h] : head_roles(g, l, h, ids, n);
+            fprintf(f, "%s[%.4f,%.4f,%.4f]", l || h ? "," : "", r.prev, r.induction, r.sink);
+        }
+    fputc(']', f);
+    if (v->lens_top) {  // the logit lens: [label, p] per position and row
+        fputs(",\"lens\":[", f);
+        for (int i = 0; i < n; i++) {
+            fputs(i ? ",[" : "[", f);
+            for (int r = 0; r < v->lens_rows; r++) {
+                char *label = lens_label(v, ids, i, r, 0);
+                fputs(r ? ",[" : "[", f);
+                json_string(f, label);
+                fprintf(f, ",%.4f]", v->lens_p[(size_t)i * v->lens_rows + r]);
+                free(label);
+            }
+            fputc(']', f);
+        }
+        fputc(']', f);
+    }
+    // the weights, one byte each: round(255 sqrt(w)), fine where weights are small
+    fputs(",\"att\":\"", f);
     size_t tri = (size_t)n * (n + 1) / 2, count = (size_t)g->n_layer * g->n_head * tri;
-    unsigned char *packed = xmalloc(count * 2);
+    unsigned char *packed = xmalloc(count ? count : 1);
     size_t k = 0;
     for (int l = 0; l < g->n_layer; l++)
         for (int h = 0; h < g->n_head; h++)
             for (int i = 0; i < n; i++) {
                 const float *row = attention_row(g, l, h, i);
                 for (int j = 0; j <= i; j++) {
-                    float v = row[j] < 0 ? 0 : row[j] > 1 ? 1 : row[j];
-                    unsigned q = (unsigned)lroundf(v * 65535.0f);
-                    packed[k++] = q & 0xff;
-                    packed[k++] = q >> 8;
+                    float w = row[j] < 0 ? 0 : row[j] > 1 ? 1 : row[j];
+                    packed[k++] = (unsigned char)lroundf(sqrtf(w) * 255.0f);
                 }
             }
     base64_put(f, packed, k);
@@ -3662,24 +4188,139 @@ static void write_attention_html(const char *path, const char *model_path, const
     free(tmp);
 }
 
+// ----------------------------------------------------------------------------
+// --trace: one token (the last of the prompt) followed through the forward
+// pass, step by step as README's walk through forward() tells it, with each
+// tensor's shape and its first TRACE_SHOW numbers. It runs on the plain
+// kernels, so the numbers are those of Part I's loops. Attention is shown
+// for head 0; the others do the same with their own columns.
+
+#define TRACE_SHOW 6
+
+typedef struct Trace {
+    int pos;   // the position followed
+    Str text;  // the lines so far
+} Trace;
+
+static void trace_line(Trace *tr, const char *name, const char *shape, const float *x, int n) {
+    char buf[96];
+    str_put(&tr->text, buf, (size_t)snprintf(buf, sizeof buf, "  %-13s %-13s", name, shape));
+    for (int i = 0; i < n && i < TRACE_SHOW; i++) str_put(&tr->text, buf, (size_t)snprintf(buf, sizeof buf, " %.6g", x[i]));
+    str_put(&tr->text, n > TRACE_SHOW ? " ...\n" : "\n", n > TRACE_SHOW ? 5 : 1);
+}
+
+static void trace_step(Trace *tr, Model *m, int step, int layer, const float *x, int T, int pos0) {
+    if (tr->pos < pos0 || tr->pos >= pos0 + T) return;
+    const Config *c = &m->config;
+    RunState *s = &m->state;
+    int t = tr->pos - pos0, C = c->n_embd, F = c->n_inner, hd = C / c->n_head, V = c->vocab_size;
+    int KVd = hd * c->n_kv_head, pos = tr->pos;
+    const float *row = x + (size_t)t * C;
+    char shape[32], head[64];
+    snprintf(shape, sizeof shape, "(%d)", C);
+    switch (step) {
+    case PROBE_EMBEDDING:
+        trace_line(tr, c->block & BLOCK_ROTARY ? "x = wte[id]" : "x = wte+wpe", shape, row, C);
+        break;
+    case PROBE_ATTN_IN: {
+        char name[32];
+        snprintf(name, sizeof name, "layer %d", layer);
+        str_put(&tr->text, name, strlen(name));
+        str_put(&tr->text, "\n", 1);
+        trace_line(tr, c->block & BLOCK_POST_LN ? "x" : "ln_1(x)", shape, row, C);
+        break;
+    }
+    case PROBE_ATTN_OUT: {
+        // q, k, v of head 0 (q and k turned by the position where the model does so)
+        const float *qkv = s->qkv + (size_t)t * (C + 2 * KVd);
+        snprintf(head, sizeof head, "(%d) head 0", hd);
+        trace_line(tr, "q", head, qkv, hd);
+        trace_line(tr, "k", head, qkv + C, hd);
+        trace_line(tr, "v", head, qkv + C + KVd, hd);
+        // scores over the keys this query sees, as attention computed them
+        float scale = (c->flags & FLAG_SCALE_ATTN) ? 1.0f / sqrtf((float)hd) : 1.0f;
+        if (c->flags & FLAG_SCALE_BY_LAYER) scale /= (float)(layer + 1);
+        int window = layer_window(c, layer), first = window && pos >= window ? pos - window + 1 : 0, n = pos + 1 - first;
+        const float *K = s->k_cache + (size_t)layer * s->seq_len * KVd;
+        float *scores = xmalloc(sizeof(float) * n);
+        for (int j = 0; j < n; j++) scores[j] = dot_plain(qkv, K + (size_t)(first + j) * hd, hd) * scale;
+        snprintf(head, sizeof head, "(%d) head 0", n);
+        trace_line(tr, "scores", head, scores, n);
+        free(scores);
+        if (m->att_log) trace_line(tr, "softmax", head, attention_row(m->att_log, layer, 0, pos) + first, n);
+        snprintf(head, sizeof head, "(%d) head 0", hd);
+        trace_line(tr, "weighted sum", head, s->att_out + (size_t)t * C, hd);
+        trace_line(tr, "projection", shape, row, C);
+        break;
+    }
+    case PROBE_MLP_IN:
+        if (!(c->block & (BLOCK_PARALLEL | BLOCK_POST_LN))) trace_line(tr, "x + attention", shape, s->x + (size_t)t * C, C);
+        trace_line(tr, "ln_2(x)", shape, row, C);
+        break;
+    case PROBE_MLP_OUT: {
+        char fshape[32];
+        snprintf(fshape, sizeof fshape, "(%d)", F);
+        trace_line(tr, c->block & BLOCK_GATED_MLP ? "act(gate)*up" : "act(fc)", fshape, s->hidden + (size_t)t * F, F);
+        trace_line(tr, "mlp", shape, row, C);
+        break;
+    }
+    case PROBE_LAYER:
+        trace_line(tr, "x", shape, row, C);
+        if (layer == c->n_layer - 1) {  // the final norm and the logits, as forward() ends
+            unembed(m, s->logits, row, 1);
+            str_put(&tr->text, "output\n", 7);
+            if (m->weights.lnf_w) trace_line(tr, "ln_f(x)", shape, s->xn, C);
+            snprintf(shape, sizeof shape, "(%d)", V);
+            trace_line(tr, "logits", shape, s->logits, V);
+            int best = argmax(s->logits, V);
+            char buf[64];
+            str_put(&tr->text, buf, (size_t)snprintf(buf, sizeof buf, "  %-13s %-13s %d\n", "argmax", "", best));
+        }
+        break;
+    }
+}
+
+static void trace_free(Trace *tr) {
+    if (!tr) return;
+    free(tr->text.s);
+    free(tr);
+}
+
+// Follow position pos through the forward passes to come.
+static void views_trace(Views *v, int pos) {
+    v->trace = xcalloc(1, sizeof(Trace));
+    v->trace->pos = pos;
+}
+
+static void show_trace(FILE *f, const Trace *tr, const Model *m, const int *seq, char **labels) {
+    fprintf(f, "trace of position %d, token %d \"%s\", through the forward pass\n"
+               "(each step's shape and first numbers; attention's for head 0 of %d)\n",
+            tr->pos, seq[tr->pos], labels[tr->pos], m->config.n_head);
+    if (tr->text.s) fputs(tr->text.s, f);
+}
+
 // After generation: the views of attention on stdout (the text has ended),
 // and the page. seq holds the n tokens that went through the model.
 static void views_finish(Views *v, const int *seq, int n, int n_prompt, const char *model_path, int line_open) {
-    if (!v->log) return;
+    if (v->log && v->opt.value_weighted && !v->weighted) {
+        weight_by_values(v->log, v->m, n);
+        v->weighted = 1;
+    }
     int tty = isatty(STDOUT_FILENO);
     int colour = colour_wanted(tty);
     int columns = tty ? terminal_columns(STDOUT_FILENO) : 0;
     Tokenizer *tok = v->m->tokenizer;
-    if (line_open && (v->opt.attention || v->opt.overview)) write_out("\n", 1);  // a view starts on its own line
-    if (v->opt.attention) {
-        char **labels = labels_new(tok, seq, n, 0);
+    if (line_open && (v->opt.attention || v->opt.overview || v->opt.lens || v->opt.trace))
+        write_out("\n", 1);  // a view starts on its own line
+    char **labels = labels_new(tok, seq, n, 0);
+    if (v->trace) show_trace(stdout, v->trace, v->m, seq, labels);
+    if (v->opt.attention)
         show_attention(stdout, v->log, labels, n, n_prompt, v->opt.layer, v->opt.head, tty, colour, columns);
-        labels_free(labels, n);
-    }
     if (v->opt.overview) show_attention_overview(stdout, v->log, n, tty, columns);
+    if (v->lens_top) show_lens(stdout, v, seq, labels, n, n_prompt, tty, colour, columns);
+    labels_free(labels, n);
     flush_out();
-    if (v->opt.html_path)
-        write_attention_html(v->opt.html_path, model_path, v->log, tok, seq, n, n_prompt, v->steps, n - n_prompt);
+    if (v->opt.html_path) write_attention_html(v->opt.html_path, model_path, v, seq, n, n_prompt);
 }
 
 // ============================================================================
@@ -3984,6 +4625,7 @@ static void run_generate(const Options *o, Model *m, Sampler *sp) {
     int seq_len = (int)(need < c->n_ctx && !o->context_shift ? need : c->n_ctx);
     runstate_init(&m->state, c, seq_len);
     Views *views = views_new(&o->view, m, sp, seq_len, o->steps);
+    if (o->view.trace) views_trace(views, n_prompt - 1);  // the token whose logits pick the first new one
     int *seq = xmalloc(sizeof(int) * seq_len);  // the tokens in the context
     memcpy(seq, prompt.ids, sizeof(int) * n_prompt);
     for (int i = 0; i < n_prompt; i++) sampler_accept(sp, prompt.ids[i], 0);
@@ -4000,7 +4642,7 @@ static void run_generate(const Options *o, Model *m, Sampler *sp) {
     views->sink = &out;
     views->seq = seq;
     PickHook hook = {views_on_pick, views};
-    GenerateSettings set = {.max_new = o->steps, .feed_last = views_keep_attention(&o->view),
+    GenerateSettings set = {.max_new = o->steps, .feed_last = views_feed_last(&o->view),
                             .context_shift = o->context_shift, .end_id = -1};
     Generation g = generate(m, sp, &out, hook, seq, n_prompt, &set);
     if (g.why == STOP_CONTEXT) {
@@ -4020,6 +4662,57 @@ static void run_generate(const Options *o, Model *m, Sampler *sp) {
     views_free(views);
     free(seq);
     tokenlist_free(&prompt);
+    runstate_free(&m->state);
+}
+
+// --find-heads: FIND_HEADS_RUNS random sequences of FIND_HEADS_TOKENS
+// distinct tokens, each followed by itself again (after the model's BOS
+// token, if it has one), go through the model; each head's role scores
+// (section III, head_roles) are averaged over them and ranked: induction
+// heads first, then previous-token heads, then sinks, each by its score.
+// The other views (--attention, --attention-html, ...) show the last sequence.
+static void run_find_heads(const Options *o, Model *m, uint64_t seed) {
+    Config *c = &m->config;
+    int bos = c->bos_id >= 0, L = c->n_layer, H = c->n_head;
+    int half = (c->n_ctx - bos) / 2 < FIND_HEADS_TOKENS ? (c->n_ctx - bos) / 2 : FIND_HEADS_TOKENS;
+    int vocab = tokenizer_n_tokens(m->tokenizer) < c->vocab_size ? tokenizer_n_tokens(m->tokenizer) : c->vocab_size;
+    if (half < 3 || vocab < half + 2)
+        die(EXIT_USAGE, "--find-heads: the model's context (%d) or vocabulary (%d) is too small for a repeated sequence",
+            c->n_ctx, vocab);
+    int n = bos + 2 * half;
+    runstate_init(&m->state, c, n);
+    Views *views = views_new(&o->view, m, NULL, n, 0);
+    HeadRoles *mean = xcalloc((size_t)L * H, sizeof(HeadRoles));
+    int *seq = xmalloc(sizeof(int) * n);
+    uint64_t rng = seed * 0x9E3779B97F4A7C15ULL + 1;  // spread the seed's bits, as the sampler does
+    if (rng == 0) rng = 1;                            // xorshift needs a nonzero state
+    for (int run = 0; run < FIND_HEADS_RUNS; run++) {
+        if (bos) seq[0] = c->bos_id;
+        for (int k = 0; k < half; k++) {
+            int id, fresh;
+            do {  // distinct tokens, none of them the end or the start of text
+                id = (int)(rng_next(&rng) % (uint64_t)vocab);
+                fresh = id != c->eos_id && id != c->bos_id;
+                for (int j = 0; j < k && fresh; j++) fresh = seq[bos + j] != id;
+            } while (!fresh);
+            seq[bos + k] = seq[bos + half + k] = id;
+        }
+        prefill(m, seq, n, 0, 0, NULL, NULL);
+        if (o->view.value_weighted) weight_by_values(views->log, m, n);
+        for (int l = 0; l < L; l++)
+            for (int h = 0; h < H; h++) {
+                HeadRoles r = head_roles(views->log, l, h, seq, n);
+                mean[l * H + h].prev += r.prev / FIND_HEADS_RUNS;
+                mean[l * H + h].induction += r.induction / FIND_HEADS_RUNS;
+                mean[l * H + h].sink += r.sink / FIND_HEADS_RUNS;
+            }
+    }
+    views->weighted = o->view.value_weighted;
+    show_head_roles(stdout, mean, L, H, half, isatty(STDOUT_FILENO), o->view.value_weighted);
+    views->roles = mean;
+    views_finish(views, seq, n, n, o->model_path, 0);
+    views_free(views);
+    free(seq);
     runstate_free(&m->state);
 }
 
@@ -4434,6 +5127,14 @@ static void usage(FILE *f) {
         "      --attention-html FILE  write a self-contained page to explore every head\n"
         "      --explain [N]      for each generated token, the N (default 5) most likely tokens,\n"
         "                         their probabilities and which was picked (on stderr); --top N too\n"
+        "      --logit-lens       for each position and layer, the most likely next token (and its\n"
+        "                         probability) if the model stopped after that layer\n"
+        "      --find-heads       run random tokens repeated (A B C .. A B C ..) and rank the heads\n"
+        "                         by role: previous token, induction, sink (first token); -s seeds\n"
+        "      --value-weighted   the attention views show each weight times the norm of the value\n"
+        "                         vector it reads (rows renormalised)\n"
+        "      --trace            follow the prompt's last token through the forward pass: each\n"
+        "                         step's shape and first numbers (on the plain kernels)\n"
         "  -v, --verbose          the model, the seed, and the speed of the prompt and of\n"
         "                         generation in tokens/s, on stderr\n"
         "  -h, --help             this help\n"
@@ -4474,7 +5175,7 @@ enum { OPT_TOP_P = 256, OPT_THREADS, OPT_STOP, OPT_ECHO, OPT_IDS, OPT_SPECIAL, O
        OPT_DETOKENIZE, OPT_SCORE, OPT_DUMP_LOGITS, OPT_PLAIN, OPT_ATTENTION, OPT_OVERVIEW, OPT_LAYER,
        OPT_HEAD, OPT_HTML, OPT_EXPLAIN, OPT_PIECES, OPT_KEEP_NEWLINE, OPT_MIN_P, OPT_REPEAT_PENALTY,
        OPT_REPEAT_LAST_N, OPT_PRESENCE, OPT_FREQUENCY, OPT_CONTEXT_SHIFT, OPT_CHAT, OPT_NO_CHAT, OPT_SYSTEM,
-       OPT_COUNT };
+       OPT_LENS, OPT_FIND_HEADS, OPT_VALUE_WEIGHTED, OPT_TRACE, OPT_COUNT };
 
 static const struct option LONG_OPTIONS[] = {
     {"prompt", required_argument, 0, 'p'},      {"file", required_argument, 0, 'f'},
@@ -4500,6 +5201,8 @@ static const struct option LONG_OPTIONS[] = {
     {"layer", required_argument, 0, OPT_LAYER}, {"head", required_argument, 0, OPT_HEAD},
     {"attention-html", required_argument, 0, OPT_HTML}, {"explain", optional_argument, 0, OPT_EXPLAIN},
     {"top", optional_argument, 0, OPT_EXPLAIN},
+    {"logit-lens", no_argument, 0, OPT_LENS},   {"find-heads", no_argument, 0, OPT_FIND_HEADS},
+    {"value-weighted", no_argument, 0, OPT_VALUE_WEIGHTED}, {"trace", no_argument, 0, OPT_TRACE},
     {"help", no_argument, 0, 'h'},              {"version", no_argument, 0, 'V'},
     {0, 0, 0, 0},
 };
@@ -4615,6 +5318,10 @@ static void parse_args(Options *o, int argc, char **argv) {
             if (!optarg[0]) die(EXIT_USAGE, "--attention-html: the file name is empty");
             o->view.html_path = optarg;
             break;
+        case OPT_LENS: o->view.lens = 1; break;
+        case OPT_FIND_HEADS: o->view.find_heads = 1; break;
+        case OPT_VALUE_WEIGHTED: o->view.value_weighted = 1; break;
+        case OPT_TRACE: o->view.trace = 1; break;
         case OPT_EXPLAIN: {
             // --explain, --explain=N or --explain N (a number in the next word)
             const char *n = optarg;
@@ -4645,16 +5352,28 @@ static void parse_args(Options *o, int argc, char **argv) {
     if ((given[OPT_LAYER] || given[OPT_HEAD]) && !o->view.attention)
         die(EXIT_USAGE, "%s chooses the head that --attention shows: give --attention too",
             given[OPT_LAYER] ? "--layer" : "--head");
+    if (o->view.value_weighted && !(o->view.attention || o->view.overview || o->view.html_path || o->view.find_heads))
+        die(EXIT_USAGE, "--value-weighted changes the attention views: give --attention, --attention-overview, "
+                        "--attention-html or --find-heads too");
+    if (o->view.find_heads) {  // it makes its own input and generates nothing
+        static const int NOT_WITH[] = {'p', 'f', 'n', 't', 'k', OPT_TOP_P, OPT_MIN_P, OPT_REPEAT_PENALTY, OPT_REPEAT_LAST_N,
+                                       OPT_PRESENCE, OPT_FREQUENCY, OPT_STOP, OPT_ECHO, OPT_IDS, OPT_SPECIAL,
+                                       OPT_KEEP_NEWLINE, OPT_EXPLAIN, OPT_TRACE, 'i'};
+        for (size_t i = 0; i < sizeof NOT_WITH / sizeof NOT_WITH[0]; i++)
+            if (given[NOT_WITH[i]])
+                die(EXIT_USAGE, "--find-heads makes its own input (random tokens, repeated) and generates nothing: "
+                                "--%s does not go with it", option_name(NOT_WITH[i]));
+    }
     if (o->keep_newline && (o->prompt || o->ids))
         die(EXIT_USAGE, "--keep-newline applies to a text prompt read from a file or stdin");
-    if (o->interactive && (o->ids || o->echo || views_keep_attention(&o->view) || o->view.explain))
+    if (o->interactive && (o->ids || o->echo || views_feed_last(&o->view) || o->view.explain))
         die(EXIT_USAGE, "-i is a conversation in text: --ids, --echo and the views do not go with it");
     if ((o->no_chat || o->system) && o->mode == MODE_GENERATE && !o->interactive)
         die(EXIT_USAGE, "%s belongs to a conversation: give -i too", o->no_chat ? "--no-chat" : "--system");
     if (o->system && o->mode == MODE_TOKENIZE && !o->chat)
         die(EXIT_USAGE, "--system belongs to a conversation: give --chat too");
-    if (o->context_shift && views_keep_attention(&o->view))
-        die(EXIT_USAGE, "--context-shift moves tokens to new positions; the attention views need them to stay");
+    if (o->context_shift && views_feed_last(&o->view))
+        die(EXIT_USAGE, "--context-shift moves tokens to new positions; the views need them to stay");
     if (o->view.html_path) check_write_target("--attention-html", o->view.html_path);
     if (o->dump_logits) check_write_target("--dump-logits", o->dump_logits);
     if (optind < argc) o->model_path = argv[optind++];
@@ -4704,7 +5423,7 @@ static void run_model(const Options *o, Model *m, double t0) {
     if (o->view.head >= c->n_head)
         die(EXIT_USAGE, "--head: %d is out of range (the model has heads 0..%d)", o->view.head, c->n_head - 1);
     prefault_weights(&m->file);
-    m->k = o->plain_kernels ? &PLAIN_KERNELS : fast_kernels();
+    m->k = o->plain_kernels || o->view.trace ? &PLAIN_KERNELS : fast_kernels();  // --trace shows Part I's loops
     if (o->verbose) fprintf(stderr, "kernels: %s\n", kernels_name(m->k));
     pool_start(o->threads);
     if (o->verbose)
@@ -4720,6 +5439,7 @@ static void run_model(const Options *o, Model *m, double t0) {
         if (o->verbose && o->sampling.temperature > 0) fprintf(stderr, "seed %llu\n", (unsigned long long)seed);
         Sampler *sp = sampler_new(c->vocab_size, &o->sampling, seed);
         if (o->interactive) run_interactive(o, m, sp);
+        else if (o->view.find_heads) run_find_heads(o, m, o->seed_given ? o->seed : 0);
         else run_generate(o, m, sp);
         sampler_free(sp);
     }

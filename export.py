@@ -207,6 +207,35 @@ def parse_merges_json(merges, path):
     return pairs
 
 
+def merge_sources(pairs):
+    """The merges [(a, b, where)] in rank order, each pair once: a later
+    duplicate wins in both reference implementations (a dict built in rank
+    order), so only the last occurrence is kept."""
+    last = {}
+    for n, (a, b, _where) in enumerate(pairs):
+        last[(a, b)] = n
+    return [p for n, p in enumerate(pairs) if last[(p[0], p[1])] == n]
+
+
+def merge_ids(pairs, vocab):
+    """merge_sources(pairs) and, for each, (left id, right id, merged id),
+    every string found in vocab (a warning for duplicates; an error naming
+    the merge for a string that is not there)."""
+    kept = merge_sources(pairs)
+    if len(kept) != len(pairs):
+        note(f"warning: {len(pairs) - len(kept)} duplicate merge(s); the later rank of each is used")
+    merges = []
+    for a, b, where in kept:
+        ids = []
+        for s in (a, b, a + b):
+            i = vocab.get(s)
+            if i is None:
+                raise ExportError(f"{where}: merge {a!r} {b!r}: token {s!r} is not in the vocabulary")
+            ids.append(i)
+        merges.append(tuple(ids))
+    return merges, kept
+
+
 def check_vocab(vocab, path):
     if not isinstance(vocab, dict) or not vocab:
         raise ExportError(f"{path}: the vocabulary must be a non-empty object mapping token -> id")
@@ -1081,22 +1110,7 @@ def load_spm_tokenizer(hf_dir, tok_json, cfg):
         token_bytes[i] = t.content.encode("utf-8")
     if st.unk is not None and not token_bytes[st.unk]:
         raise ExportError(f"{path}: model.unk_token is an empty string")
-    last = {}
-    for n, (a, b, where) in enumerate(pairs):
-        last[(a, b)] = n
-    if len(last) != len(pairs):
-        note(f"warning: {len(pairs) - len(last)} duplicate merge(s); the later rank of each is used")
-    merges = []
-    for n, (a, b, where) in enumerate(pairs):
-        if last[(a, b)] != n:
-            continue
-        ids = []
-        for s in (a, b, a + b):
-            i = vocab.get(s)
-            if i is None:
-                raise ExportError(f"{where}: merge {a!r} {b!r}: token {s!r} is not in the vocabulary")
-            ids.append(i)
-        merges.append(tuple(ids))
+    merges, _kept = merge_ids(pairs, vocab)
     # merges must be between tokens of the vocabulary whose strings join (the
     # section checks it); an added token spelled otherwise than its id in
     # model.vocab would break that, so it is refused.
@@ -1212,27 +1226,11 @@ def load_tokenizer(hf_dir):
         raise ExportError(f"{vsrc}: not a byte-level BPE vocabulary: {len(missing)} of the 256 "
                           f"single-byte tokens are missing (first: byte {missing[0]})")
 
-    # Later duplicates of a pair win in both reference implementations (a dict
-    # built in rank order), so keep only the last occurrence.
-    last = {}
-    for n, (a, b, where) in enumerate(pairs):
-        last[(a, b)] = n
-    if len(last) != len(pairs):
-        note(f"warning: {len(pairs) - len(last)} duplicate merge(s); the later rank of each is used")
-    merges = []
-    for n, (a, b, where) in enumerate(pairs):
-        if last[(a, b)] != n:
-            continue
-        ids = []
-        for s in (a, b, a + b):
-            i = vocab.get(s)
-            if i is None:
-                raise ExportError(f"{where}: merge {a!r} {b!r}: token {s!r} is not in the vocabulary")
-            ids.append(i)
-        if token_bytes[ids[2]] != token_bytes[ids[0]] + token_bytes[ids[1]]:
+    merges, kept = merge_ids(pairs, vocab)
+    for (left, right, joined), (a, b, where) in zip(merges, kept):
+        if token_bytes[joined] != token_bytes[left] + token_bytes[right]:
             raise ExportError(f"{where}: merge {a!r} {b!r}: the merged token's bytes are not "
                               f"the concatenation of its parts")
-        merges.append(tuple(ids))
 
     # Matched in the text: the added tokens, and as special tokens GPT-2's
     # end-of-text and the tokens tokenizer_config.json names (transformers adds

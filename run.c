@@ -2599,18 +2599,53 @@ static void weighted_sum_fast(float *out, const float *w, const float *V, int n,
 // on the thread count or on how positions are tiled (it can differ in the
 // last bits from matmul_rows_fast, which sums in lanes and then adds them).
 
+// The weights a pack_panel reads next, fetched into the caches ahead of it.
+// Packing reads rows of W in pieces of kc values, many rows apart, and the
+// hardware prefetcher does not see such short runs coming: left alone, the
+// packing waits on memory for each line (with a prompt of 128 positions a
+// third of the time). While the products of one piece run, the lines of the
+// next (the next kc of the same rows, or the first of the next rows) are
+// requested a few at a time, spread over the gemm_6x16 calls.
+typedef struct {
+    const char *base;     // the first line of row 0
+    size_t row_bytes;     // from one row to the next
+    int rows, lines;      // rows, and lines of 64 bytes in each
+    int next;             // the next line to ask for: row next / lines, line next % lines
+} Prefetch;
+
+static Prefetch prefetch_piece(const Matrix *W, int C, int OC, int o, int nb, int k0, int kc) {
+    Prefetch p = {0};
+    if (o >= OC || k0 >= C) return p;
+    p.rows = OC - o < nb ? OC - o : nb;
+    size_t esize = W->f ? sizeof(float) : 1;
+    p.base = W->f ? (const char *)(W->f + (size_t)o * C + k0) : (const char *)(W->q + (size_t)o * C + k0);
+    p.row_bytes = (size_t)C * esize;
+    p.lines = (int)(((size_t)kc * esize + 63) / 64) + 1;  // + 1: the piece need not start on a line
+    return p;
+}
+
+static void prefetch_some(Prefetch *p, int n) {
+    for (; n > 0 && p->next < p->rows * p->lines; n--, p->next++)
+        __builtin_prefetch(p->base + (size_t)(p->next / p->lines) * p->row_bytes + (size_t)(p->next % p->lines) * 64, 0, 3);
+}
+
 // output columns [o0, o1) of out (T,OC) = inp (T,C) @ W^T (OC,C) + b (any T;
 // matmul uses it for T >= GEMM_MIN_T), o1 - o0 <= GEMM_NB
 static void matmul_cols_gemm(float *out, const float *inp, const Matrix *W, const float *b,
                              int T, int C, int OC, int o0, int o1) {
     _Alignas(32) float panels[GEMM_NB / 16][GEMM_KC * 16];
     _Alignas(32) float edge[6 * 16], edge_bias[16];
+    int calls = (o1 - o0 + 15) / 16 * ((T + 5) / 6);  // gemm_6x16 calls per piece
     for (int k0 = 0; k0 < C; k0 += GEMM_KC) {
         int kc = C - k0 < GEMM_KC ? C - k0 : GEMM_KC, first = k0 == 0;
         for (int o = o0, p = 0; o < o1; o += 16, p++) {
             if (W->f) pack_panel(panels[p], W->f, C, OC, o, k0, kc);
             else pack_panel_q8(panels[p], W, C, OC, o, k0, kc);  // 8 bits: dequantised here, once per tile
         }
+        int k1 = k0 + GEMM_KC;  // the next piece: the next kc of these rows, or the first of the next rows
+        Prefetch ahead = k1 < C ? prefetch_piece(W, C, OC, o0, o1 - o0, k1, C - k1 < GEMM_KC ? C - k1 : GEMM_KC)
+                                : prefetch_piece(W, C, OC, o1, o1 - o0, 0, C < GEMM_KC ? C : GEMM_KC);
+        int per_call = (ahead.rows * ahead.lines + calls - 1) / calls;
         for (int o = o0, p = 0; o < o1; o += 16, p++) {
             int nr = o1 - o < 16 ? o1 - o : 16;
             const float *bias = b ? b + o : NULL;
@@ -2622,6 +2657,7 @@ static void matmul_cols_gemm(float *out, const float *inp, const Matrix *W, cons
             for (int t = 0; t < T; t += 6) {
                 int mr = T - t < 6 ? T - t : 6;
                 float *c = out + (size_t)t * OC + o;
+                prefetch_some(&ahead, per_call);
                 if (nr == 16) { gemm_6x16(c, OC, inp + (size_t)t * C + k0, C, panels[p], 16, kc, mr, first, bias); continue; }
                 // a partial panel (the last columns of W): through a (6,16) scratch block
                 for (int i = 0; i < mr && !first; i++) memcpy(edge + 16 * i, c + (size_t)i * OC, nr * sizeof(float));
